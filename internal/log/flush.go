@@ -1,0 +1,215 @@
+package log
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// backgroundTick is how often the background flusher checks flush.ms.
+const backgroundTick = 100 * time.Millisecond
+
+// WaitFlushed applies the flush policy to offsets below upTo (clamped to
+// the LEO). With FlushMessages <= 1 it returns once every offset < upTo is
+// fsynced; concurrent callers share fsyncs (group commit: one fsync covers
+// every append written before it started). With FlushMessages > 1 it
+// returns nil at once and the background flusher fsyncs by count and time.
+func (l *Log) WaitFlushed(upTo int64) error {
+	l.mu.RLock()
+	if err := l.usable(); err != nil {
+		l.mu.RUnlock()
+		return err
+	}
+	policy := l.cfg.FlushMessages
+	upTo = min(upTo, l.leo)
+	done := l.flushed >= upTo
+	l.mu.RUnlock()
+	if policy > 1 || done {
+		return nil
+	}
+	l.flushMu.Lock()
+	defer l.flushMu.Unlock()
+	l.mu.RLock()
+	done = l.flushed >= upTo
+	l.mu.RUnlock()
+	if done { // an fsync that started after our append covered it
+		return nil
+	}
+	return l.flushLocked()
+}
+
+// Flush fsyncs everything appended so far.
+func (l *Log) Flush() error {
+	l.flushMu.Lock()
+	defer l.flushMu.Unlock()
+	return l.flushLocked()
+}
+
+// flushLocked fsyncs every segment holding unflushed data, then advances
+// the flushed offset to the LEO observed before the fsyncs, and rewrites the
+// recovery point checkpoint if a segment was rolled since it was written.
+// Caller holds flushMu (not mu): mu is held only to take the snapshot, so
+// appends and reads proceed during the fsync.
+func (l *Log) flushLocked() error {
+	l.mu.Lock()
+	if err := l.usable(); err != nil {
+		l.mu.Unlock()
+		return err
+	}
+	target := l.leo
+	needCkpt := l.needCkpt
+	l.needCkpt = false
+	var segs []*segment
+	var persistErr error
+	for _, s := range l.segs {
+		if s.next > l.flushed || s == l.active() {
+			segs = append(segs, s)
+			if s != l.active() {
+				s.seal()
+				persistErr = errors.Join(persistErr, s.persistIndexes())
+			}
+		}
+	}
+	l.mu.Unlock()
+	err := persistErr
+	for _, s := range segs {
+		err = errors.Join(err, s.syncLog())
+		if s != segs[len(segs)-1] {
+			err = errors.Join(err, s.syncIndexes())
+		}
+	}
+	l.fsyncs.Add(1)
+	if err != nil {
+		l.fail(err)
+		return err
+	}
+	l.mu.Lock()
+	l.flushed = max(l.flushed, target)
+	l.lastFlush = time.Now()
+	l.mu.Unlock()
+	if needCkpt && target > l.checkpointed {
+		if err := writeCheckpoint(l.dir, recoveryPointFile, target); err != nil {
+			l.fail(err)
+			return err
+		}
+		l.checkpointed = target // guarded by flushMu
+	}
+	return nil
+}
+
+// fail records a sticky I/O failure: after an fsync error the state of the
+// page cache is unknown, so the log refuses further writes.
+func (l *Log) fail(err error) {
+	l.logger.Error("log I/O failure; refusing further writes", "err", err)
+	l.mu.Lock()
+	if l.failed == nil {
+		l.failed = err
+	}
+	l.mu.Unlock()
+}
+
+// kickFlusher wakes the background flusher without blocking.
+func (l *Log) kickFlusher() {
+	select {
+	case l.kick <- struct{}{}:
+	default:
+	}
+}
+
+// backgroundFlusher fsyncs rolled segments (then writes the recovery
+// point), after FlushMessages unflushed messages when FlushMessages > 1, and
+// when data has been unflushed for FlushMs.
+func (l *Log) backgroundFlusher() {
+	defer close(l.done)
+	t := time.NewTicker(backgroundTick)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-l.kick:
+		case <-t.C:
+		}
+		l.mu.RLock()
+		cfg, unflushed := l.cfg, l.leo-l.flushed
+		due := l.needCkpt ||
+			(cfg.FlushMessages > 1 && unflushed >= cfg.FlushMessages) ||
+			(unflushed > 0 && time.Since(l.lastFlush).Milliseconds() >= cfg.FlushMs)
+		ok := l.usable() == nil
+		l.mu.RUnlock()
+		if due && ok {
+			l.flushMu.Lock()
+			if err := l.flushLocked(); err != nil && !errors.Is(err, ErrClosed) {
+				l.logger.Error("background flush failed", "err", err)
+			}
+			l.flushMu.Unlock()
+		}
+	}
+}
+
+// Close fsyncs all data and indexes, writes the recovery point and log
+// start offset checkpoints and the clean-shutdown marker, and closes the
+// files. Calling it again returns nil.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.mu.Unlock()
+	l.stopOnce.Do(func() { close(l.stop) })
+	<-l.done
+	l.flushMu.Lock()
+	defer l.flushMu.Unlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return nil
+	}
+	l.closed = true
+	var err error
+	if l.failed == nil {
+		for _, s := range l.segs {
+			s.seal()
+			err = errors.Join(err, s.persistIndexes(), s.syncLog(), s.syncIndexes())
+		}
+		if err == nil {
+			err = errors.Join(
+				writeCheckpoint(l.dir, recoveryPointFile, l.leo),
+				writeCheckpoint(l.dir, logStartFile, l.logStart))
+		}
+		if err == nil {
+			err = writeMarker(l.dir)
+		}
+	}
+	for _, s := range l.segs {
+		err = errors.Join(err, s.close())
+	}
+	if err != nil {
+		return fmt.Errorf("close log %s: %w", l.dir, err)
+	}
+	return nil
+}
+
+// writeMarker creates the clean-shutdown marker durably.
+func writeMarker(dir string) error {
+	f, err := os.Create(filepath.Join(dir, cleanShutdownFile))
+	if err != nil {
+		return err
+	}
+	if err := errors.Join(f.Sync(), f.Close()); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
+
+// Delete closes the log and removes its directory.
+func (l *Log) Delete() error {
+	cerr := l.Close()
+	if err := os.RemoveAll(l.dir); err != nil {
+		return fmt.Errorf("delete log %s: %w", l.dir, errors.Join(cerr, err))
+	}
+	return nil
+}
