@@ -1,0 +1,232 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// brokerDefs are the broker properties the broker understands. Defaults are
+// Kafka's, except where the comment says otherwise.
+var brokerDefs = index([]*Def{
+	{Name: "node.id", Type: TypeInt, Default: "1", Doc: "This node's id.", ReadOnly: true, Valid: atLeast(0)},
+	// Kafka's default is PLAINTEXT://:9092; a zero-config node binds loopback only.
+	{Name: "listeners", Type: TypeList, Default: "PLAINTEXT://127.0.0.1:9092", Doc: "Addresses to listen on.", ReadOnly: true},
+	{Name: "advertised.listeners", Type: TypeList, Default: "", Doc: "Addresses given to clients; defaults to listeners.", ReadOnly: true},
+	// Kafka's default is /tmp/kafka-logs; ours keeps data next to where the node runs.
+	{Name: "log.dirs", Type: TypeString, Default: "./data", Doc: "Directory holding the partition logs and node state.", ReadOnly: true},
+	{Name: "num.partitions", Type: TypeInt, Default: "1", Doc: "Default partition count of new topics.", Valid: atLeast(1)},
+	{Name: "default.replication.factor", Type: TypeInt, Default: "1", Doc: "Default replication factor of new topics.", Valid: atLeast(1)},
+	{Name: "auto.create.topics.enable", Type: TypeBoolean, Default: "true", Doc: "Create a topic on first metadata request or produce."},
+	{Name: "delete.topic.enable", Type: TypeBoolean, Default: "true", Doc: "Allow DeleteTopics."},
+	{Name: "socket.request.max.bytes", Type: TypeInt, Default: "104857600", Doc: "Largest request accepted.", Valid: atLeast(1024)},
+	{Name: "message.max.bytes", Type: TypeInt, Default: "1048588", Doc: "Largest record batch accepted.", Valid: atLeast(0)},
+	{Name: "log.segment.bytes", Type: TypeInt, Default: "1073741824", Doc: "Segment size before a roll.", Valid: atLeast(14)},
+	{Name: "log.roll.ms", Type: TypeLong, Default: "604800000", Doc: "Segment age before a roll.", Valid: atLeast(1)},
+	{Name: "log.retention.ms", Type: TypeLong, Default: "604800000", Doc: "Time to keep a segment; -1 keeps forever.", Valid: atLeast(-1)},
+	{Name: "log.retention.bytes", Type: TypeLong, Default: "-1", Doc: "Size a partition may keep; -1 is unlimited.", Valid: atLeast(-1)},
+	{Name: "log.retention.check.interval.ms", Type: TypeLong, Default: "300000", Doc: "How often retention runs.", Valid: atLeast(1)},
+	{Name: "log.index.interval.bytes", Type: TypeInt, Default: "4096", Doc: "Log bytes between offset index entries.", Valid: atLeast(0)},
+	{Name: "log.index.size.max.bytes", Type: TypeInt, Default: "10485760", Doc: "Offset index size before a roll.", Valid: atLeast(4)},
+	// Kafka's default is Long.MAX_VALUE (rely on replication). Ours fsyncs every
+	// acknowledged append, sharing fsyncs among concurrent producers.
+	{Name: "log.flush.interval.messages", Type: TypeLong, Default: "1", Doc: "Messages written before an fsync; 1 fsyncs before every acknowledgement.", Valid: atLeast(1)},
+	{Name: "log.flush.interval.ms", Type: TypeLong, Default: maxLong, Doc: "Longest time unflushed data may wait.", Valid: atLeast(0)},
+	{Name: "log.cleanup.policy", Type: TypeList, Default: "delete", Doc: "delete and/or compact.", Valid: listOf("delete", "compact")},
+	{Name: "log.message.timestamp.type", Type: TypeString, Default: "CreateTime", Doc: "CreateTime or LogAppendTime.", Valid: oneOf("CreateTime", "LogAppendTime")},
+	{Name: "compression.type", Type: TypeString, Default: "producer", Doc: "Only producer (keep the producer's codec) is supported.", Valid: oneOf("producer")},
+	{Name: "min.insync.replicas", Type: TypeInt, Default: "1", Doc: "Replicas that must have an acks=all write.", Valid: atLeast(1)},
+	{Name: "unclean.leader.election.enable", Type: TypeBoolean, Default: "false", Doc: "Elect a leader outside the ISR."},
+	{Name: "log.cleaner.delete.retention.ms", Type: TypeLong, Default: "86400000", Doc: "How long tombstones are kept.", Valid: atLeast(0)},
+	{Name: "log.segment.delete.delay.ms", Type: TypeLong, Default: "60000", Doc: "Delay before a deleted segment's file is removed.", Valid: atLeast(0)},
+	{Name: "log.cleaner.min.compaction.lag.ms", Type: TypeLong, Default: "0", Valid: atLeast(0)},
+	{Name: "log.cleaner.max.compaction.lag.ms", Type: TypeLong, Default: maxLong, Valid: atLeast(1)},
+	{Name: "log.cleaner.min.cleanable.ratio", Type: TypeDouble, Default: "0.5"},
+	{Name: "log.preallocate", Type: TypeBoolean, Default: "false"},
+	{Name: "log.message.timestamp.before.max.ms", Type: TypeLong, Default: maxLong, Valid: atLeast(0)},
+	{Name: "log.message.timestamp.after.max.ms", Type: TypeLong, Default: maxLong, Valid: atLeast(0)},
+	{Name: "transactional.id.expiration.ms", Type: TypeInt, Default: "604800000", Valid: atLeast(1)},
+	{Name: "producer.id.expiration.ms", Type: TypeInt, Default: "86400000", Valid: atLeast(1)},
+})
+
+// aliases map older or alternative Kafka property names to the one used here,
+// with a function converting the value.
+var aliases = map[string]struct {
+	to   string
+	conv func(string) (string, error)
+}{
+	"broker.id":                       {"node.id", same},
+	"log.dir":                         {"log.dirs", same},
+	"log.retention.hours":             {"log.retention.ms", scale(int64(time.Hour / time.Millisecond))},
+	"log.retention.minutes":           {"log.retention.ms", scale(int64(time.Minute / time.Millisecond))},
+	"log.roll.hours":                  {"log.roll.ms", scale(int64(time.Hour / time.Millisecond))},
+	"log.flush.scheduler.interval.ms": {"log.flush.interval.ms", same},
+}
+
+func same(v string) (string, error) { return v, nil }
+
+func scale(by int64) func(string) (string, error) {
+	return func(v string) (string, error) {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return "", fmt.Errorf("%q is not an integer", v)
+		}
+		if n < 0 {
+			return "-1", nil
+		}
+		return strconv.FormatInt(n*by, 10), nil
+	}
+}
+
+// Broker is the validated configuration of one node. It is immutable after Load.
+type Broker struct {
+	values map[string]string // every brokerDefs name -> effective value
+	set    map[string]bool   // names given explicitly (file or flags)
+}
+
+// Load builds a Broker from an optional .properties file (path may be "") and
+// overrides applied on top, in order. Unknown names are an error, so that a
+// typo is not silently ignored.
+func Load(path string, overrides [][2]string) (*Broker, error) {
+	var pairs [][2]string
+	if path != "" {
+		props, err := ParseProperties(path)
+		if err != nil {
+			return nil, err
+		}
+		for _, k := range sortedKeys(props) {
+			pairs = append(pairs, [2]string{k, props[k]})
+		}
+	}
+	pairs = append(pairs, overrides...)
+	b := &Broker{values: map[string]string{}, set: map[string]bool{}}
+	for name, d := range brokerDefs {
+		b.values[name] = d.Default
+	}
+	for _, kv := range pairs {
+		name, v := kv[0], kv[1]
+		if a, ok := aliases[name]; ok {
+			conv, err := a.conv(v)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", name, err)
+			}
+			name, v = a.to, conv
+		}
+		d, ok := brokerDefs[name]
+		if !ok {
+			return nil, fmt.Errorf("unknown broker property %q", name)
+		}
+		if err := d.Validate(v); err != nil {
+			return nil, err
+		}
+		b.values[name], b.set[name] = v, true
+	}
+	if _, err := b.Listeners(); err != nil {
+		return nil, err
+	}
+	if _, err := b.AdvertisedListeners(); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+func sortedKeys(m map[string]string) []string {
+	defs := make(map[string]*Def, len(m))
+	for k := range m {
+		defs[k] = nil
+	}
+	return sortedNames(defs)
+}
+
+// String returns the value of a property ("" for an unknown name).
+func (b *Broker) String(name string) string { return b.values[name] }
+
+// Int returns an integer property.
+func (b *Broker) Int(name string) int64 { return parseInt(b.values[name]) }
+
+// Bool returns a boolean property.
+func (b *Broker) Bool(name string) bool { return b.values[name] == "true" }
+
+// IsSet reports whether the property was given explicitly.
+func (b *Broker) IsSet(name string) bool { return b.set[name] }
+
+// NodeID is node.id.
+func (b *Broker) NodeID() int32 { return int32(b.Int("node.id")) }
+
+// DataDir is log.dirs (a single directory).
+func (b *Broker) DataDir() string { return b.values["log.dirs"] }
+
+// Listener is one entry of listeners / advertised.listeners.
+type Listener struct {
+	Name string // e.g. PLAINTEXT
+	Host string
+	Port int32
+}
+
+// Addr is host:port.
+func (l Listener) Addr() string { return net.JoinHostPort(l.Host, strconv.Itoa(int(l.Port))) }
+
+// Listeners parses listeners. Only PLAINTEXT is supported for now.
+func (b *Broker) Listeners() ([]Listener, error) {
+	return parseListeners("listeners", b.values["listeners"])
+}
+
+// AdvertisedListeners parses advertised.listeners, defaulting to listeners;
+// an empty host (listen on all interfaces) is advertised as 127.0.0.1.
+func (b *Broker) AdvertisedListeners() ([]Listener, error) {
+	v := b.values["advertised.listeners"]
+	if v == "" {
+		v = b.values["listeners"]
+	}
+	ls, err := parseListeners("advertised.listeners", v)
+	for i := range ls {
+		if ls[i].Host == "" || ls[i].Host == "0.0.0.0" {
+			ls[i].Host = "127.0.0.1"
+		}
+	}
+	return ls, err
+}
+
+func parseListeners(prop, v string) ([]Listener, error) {
+	var out []Listener
+	for _, e := range strings.Split(v, ",") {
+		e = strings.TrimSpace(e)
+		if e == "" {
+			continue
+		}
+		u, err := url.Parse(e)
+		if err != nil || u.Scheme == "" || u.Host == "" && u.Opaque == "" {
+			return nil, fmt.Errorf("%s: %q is not NAME://host:port", prop, e)
+		}
+		name := strings.ToUpper(u.Scheme)
+		if name != "PLAINTEXT" {
+			return nil, fmt.Errorf("%s: listener %s: only PLAINTEXT is supported", prop, name)
+		}
+		host, port, err := net.SplitHostPort(u.Host)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %q: %w", prop, e, err)
+		}
+		p, err := strconv.ParseUint(port, 10, 16)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %q: bad port", prop, e)
+		}
+		out = append(out, Listener{Name: name, Host: host, Port: int32(p)})
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s: no listener given", prop)
+	}
+	return out, nil
+}
+
+// BrokerDefs returns the broker property definitions in name order (for
+// DescribeConfigs and documentation).
+func BrokerDefs() []*Def {
+	out := make([]*Def, 0, len(brokerDefs))
+	for _, n := range sortedNames(brokerDefs) {
+		out = append(out, brokerDefs[n])
+	}
+	return out
+}

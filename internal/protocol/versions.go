@@ -1,0 +1,50 @@
+package protocol
+
+import "github.com/twmb/franz-go/pkg/kmsg"
+
+// VersionRange is an inclusive range of versions of one API.
+type VersionRange struct{ Min, Max int16 }
+
+// supported lists every API the broker answers and the versions it implements.
+// A version is only listed if the handler honours every field that version adds;
+// the maxima are also capped by what kmsg can encode (checked in tests).
+var supported = map[int16]VersionRange{
+	int16(kmsg.Produce):                 {3, 11}, // v3+: magic v2 batches only; v12+ needs KIP-890
+	int16(kmsg.Fetch):                   {4, 12}, // v13+ addresses topics by id
+	int16(kmsg.ListOffsets):             {1, 8},
+	int16(kmsg.Metadata):                {0, 12},
+	int16(kmsg.OffsetForLeaderEpoch):    {0, 4},
+	int16(kmsg.ApiVersions):             {0, 3},
+	int16(kmsg.CreateTopics):            {0, 7},
+	int16(kmsg.DeleteTopics):            {0, 6},
+	int16(kmsg.DeleteRecords):           {0, 2},
+	int16(kmsg.InitProducerID):          {0, 4},
+	int16(kmsg.DescribeConfigs):         {0, 4},
+	int16(kmsg.AlterConfigs):            {0, 2},
+	int16(kmsg.CreatePartitions):        {0, 3},
+	int16(kmsg.IncrementalAlterConfigs): {0, 1},
+	int16(kmsg.DescribeCluster):         {0, 1},
+}
+
+// IsSupported reports whether the broker implements version v of API key.
+func IsSupported(key, v int16) bool {
+	r, ok := supported[key]
+	return ok && v >= r.Min && v <= r.Max
+}
+
+// Supported returns the version range of an API and whether it is implemented.
+func Supported(key int16) (VersionRange, bool) {
+	r, ok := supported[key]
+	return r, ok
+}
+
+// Keys returns every supported API key in ascending order.
+func Keys() []int16 {
+	keys := make([]int16, 0, len(supported))
+	for k := int16(0); k < 100; k++ {
+		if _, ok := supported[k]; ok {
+			keys = append(keys, k)
+		}
+	}
+	return keys
+}
