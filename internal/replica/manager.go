@@ -1,0 +1,249 @@
+package replica
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"strand/internal/atomicfile"
+	"strand/internal/config"
+	"strand/internal/log"
+	"strand/internal/metadata"
+)
+
+// TopicPartition names a partition.
+type TopicPartition struct {
+	Topic     string
+	Partition int32
+}
+
+// Manager opens, configures and removes the partitions this node hosts so that
+// they follow the metadata image (Apply), and runs retention.
+type Manager struct {
+	dir    string
+	broker *config.Broker
+	nodeID int32
+	logger *slog.Logger
+
+	mu     sync.RWMutex // guards parts, topicIDs
+	parts  map[TopicPartition]*Partition
+	topics map[string]metadata.TopicID // hosted topic -> id
+}
+
+// NewManager returns a manager keeping partition directories under dir.
+func NewManager(dir string, broker *config.Broker, logger *slog.Logger) *Manager {
+	return &Manager{dir: dir, broker: broker, nodeID: broker.NodeID(), logger: logger,
+		parts: map[TopicPartition]*Partition{}, topics: map[string]metadata.TopicID{}}
+}
+
+// LogConfig derives a partition log's configuration from a topic's effective config.
+func LogConfig(t config.Topic) log.Config {
+	c := log.DefaultConfig()
+	c.SegmentBytes = t.Int("segment.bytes")
+	c.SegmentMs = t.Int("segment.ms")
+	c.SegmentIndexBytes = int32(t.Int("segment.index.bytes"))
+	c.RetentionMs = t.Int("retention.ms")
+	c.RetentionBytes = t.Int("retention.bytes")
+	c.IndexIntervalBytes = int32(t.Int("index.interval.bytes"))
+	c.FlushMessages = t.Int("flush.messages")
+	c.FlushMs = t.Int("flush.ms")
+	c.MaxMessageBytes = int32(t.Int("max.message.bytes"))
+	return c
+}
+
+// Get returns a hosted partition.
+func (m *Manager) Get(topic string, partition int32) (*Partition, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	p, ok := m.parts[TopicPartition{topic, partition}]
+	return p, ok
+}
+
+// All returns every hosted partition.
+func (m *Manager) All() []*Partition {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := make([]*Partition, 0, len(m.parts))
+	for _, p := range m.parts {
+		out = append(out, p)
+	}
+	return out
+}
+
+func (m *Manager) partitionDir(tp TopicPartition) string {
+	return filepath.Join(m.dir, tp.Topic+"-"+strconv.Itoa(int(tp.Partition)))
+}
+
+const idFile = "partition.metadata"
+
+// Apply makes the hosted partitions match img: it opens the partitions this node
+// replicates, reconfigures existing ones, and deletes the logs of topics that
+// are gone (or were deleted and re-created under a new id). It returns the
+// first error; partitions that failed to open stay absent and are retried on the
+// next Apply.
+func (m *Manager) Apply(img *metadata.Image) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var firstErr error
+	keep := func(err error) {
+		if err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	// Drop topics that are gone or have a new id.
+	for name, id := range m.topics {
+		if t, ok := img.Topics[name]; !ok || t.ID != id {
+			keep(m.dropTopic(name))
+		}
+	}
+	for _, t := range img.Topics {
+		tcfg := m.broker.TopicConfig(t.Configs)
+		lcfg, appendTime := LogConfig(tcfg), tcfg.String("message.timestamp.type") == "LogAppendTime"
+		for _, pm := range t.Partitions {
+			if !contains(pm.Replicas, m.nodeID) {
+				continue
+			}
+			tp := TopicPartition{t.Name, pm.Index}
+			if p, ok := m.parts[tp]; ok {
+				p.configure(lcfg, appendTime)
+				continue
+			}
+			dir := m.partitionDir(tp)
+			if err := m.claimDir(dir, t.ID); err != nil {
+				keep(err)
+				continue
+			}
+			p, err := openPartition(dir, t.Name, pm.Index, lcfg, appendTime, m.logger.With("topic", t.Name, "partition", pm.Index))
+			if err != nil {
+				keep(err)
+				continue
+			}
+			p.leaderEpoch = pm.LeaderEpoch
+			m.parts[tp] = p
+			m.topics[t.Name] = t.ID
+		}
+	}
+	return firstErr
+}
+
+// claimDir makes dir hold the partition of topic id: a directory left by an
+// earlier topic of the same name (deleted while the node was down) is removed.
+func (m *Manager) claimDir(dir string, id metadata.TopicID) error {
+	want := "topic_id: " + id.String() + "\n"
+	b, err := os.ReadFile(filepath.Join(dir, idFile))
+	switch {
+	case err == nil && string(b) == want:
+		return nil
+	case err == nil:
+		m.logger.Warn("removing the log of an earlier topic with the same name", "dir", dir, "had", strings.TrimSpace(string(b)))
+		if err := os.RemoveAll(dir); err != nil {
+			return fmt.Errorf("remove stale %s: %w", dir, err)
+		}
+	case !os.IsNotExist(err):
+		return fmt.Errorf("partition dir %s: %w", dir, err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("partition dir: %w", err)
+	}
+	return atomicfile.Write(filepath.Join(dir, idFile), []byte(want))
+}
+
+// dropTopic closes and deletes every hosted partition of a topic. Called with m.mu held.
+func (m *Manager) dropTopic(name string) error {
+	var firstErr error
+	for tp, p := range m.parts {
+		if tp.Topic != name {
+			continue
+		}
+		delete(m.parts, tp)
+		if err := p.log.Delete(); err != nil && firstErr == nil {
+			firstErr = fmt.Errorf("delete %s-%d: %w", tp.Topic, tp.Partition, err)
+		}
+		p.notify()
+	}
+	delete(m.topics, name)
+	m.logger.Info("deleted topic logs", "topic", name)
+	return firstErr
+}
+
+// RemoveStrays deletes partition directories under the data dir that belong to
+// no topic in img (for example a topic deleted while the node was down). Call
+// it after the first Apply.
+func (m *Manager) RemoveStrays(img *metadata.Image) {
+	entries, err := os.ReadDir(m.dir)
+	if err != nil {
+		return
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(m.dir, e.Name(), idFile)); err != nil {
+			continue // not a partition directory of ours
+		}
+		i := strings.LastIndexByte(e.Name(), '-')
+		if i < 0 {
+			continue
+		}
+		n, err := strconv.Atoi(e.Name()[i+1:])
+		if err != nil {
+			continue
+		}
+		if _, ok := m.parts[TopicPartition{e.Name()[:i], int32(n)}]; ok {
+			continue
+		}
+		m.logger.Warn("removing partition directory of a topic that no longer exists", "dir", e.Name())
+		os.RemoveAll(filepath.Join(m.dir, e.Name()))
+	}
+}
+
+// RunRetention applies retention to every partition every interval until ctx ends.
+func (m *Manager) RunRetention(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			for _, p := range m.All() {
+				n, err := p.log.DeleteOldSegments(now)
+				if err != nil {
+					m.logger.Error("retention", "topic", p.Topic, "partition", p.Index, "err", err)
+				} else if n > 0 {
+					m.logger.Info("retention deleted segments", "topic", p.Topic, "partition", p.Index, "segments", n, "log_start_offset", p.LogStartOffset())
+				}
+			}
+		}
+	}
+}
+
+// Close closes every partition log (flushing it and marking a clean shutdown).
+func (m *Manager) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var firstErr error
+	for tp, p := range m.parts {
+		if err := p.log.Close(); err != nil && firstErr == nil {
+			firstErr = fmt.Errorf("close %s-%d: %w", tp.Topic, tp.Partition, err)
+		}
+	}
+	return firstErr
+}
+
+func contains(xs []int32, x int32) bool {
+	for _, v := range xs {
+		if v == x {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,131 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"strand/internal/log"
+	"strand/internal/metadata"
+	"strand/internal/protocol"
+	"strand/internal/record"
+	"strand/internal/replica"
+	"strand/internal/txn"
+)
+
+var kerrUnsupportedVersion = kerr.UnsupportedVersion.Code
+
+// handle runs the ordered part of a request and returns the continuation that
+// produces its response (see reply).
+func (s *Server) handle(ctx context.Context, req *protocol.Request) func() kmsg.Response {
+	start := time.Now()
+	defer func() {
+		if d := time.Since(start); d > time.Second {
+			s.logger.Warn("slow request", "api", kmsg.NameForKey(req.Key), "took", d)
+		}
+	}()
+	switch body := req.Body.(type) {
+	case *kmsg.ProduceRequest:
+		return s.handleProduce(ctx, body)
+	case *kmsg.FetchRequest:
+		return func() kmsg.Response { return s.handleFetch(ctx, body) }
+	}
+	resp := s.handleSync(ctx, req)
+	return func() kmsg.Response { return resp }
+}
+
+func (s *Server) handleSync(ctx context.Context, req *protocol.Request) kmsg.Response {
+	switch body := req.Body.(type) {
+	case *kmsg.ApiVersionsRequest:
+		return s.apiVersions(body.Version)
+	case *kmsg.MetadataRequest:
+		return s.handleMetadata(ctx, body)
+	case *kmsg.DescribeClusterRequest:
+		return s.handleDescribeCluster(body)
+	case *kmsg.ListOffsetsRequest:
+		return s.handleListOffsets(body)
+	case *kmsg.OffsetForLeaderEpochRequest:
+		return s.handleOffsetForLeaderEpoch(body)
+	case *kmsg.CreateTopicsRequest:
+		return s.handleCreateTopics(ctx, body)
+	case *kmsg.DeleteTopicsRequest:
+		return s.handleDeleteTopics(ctx, body)
+	case *kmsg.CreatePartitionsRequest:
+		return s.handleCreatePartitions(ctx, body)
+	case *kmsg.DeleteRecordsRequest:
+		return s.handleDeleteRecords(body)
+	case *kmsg.InitProducerIDRequest:
+		return s.handleInitProducerID(body)
+	case *kmsg.DescribeConfigsRequest:
+		return s.handleDescribeConfigs(body)
+	case *kmsg.AlterConfigsRequest:
+		return s.handleAlterConfigs(ctx, body)
+	case *kmsg.IncrementalAlterConfigsRequest:
+		return s.handleIncrementalAlterConfigs(ctx, body)
+	}
+	// Unreachable: protocol.ParseRequest only decodes supported keys, each handled above.
+	panic("no handler for " + kmsg.NameForKey(req.Key))
+}
+
+// errorCode maps an error from the layers below to its Kafka error code.
+func errorCode(err error) int16 {
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, log.ErrOffsetOutOfRange):
+		return kerr.OffsetOutOfRange.Code
+	case errors.Is(err, log.ErrMessageTooLarge):
+		return kerr.MessageTooLarge.Code
+	case errors.Is(err, record.ErrCorrupt):
+		return kerr.CorruptMessage.Code
+	case errors.Is(err, record.ErrInvalid), errors.Is(err, replica.ErrMultipleProducerBatches):
+		return kerr.InvalidRecord.Code
+	case errors.Is(err, errTransactionsUnsupported):
+		return kerr.TransactionalIDAuthorizationFailed.Code
+	case errors.Is(err, txn.ErrOutOfOrderSequence):
+		return kerr.OutOfOrderSequenceNumber.Code
+	case errors.Is(err, txn.ErrInvalidProducerEpoch):
+		return kerr.InvalidProducerEpoch.Code
+	case errors.Is(err, metadata.ErrTopicExists):
+		return kerr.TopicAlreadyExists.Code
+	case errors.Is(err, metadata.ErrUnknownTopic):
+		return kerr.UnknownTopicOrPartition.Code
+	case errors.Is(err, metadata.ErrInvalidTopic):
+		return kerr.InvalidTopicException.Code
+	case errors.Is(err, metadata.ErrInvalidPartitions):
+		return kerr.InvalidPartitions.Code
+	case errors.Is(err, metadata.ErrInvalidReplication):
+		return kerr.InvalidReplicationFactor.Code
+	case errors.Is(err, metadata.ErrInvalidAssignment):
+		return kerr.InvalidReplicaAssignment.Code
+	case errors.Is(err, metadata.ErrInvalidConfig):
+		return kerr.InvalidConfig.Code
+	}
+	return kerr.KafkaStorageError.Code
+}
+
+// errorMessage is err's text for responses that carry one, nil for no error.
+func errorMessage(err error) *string {
+	if err == nil {
+		return nil
+	}
+	m := err.Error()
+	return &m
+}
+
+// checkLeaderEpoch validates a client's current leader epoch (-1 = unknown) against the partition's.
+func checkLeaderEpoch(p *replica.Partition, current int32) int16 {
+	if current < 0 {
+		return 0
+	}
+	switch epoch := p.LeaderEpoch(); {
+	case current < epoch:
+		return kerr.FencedLeaderEpoch.Code
+	case current > epoch:
+		return kerr.UnknownLeaderEpoch.Code
+	}
+	return 0
+}

@@ -1,0 +1,134 @@
+package server
+
+import (
+	"context"
+	"errors"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"strand/internal/metadata"
+	"strand/internal/protocol"
+)
+
+func (s *Server) apiVersions(version int16) *kmsg.ApiVersionsResponse {
+	resp := kmsg.NewPtrApiVersionsResponse()
+	resp.SetVersion(version)
+	for _, k := range protocol.Keys() {
+		r, _ := protocol.Supported(k)
+		resp.ApiKeys = append(resp.ApiKeys, kmsg.ApiVersionsResponseApiKey{ApiKey: k, MinVersion: r.Min, MaxVersion: r.Max})
+	}
+	return resp
+}
+
+// unauthorizedOps is the "operations not computed" sentinel of Metadata and DescribeCluster.
+const unauthorizedOps = -2147483648
+
+func (s *Server) handleMetadata(ctx context.Context, req *kmsg.MetadataRequest) kmsg.Response {
+	resp := req.ResponseKind().(*kmsg.MetadataResponse)
+	img := s.store.Image()
+	for _, b := range img.Brokers {
+		resp.Brokers = append(resp.Brokers, kmsg.MetadataResponseBroker{NodeID: b.ID, Host: b.Host, Port: b.Port, Rack: b.Rack})
+	}
+	resp.ClusterID = &img.ClusterID
+	resp.ControllerID = img.ControllerID
+	resp.AuthorizedOperations = unauthorizedOps
+
+	// v0: an empty list means all topics; v1+: null means all, empty means none.
+	all := req.Topics == nil || req.Version == 0 && len(req.Topics) == 0
+	if all {
+		for _, n := range img.TopicNames() {
+			resp.Topics = append(resp.Topics, topicMetadata(img.Topics[n], req.Version))
+		}
+		return resp
+	}
+	autoCreate := s.cfg.Bool("auto.create.topics.enable") && (req.Version < 4 || req.AllowAutoTopicCreation)
+	for _, rt := range req.Topics {
+		var t *metadata.Topic
+		var ok bool
+		switch {
+		case rt.Topic != nil:
+			t, ok = s.store.Image().Topic(*rt.Topic)
+		default:
+			t, ok = s.store.Image().TopicByID(metadata.TopicID(rt.TopicID))
+		}
+		if !ok && rt.Topic != nil && autoCreate {
+			var err error
+			t, err = s.autoCreate(ctx, *rt.Topic)
+			if err != nil && !errors.Is(err, metadata.ErrTopicExists) {
+				mt := kmsg.NewMetadataResponseTopic()
+				mt.Topic, mt.ErrorCode = rt.Topic, errorCode(err)
+				resp.Topics = append(resp.Topics, mt)
+				continue
+			}
+			t, ok = s.store.Image().Topic(*rt.Topic)
+		}
+		if !ok {
+			mt := kmsg.NewMetadataResponseTopic()
+			mt.Topic, mt.TopicID = rt.Topic, rt.TopicID
+			mt.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			if rt.Topic == nil {
+				mt.ErrorCode = kerr.UnknownTopicID.Code
+			} else if err := metadata.ValidateTopicName(*rt.Topic); err != nil {
+				mt.ErrorCode = kerr.InvalidTopicException.Code
+			}
+			resp.Topics = append(resp.Topics, mt)
+			continue
+		}
+		resp.Topics = append(resp.Topics, topicMetadata(t, req.Version))
+	}
+	return resp
+}
+
+// autoCreate creates a topic with the broker's defaults (auto.create.topics.enable).
+func (s *Server) autoCreate(ctx context.Context, name string) (*metadata.Topic, error) {
+	t, err := s.store.CreateTopic(ctx, metadata.CreateTopic{Name: name,
+		Partitions: int32(s.cfg.Int("num.partitions")), ReplicationFactor: int16(s.replicationDefault())})
+	if err == nil {
+		s.logger.Info("auto-created topic", "topic", name, "partitions", len(t.Partitions))
+	}
+	return t, err
+}
+
+// replicationDefault is default.replication.factor capped at the broker count.
+func (s *Server) replicationDefault() int64 {
+	rf := s.cfg.Int("default.replication.factor")
+	if n := int64(len(s.store.Image().Brokers)); rf > n {
+		rf = n
+	}
+	return rf
+}
+
+func topicMetadata(t *metadata.Topic, version int16) kmsg.MetadataResponseTopic {
+	mt := kmsg.NewMetadataResponseTopic()
+	name := t.Name
+	mt.Topic, mt.TopicID, mt.IsInternal = &name, t.ID, t.Internal
+	mt.AuthorizedOperations = unauthorizedOps
+	for _, p := range t.Partitions {
+		mp := kmsg.NewMetadataResponseTopicPartition()
+		mp.Partition, mp.Leader, mp.LeaderEpoch = p.Index, p.Leader, p.LeaderEpoch
+		mp.Replicas, mp.ISR = p.Replicas, p.ISR
+		if p.Leader < 0 {
+			mp.ErrorCode = kerr.LeaderNotAvailable.Code
+		}
+		mt.Partitions = append(mt.Partitions, mp)
+	}
+	_ = version
+	return mt
+}
+
+func (s *Server) handleDescribeCluster(req *kmsg.DescribeClusterRequest) kmsg.Response {
+	resp := req.ResponseKind().(*kmsg.DescribeClusterResponse)
+	img := s.store.Image()
+	resp.ClusterID = img.ClusterID
+	resp.ControllerID = img.ControllerID
+	resp.ClusterAuthorizedOperations = unauthorizedOps
+	if req.EndpointType != 0 && req.EndpointType != 1 {
+		resp.ErrorCode = kerr.UnsupportedEndpointType.Code
+		return resp
+	}
+	for _, b := range img.Brokers {
+		resp.Brokers = append(resp.Brokers, kmsg.DescribeClusterResponseBroker{NodeID: b.ID, Host: b.Host, Port: b.Port, Rack: b.Rack})
+	}
+	return resp
+}

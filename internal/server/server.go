@@ -1,0 +1,316 @@
+// Package server accepts Kafka client connections and dispatches each request to
+// its handler, which acts through the metadata store, the partition manager and
+// the producer-id allocator.
+//
+// Per connection, requests are handled in the order they arrive: the part of a
+// handler that must be ordered (appending, metadata changes) runs on the
+// connection's reader goroutine; what may wait (fsync, long-poll fetch) runs in
+// a continuation on the writer goroutine, which also runs continuations in
+// request order, so responses always go out in request order.
+package server
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"strand/internal/config"
+	"strand/internal/metadata"
+	"strand/internal/protocol"
+	"strand/internal/replica"
+	"strand/internal/txn"
+)
+
+// Server is one broker node.
+type Server struct {
+	cfg    *config.Broker
+	logger *slog.Logger
+	dir    string
+	lock   *os.File
+
+	store metadata.Store
+	parts *replica.Manager
+	pids  *txn.IDAllocator
+
+	listeners []net.Listener
+	wg        sync.WaitGroup // connection and background goroutines
+
+	connMu sync.Mutex // guards conns
+	conns  map[net.Conn]struct{}
+}
+
+// New opens the node's data directory (taking an exclusive lock on it), loads
+// metadata and every hosted partition, running crash recovery where needed.
+func New(cfg *config.Broker, logger *slog.Logger) (*Server, error) {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	dir := cfg.DataDir()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("data dir lock: %w", err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("data dir %s is in use by another process: %w", dir, err)
+	}
+	s := &Server{cfg: cfg, logger: logger, dir: dir, lock: lock, conns: map[net.Conn]struct{}{}}
+	if err := s.open(); err != nil {
+		s.closeState()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) open() error {
+	adv, err := s.cfg.AdvertisedListeners()
+	if err != nil {
+		return err
+	}
+	self := metadata.Broker{ID: s.cfg.NodeID(), Host: adv[0].Host, Port: adv[0].Port}
+	store, err := metadata.OpenLocal(s.dir, self, newClusterID)
+	if err != nil {
+		return err
+	}
+	s.store = store
+	if s.pids, err = txn.OpenIDAllocator(filepath.Join(s.dir, "producer-ids")); err != nil {
+		return err
+	}
+	s.parts = replica.NewManager(s.dir, s.cfg, s.logger)
+	start := time.Now()
+	var applyErr error
+	store.OnChange(func(img *metadata.Image) {
+		if err := s.parts.Apply(img); err != nil {
+			s.logger.Error("applying metadata to partitions", "err", err)
+			if applyErr == nil {
+				applyErr = err
+			}
+		}
+	})
+	if applyErr != nil {
+		return applyErr
+	}
+	s.parts.RemoveStrays(store.Image())
+	s.logger.Info("loaded partitions", "partitions", len(s.parts.All()), "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// newClusterID returns a random 16-byte id in Kafka's base64url form.
+func newClusterID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// Listen binds every configured listener. It is separate from Serve so that a
+// caller knows the node accepts connections when Listen returns.
+func (s *Server) Listen() error {
+	ls, err := s.cfg.Listeners()
+	if err != nil {
+		return err
+	}
+	for _, l := range ls {
+		ln, err := net.Listen("tcp", l.Addr())
+		if err != nil {
+			for _, o := range s.listeners {
+				o.Close()
+			}
+			return fmt.Errorf("listen %s: %w", l.Addr(), err)
+		}
+		s.listeners = append(s.listeners, ln)
+		s.logger.Info("listening", "listener", l.Name, "addr", ln.Addr().String())
+	}
+	return nil
+}
+
+// Addrs returns the bound listener addresses.
+func (s *Server) Addrs() []net.Addr {
+	out := make([]net.Addr, len(s.listeners))
+	for i, ln := range s.listeners {
+		out[i] = ln.Addr()
+	}
+	return out
+}
+
+// Serve accepts connections until ctx ends, then shuts down: it stops accepting,
+// closes connections, and closes every log cleanly.
+func (s *Server) Serve(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.parts.RunRetention(ctx, time.Duration(s.cfg.Int("log.retention.check.interval.ms"))*time.Millisecond)
+	}()
+	for _, ln := range s.listeners {
+		s.wg.Add(1)
+		go func(ln net.Listener) {
+			defer s.wg.Done()
+			s.accept(ctx, ln)
+		}(ln)
+	}
+	<-ctx.Done()
+	s.logger.Info("shutting down")
+	for _, ln := range s.listeners {
+		ln.Close()
+	}
+	s.connMu.Lock()
+	for c := range s.conns {
+		c.Close()
+	}
+	s.connMu.Unlock()
+	s.wg.Wait()
+	return s.closeState()
+}
+
+// Close releases a server that will not Serve (for example when Listen failed).
+func (s *Server) Close() error {
+	for _, ln := range s.listeners {
+		ln.Close()
+	}
+	return s.closeState()
+}
+
+func (s *Server) closeState() error {
+	var err error
+	if s.parts != nil {
+		err = s.parts.Close()
+	}
+	if s.lock != nil {
+		s.lock.Close()
+	}
+	return err
+}
+
+func (s *Server) accept(ctx context.Context, ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			s.logger.Warn("accept", "err", err)
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		s.connMu.Lock()
+		s.conns[c] = struct{}{}
+		s.connMu.Unlock()
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.serveConn(ctx, c)
+			s.connMu.Lock()
+			delete(s.conns, c)
+			s.connMu.Unlock()
+		}()
+	}
+}
+
+// reply is a response to come, in request order: run is called on the writer
+// goroutine and returns the response, or nil when none is sent (acks=0).
+type reply struct {
+	correlationID int32
+	run           func() kmsg.Response
+}
+
+// hangUp, returned by a reply, closes the connection instead of answering.
+var hangUp kmsg.Response = new(kmsg.ProduceResponse)
+
+// maxPipelined bounds the requests a connection may have in flight.
+const maxPipelined = 64
+
+func (s *Server) serveConn(ctx context.Context, c net.Conn) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	logger := s.logger.With("remote", c.RemoteAddr().String())
+	replies := make(chan reply, maxPipelined)
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		s.writeReplies(c, replies, logger)
+		// On a write error: stop the reader, then drain what it still queues.
+		cancel()
+		c.Close()
+		for range replies {
+		}
+	}()
+	defer func() {
+		close(replies)
+		<-writerDone
+	}()
+	r := bufio.NewReaderSize(c, 64<<10)
+	max := int32(s.cfg.Int("socket.request.max.bytes"))
+	for {
+		frame, err := protocol.ReadFrame(r, max)
+		if err != nil {
+			if !errors.Is(err, io.EOF) && ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
+				logger.Warn("closing connection", "err", err)
+			}
+			return
+		}
+		req, err := protocol.ParseRequest(frame)
+		if err != nil {
+			if req != nil && req.Key == int16(kmsg.ApiVersions) && errors.Is(err, protocol.ErrUnsupported) {
+				// Answer with v0 and UNSUPPORTED_VERSION so the client retries with a version we have.
+				resp := s.apiVersions(0)
+				resp.ErrorCode = kerrUnsupportedVersion
+				replies <- reply{req.CorrelationID, func() kmsg.Response { return resp }}
+				continue
+			}
+			logger.Warn("closing connection after a bad request", "err", err)
+			return
+		}
+		run := s.handle(ctx, req)
+		select {
+		case replies <- reply{req.CorrelationID, run}:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// writeReplies runs each reply in order and writes its response. It returns
+// when replies is closed or a write fails.
+func (s *Server) writeReplies(c net.Conn, replies <-chan reply, logger *slog.Logger) {
+	w := bufio.NewWriterSize(c, 64<<10)
+	var buf []byte
+	for r := range replies {
+		resp := r.run()
+		if resp == hangUp {
+			w.Flush()
+			return
+		}
+		if resp == nil {
+			continue
+		}
+		buf = protocol.AppendResponse(buf[:0], r.correlationID, resp)
+		if _, err := w.Write(buf); err != nil {
+			logger.Debug("write", "err", err)
+			return
+		}
+		// Flush when nothing else is ready, so pipelined responses share a write.
+		if len(replies) == 0 {
+			if err := w.Flush(); err != nil {
+				logger.Debug("write", "err", err)
+				return
+			}
+		}
+	}
+}
