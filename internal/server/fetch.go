@@ -66,6 +66,9 @@ func (s *Server) fetchOnce(req *kmsg.FetchRequest) (*kmsg.FetchResponse, int, bo
 			out.Partition = rp.Partition
 			out.HighWatermark, out.LastStableOffset, out.LogStartOffset = -1, -1, -1
 			out.PreferredReadReplica = -1
+			// An empty record set is encoded as zero bytes, never null:
+			// librdkafka rejects a null MessageSetSize.
+			out.RecordBatches = []byte{}
 			p, ok := s.parts.Get(rt.Topic, rp.Partition)
 			if !ok {
 				out.ErrorCode, done = kerr.UnknownTopicOrPartition.Code, true
@@ -91,7 +94,7 @@ func (s *Server) fetchOnce(req *kmsg.FetchRequest) (*kmsg.FetchResponse, int, bo
 				case err != nil:
 					s.logger.Error("fetch read failed", "topic", rt.Topic, "partition", rp.Partition, "offset", rp.FetchOffset, "err", err)
 					out.ErrorCode, done = kerr.KafkaStorageError.Code, true
-				default:
+				case len(batches) > 0:
 					out.RecordBatches = batches
 					total += len(batches)
 				}

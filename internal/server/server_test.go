@@ -372,3 +372,32 @@ func TestOversizedAndGarbageRequestsCloseConnection(t *testing.T) {
 		t.Fatal("node stopped answering")
 	}
 }
+
+// TestEmptyFetchIsNotNull: a partition with nothing to return must carry a
+// zero-length record set, not a null one (librdkafka rejects size -1).
+func TestEmptyFetchIsNotNull(t *testing.T) {
+	n := startNode(t)
+	cl := n.client()
+	createTopic(t, cl, "empty", 1, nil)
+	c := dial(t, n.addr)
+	req := kmsg.NewPtrFetchRequest()
+	req.SetVersion(11)
+	req.ReplicaID, req.MaxWaitMillis, req.MaxBytes = -1, 0, 1<<20
+	rt := kmsg.NewFetchRequestTopic()
+	rt.Topic = "empty"
+	rp := kmsg.NewFetchRequestTopicPartition()
+	rp.PartitionMaxBytes = 1 << 20
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	c.send(t, req, 1)
+	_, body := c.recv(t)
+	resp := kmsg.NewPtrFetchResponse()
+	resp.SetVersion(11)
+	if err := resp.ReadFrom(body); err != nil {
+		t.Fatal(err)
+	}
+	got := resp.Topics[0].Partitions[0]
+	if got.ErrorCode != 0 || got.RecordBatches == nil {
+		t.Fatalf("error %d, record set nil=%v (want empty, non-null)", got.ErrorCode, got.RecordBatches == nil)
+	}
+}
