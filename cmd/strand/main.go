@@ -14,7 +14,7 @@ import (
 	"strings"
 	"syscall"
 
-	// "strand/internal/bench" // wired in once the package lands
+	"strand/internal/bench"
 	"strand/internal/config"
 	"strand/internal/server"
 )
@@ -40,7 +40,7 @@ func main() {
 	case "server":
 		err = runServer(ctx, os.Args[2:], os.Stderr)
 	case "bench":
-		err = errors.New("bench: not built yet") // bench.Main(ctx, os.Args[2:], os.Stdout)
+		err = bench.Main(ctx, os.Args[2:], os.Stdout)
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return

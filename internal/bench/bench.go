@@ -1,0 +1,370 @@
+// Package bench implements `strand bench`: it measures how fast the local disk
+// makes writes durable, then produces a fixed number of records to a running
+// broker with franz-go, reads them all back, and reports throughput and
+// produce latency percentiles.
+//
+// Throughput counts record value bytes only (no keys, headers, batch or
+// protocol overhead); MB is 10^6 bytes.
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Options configures a benchmark run. DefaultOptions returns the values Main
+// starts from before applying flags.
+type Options struct {
+	Brokers           []string      // seed brokers, host:port
+	Topic             string        // topic to produce to and consume from
+	Partitions        int32         // partitions if the topic has to be created
+	ReplicationFactor int16         // replication factor if the topic has to be created
+	Keep              bool          // keep a topic this run created instead of deleting it at the end
+	RecordSize        int           // bytes per record value
+	Records           int           // records to produce and read back
+	Acks              string        // "all" (or "-1"), "1" or "0"
+	Idempotent        bool          // idempotent producer; forced off unless Acks is "all"
+	Compression       string        // "none", "gzip", "snappy", "lz4" or "zstd"
+	Linger            time.Duration // producer linger
+	Producers         int           // concurrent producer clients, each producing its share of Records
+	InFlight          int           // max unacknowledged records per producer; 0 picks about 4 MiB worth
+	FsyncDir          string        // directory of the disk phase's temporary file; "" means os.TempDir()
+	SkipFsync         bool          // skip the disk phase
+	FsyncBytes        int64         // bytes written in the disk bandwidth test; 0 means 64 MiB
+	FsyncOpsTime      time.Duration // duration of the 4 KiB write+sync test; 0 means 2s
+}
+
+// DefaultOptions returns the options `strand bench` uses without flags.
+func DefaultOptions() Options {
+	return Options{
+		Brokers: []string{"127.0.0.1:9092"}, Topic: "strand-bench", Partitions: 6, ReplicationFactor: 1,
+		RecordSize: 1024, Records: 200000, Acks: "all", Idempotent: true, Compression: "none",
+		Producers: 1, FsyncDir: os.TempDir(),
+	}
+}
+
+// Report is the result of a run; Main prints it as text, or as JSON with --json.
+type Report struct {
+	Brokers      []string      `json:"brokers"`
+	Topic        string        `json:"topic"`
+	TopicCreated bool          `json:"topic_created"` // false when an existing topic was reused
+	Partitions   int           `json:"partitions"`
+	RecordSize   int           `json:"record_size"`
+	Disk         *DiskReport   `json:"disk,omitempty"` // nil when the disk phase was skipped
+	Produce      ProduceReport `json:"produce"`
+	Consume      ConsumeReport `json:"consume"`
+}
+
+// ProduceReport is the result of the produce phase and the settings it ran with.
+type ProduceReport struct {
+	Records       int64         `json:"records"` // records acknowledged without error
+	Errors        int64         `json:"errors"`  // records whose promise reported an error
+	Bytes         int64         `json:"bytes"`   // value bytes acknowledged
+	Seconds       float64       `json:"seconds"`
+	MBps          float64       `json:"mb_per_sec"`
+	RecordsPerSec float64       `json:"records_per_sec"`
+	Latency       LatencyReport `json:"latency_ms"`
+	Acks          string        `json:"acks"`
+	Idempotent    bool          `json:"idempotent"`
+	Compression   string        `json:"compression"`
+	LingerMs      float64       `json:"linger_ms"`
+	Producers     int           `json:"producers"`
+	InFlight      int           `json:"in_flight"` // per producer
+}
+
+// LatencyReport holds produce latency percentiles in milliseconds, measured
+// per record from the Produce call to its promise callback.
+type LatencyReport struct {
+	P50 float64 `json:"p50"`
+	P95 float64 `json:"p95"`
+	P99 float64 `json:"p99"`
+	Max float64 `json:"max"`
+}
+
+// ConsumeReport is the result of the consume phase.
+type ConsumeReport struct {
+	Records       int64   `json:"records"`
+	Bytes         int64   `json:"bytes"`
+	Seconds       float64 `json:"seconds"`
+	MBps          float64 `json:"mb_per_sec"`
+	RecordsPerSec float64 `json:"records_per_sec"`
+}
+
+// Main runs `strand bench` with command-line args (without the command name)
+// and prints the report to stdout. -h prints the flags to stdout and returns
+// flag.ErrHelp.
+func Main(ctx context.Context, args []string, stdout io.Writer) error {
+	o, asJSON, err := parseFlags(args, stdout)
+	if err != nil {
+		return err
+	}
+	rep, err := Run(ctx, o)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return fmt.Errorf("write report: %w", err)
+		}
+		return nil
+	}
+	return rep.WriteText(stdout)
+}
+
+func parseFlags(args []string, out io.Writer) (Options, bool, error) {
+	o := DefaultOptions()
+	fs := flag.NewFlagSet("strand bench", flag.ContinueOnError)
+	fs.SetOutput(out)
+	brokers := fs.String("brokers", strings.Join(o.Brokers, ","), "comma-separated seed brokers")
+	fs.StringVar(&o.Topic, "topic", o.Topic, "topic (created if absent; deleted at the end unless --keep or it already existed)")
+	partitions := fs.Int("partitions", int(o.Partitions), "partitions of a newly created topic")
+	rf := fs.Int("replication-factor", int(o.ReplicationFactor), "replication factor of a newly created topic")
+	fs.BoolVar(&o.Keep, "keep", o.Keep, "do not delete the topic afterwards")
+	fs.IntVar(&o.RecordSize, "record-size", o.RecordSize, "bytes per record value")
+	fs.IntVar(&o.Records, "records", o.Records, "records to produce and consume")
+	fs.StringVar(&o.Acks, "acks", o.Acks, "producer acks: all, 1 or 0")
+	fs.BoolVar(&o.Idempotent, "idempotent", o.Idempotent, "idempotent producer (forced off unless --acks all)")
+	fs.StringVar(&o.Compression, "compression", o.Compression, "none, gzip, snappy, lz4 or zstd")
+	fs.DurationVar(&o.Linger, "linger", o.Linger, "producer linger")
+	fs.IntVar(&o.Producers, "producers", o.Producers, "concurrent producer clients")
+	fs.IntVar(&o.InFlight, "in-flight", o.InFlight, "max unacknowledged records per producer (0: about 4 MiB worth)")
+	fs.StringVar(&o.FsyncDir, "fsync-dir", o.FsyncDir, "directory for the disk fsync measurement")
+	fs.BoolVar(&o.SkipFsync, "skip-fsync", o.SkipFsync, "skip the disk fsync measurement")
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	if err := fs.Parse(args); err != nil {
+		return o, false, err
+	}
+	if fs.NArg() > 0 {
+		return o, false, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if *partitions < 1 || *partitions > math.MaxInt32 {
+		return o, false, fmt.Errorf("--partitions %d out of range", *partitions)
+	}
+	if *rf < 1 || *rf > math.MaxInt16 {
+		return o, false, fmt.Errorf("--replication-factor %d out of range", *rf)
+	}
+	o.Partitions, o.ReplicationFactor = int32(*partitions), int16(*rf)
+	o.Brokers = nil
+	for b := range strings.SplitSeq(*brokers, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			o.Brokers = append(o.Brokers, b)
+		}
+	}
+	_, _, err := o.check()
+	return o, *asJSON, err
+}
+
+// check validates o and returns its acks and compression codec.
+func (o Options) check() (kgo.Acks, kgo.CompressionCodec, error) {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if len(o.Brokers) == 0 {
+		bad("no brokers")
+	}
+	if o.Topic == "" {
+		bad("empty topic name")
+	}
+	if o.Partitions < 1 {
+		bad("partitions %d: want at least 1", o.Partitions)
+	}
+	if o.ReplicationFactor < 1 {
+		bad("replication factor %d: want at least 1", o.ReplicationFactor)
+	}
+	if o.RecordSize < 1 {
+		bad("record size %d: want at least 1 byte", o.RecordSize)
+	}
+	if o.Records < 1 {
+		bad("records %d: want at least 1", o.Records)
+	}
+	if o.Producers < 1 || o.Producers > o.Records {
+		bad("producers %d: want 1 to records (%d)", o.Producers, o.Records)
+	}
+	if o.InFlight < 0 || o.Linger < 0 || o.FsyncBytes < 0 || o.FsyncOpsTime < 0 {
+		bad("in-flight, linger and fsync sizes must not be negative")
+	}
+	var acks kgo.Acks
+	switch o.Acks {
+	case "all", "-1":
+		acks = kgo.AllISRAcks()
+	case "1":
+		acks = kgo.LeaderAck()
+	case "0":
+		acks = kgo.NoAck()
+	default:
+		bad("acks %q: want all, 1 or 0", o.Acks)
+	}
+	codec, ok := map[string]kgo.CompressionCodec{
+		"none": kgo.NoCompression(), "gzip": kgo.GzipCompression(), "snappy": kgo.SnappyCompression(),
+		"lz4": kgo.Lz4Compression(), "zstd": kgo.ZstdCompression(),
+	}[o.Compression]
+	if !ok {
+		bad("compression %q: want none, gzip, snappy, lz4 or zstd", o.Compression)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return acks, codec, fmt.Errorf("bench options: %w", err)
+	}
+	return acks, codec, nil
+}
+
+// Run measures the disk (unless o.SkipFsync), produces o.Records records to
+// o.Topic and reads them back. The topic is created if absent and, unless
+// o.Keep, deleted again at the end; an existing topic is reused, never
+// deleted, and only the records this run produced are read back. Run fails if
+// any record failed to produce or could not be read back; the Report then
+// holds what was measured so far.
+func Run(ctx context.Context, o Options) (rep Report, err error) {
+	acks, codec, err := o.check()
+	if err != nil {
+		return rep, err
+	}
+	if o.Acks == "-1" {
+		o.Acks = "all"
+	}
+	o.Idempotent = o.Idempotent && o.Acks == "all"
+	if o.InFlight == 0 {
+		o.InFlight = min(max(64, (4<<20)/o.RecordSize), 50000)
+	}
+	rep = Report{Brokers: o.Brokers, Topic: o.Topic, RecordSize: o.RecordSize}
+	if !o.SkipFsync {
+		if rep.Disk, err = measureDisk(ctx, o.FsyncDir, o.FsyncBytes, o.FsyncOpsTime); err != nil {
+			return rep, err
+		}
+	}
+
+	admCl, err := kgo.NewClient(kgo.SeedBrokers(o.Brokers...))
+	if err != nil {
+		return rep, fmt.Errorf("admin client: %w", err)
+	}
+	defer admCl.Close()
+	adm := kadm.NewClient(admCl)
+	_, err = adm.CreateTopic(ctx, o.Partitions, o.ReplicationFactor, nil, o.Topic)
+	switch {
+	case err == nil:
+		rep.TopicCreated = true
+	case !errors.Is(err, kerr.TopicAlreadyExists):
+		return rep, fmt.Errorf("create topic %q: %w", o.Topic, err)
+	}
+	if rep.TopicCreated && !o.Keep {
+		defer func() {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+			defer cancel()
+			if _, derr := adm.DeleteTopic(dctx, o.Topic); derr != nil && err == nil {
+				err = fmt.Errorf("delete topic %q: %w", o.Topic, derr)
+			}
+		}()
+	}
+	start, err := endOffsets(ctx, adm, o.Topic)
+	if err != nil {
+		return rep, err
+	}
+	rep.Partitions = len(start)
+
+	rep.Produce, err = produce(ctx, o, acks, codec)
+	if err != nil {
+		return rep, err
+	}
+	end, err := awaitEndOffsets(ctx, adm, o.Topic, start, rep.Produce.Records)
+	if err != nil {
+		return rep, err
+	}
+	rep.Consume, err = consume(ctx, o, rep.TopicCreated, start, end)
+	if err != nil {
+		return rep, err
+	}
+	if rep.Consume.Records != rep.Produce.Records {
+		return rep, fmt.Errorf("consume: read back %d records, produced %d", rep.Consume.Records, rep.Produce.Records)
+	}
+	return rep, nil
+}
+
+// endOffsets returns the end offset of every partition of topic.
+func endOffsets(ctx context.Context, adm *kadm.Client, topic string) (map[int32]int64, error) {
+	lo, err := adm.ListEndOffsets(ctx, topic)
+	if err == nil {
+		err = lo.Error()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list end offsets of %q: %w", topic, err)
+	}
+	m := make(map[int32]int64)
+	lo.Each(func(l kadm.ListedOffset) { m[l.Partition] = l.Offset })
+	if len(m) == 0 {
+		return nil, fmt.Errorf("list end offsets of %q: no partitions", topic)
+	}
+	return m, nil
+}
+
+// awaitEndOffsets returns the partitions' end offsets once they cover want
+// records past start. With acks=0 the last records may land after their
+// promises ran, so it polls for up to 10s before settling for what is there.
+func awaitEndOffsets(ctx context.Context, adm *kadm.Client, topic string, start map[int32]int64, want int64) (map[int32]int64, error) {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		end, err := endOffsets(ctx, adm, topic)
+		if err != nil {
+			return nil, err
+		}
+		var n int64
+		for p, off := range end {
+			n += off - start[p]
+		}
+		if n >= want || time.Now().After(deadline) {
+			return end, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("wait for end offsets of %q: %w", topic, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// WriteText writes r as the human-readable report.
+func (r Report) WriteText(w io.Writer) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "bench: topic %s (%d partitions, %s), %d B records, brokers %s\n", r.Topic, r.Partitions,
+		map[bool]string{true: "created", false: "existing"}[r.TopicCreated], r.RecordSize, strings.Join(r.Brokers, ","))
+	if d := r.Disk; d != nil {
+		fmt.Fprintf(&b, "disk: fsync 1MiB %.1f MB/s, 4KiB write+fsync %.0f ops/s (%s)\n", d.SyncMBps, d.SmallOpsPerSec, d.Dir)
+	}
+	p := r.Produce
+	idem := "idempotent"
+	if !p.Idempotent {
+		idem = "not idempotent"
+	}
+	linger := ""
+	if p.LingerMs > 0 {
+		linger = fmt.Sprintf(", linger=%gms", p.LingerMs)
+	}
+	fmt.Fprintf(&b, "produce: %d records, %.1f MB/s, %.0f rec/s, latency ms p50 %s p95 %s p99 %s max %s (acks=%s, %s, compression=%s, producers=%d, in-flight=%d%s)\n",
+		p.Records, p.MBps, p.RecordsPerSec, ms(p.Latency.P50), ms(p.Latency.P95), ms(p.Latency.P99), ms(p.Latency.Max),
+		p.Acks, idem, p.Compression, p.Producers, p.InFlight, linger)
+	c := r.Consume
+	fmt.Fprintf(&b, "consume: %d records, %.1f MB/s, %.0f rec/s\n", c.Records, c.MBps, c.RecordsPerSec)
+	if _, err := io.WriteString(w, b.String()); err != nil {
+		return fmt.Errorf("write report: %w", err)
+	}
+	return nil
+}
+
+// ms formats milliseconds with one decimal, or two below 1ms.
+func ms(v float64) string {
+	if v < 1 {
+		return fmt.Sprintf("%.2f", v)
+	}
+	return fmt.Sprintf("%.1f", v)
+}

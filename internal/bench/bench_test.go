@@ -1,0 +1,219 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"strand/internal/config"
+	"strand/internal/server"
+)
+
+// startBroker runs an in-process broker on a loopback port for the test's
+// lifetime and returns its address.
+func startBroker(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cfg, err := config.Load("", [][2]string{{"log.dirs", t.TempDir()}, {"listeners", "PLAINTEXT://" + addr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	return addr
+}
+
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func topicExists(t *testing.T, addr, topic string) bool {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	td, err := kadm.NewClient(cl).ListTopics(testCtx(t), topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return td.Has(topic) && td[topic].Err == nil
+}
+
+func checkReport(t *testing.T, rep Report, records int) {
+	t.Helper()
+	p, c := rep.Produce, rep.Consume
+	if p.Records != int64(records) || p.Errors != 0 || c.Records != int64(records) {
+		t.Fatalf("produced %d (errors %d), consumed %d, want %d", p.Records, p.Errors, c.Records, records)
+	}
+	want := int64(records * rep.RecordSize)
+	if p.Bytes != want || c.Bytes != want {
+		t.Errorf("bytes produced %d consumed %d, want %d", p.Bytes, c.Bytes, want)
+	}
+	if p.MBps <= 0 || p.RecordsPerSec <= 0 || c.MBps <= 0 || c.RecordsPerSec <= 0 {
+		t.Errorf("rates not positive: produce %+v consume %+v", p, c)
+	}
+	l := p.Latency
+	if l.P50 <= 0 || l.P50 > l.P95 || l.P95 > l.P99 || l.P99 > l.Max {
+		t.Errorf("latency percentiles out of order: %+v", l)
+	}
+}
+
+func TestRun(t *testing.T) {
+	addr := startBroker(t)
+	o := DefaultOptions()
+	o.Brokers, o.Topic, o.Records, o.RecordSize, o.Partitions = []string{addr}, "bench-run", 2000, 512, 3
+	o.FsyncDir, o.FsyncBytes, o.FsyncOpsTime = t.TempDir(), 4<<20, 100*time.Millisecond
+	rep, err := Run(testCtx(t), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkReport(t, rep, 2000)
+	if !rep.TopicCreated || rep.Partitions != 3 {
+		t.Errorf("topic created %v partitions %d, want created with 3", rep.TopicCreated, rep.Partitions)
+	}
+	if d := rep.Disk; d == nil || d.SyncMBps <= 0 || d.SmallOpsPerSec <= 0 || d.SyncBytes != 4<<20 {
+		t.Errorf("disk report %+v", d)
+	}
+	if !rep.Produce.Idempotent || rep.Produce.Acks != "all" {
+		t.Errorf("produce settings %+v, want acks=all idempotent", rep.Produce)
+	}
+	if topicExists(t, addr, o.Topic) {
+		t.Errorf("topic %q still exists after the run", o.Topic)
+	}
+}
+
+// TestRunKeepReuse runs twice on one kept topic: the second run reuses it and
+// reads back only its own records.
+func TestRunKeepReuse(t *testing.T) {
+	addr := startBroker(t)
+	o := DefaultOptions()
+	o.Brokers, o.Topic, o.Records, o.RecordSize, o.Partitions = []string{addr}, "bench-keep", 700, 100, 2
+	o.Keep, o.SkipFsync, o.Producers = true, true, 3
+	for i, wantCreated := range []bool{true, false} {
+		rep, err := Run(testCtx(t), o)
+		if err != nil {
+			t.Fatalf("run %d: %v", i, err)
+		}
+		checkReport(t, rep, 700)
+		if rep.TopicCreated != wantCreated || rep.Disk != nil {
+			t.Errorf("run %d: created %v disk %v, want created %v and no disk", i, rep.TopicCreated, rep.Disk, wantCreated)
+		}
+	}
+	if !topicExists(t, addr, o.Topic) {
+		t.Errorf("kept topic %q is gone", o.Topic)
+	}
+}
+
+func TestMainJSON(t *testing.T) {
+	addr := startBroker(t)
+	var out bytes.Buffer
+	args := []string{"--brokers", addr, "--topic", "bench-json", "--records", "1500", "--record-size", "300",
+		"--acks", "1", "--compression", "zstd", "--linger", "2ms", "--producers", "2", "--skip-fsync", "--json"}
+	if err := Main(testCtx(t), args, &out); err != nil {
+		t.Fatal(err)
+	}
+	var rep Report
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("decode %q: %v", out.String(), err)
+	}
+	checkReport(t, rep, 1500)
+	p := rep.Produce
+	if p.Acks != "1" || p.Idempotent || p.Compression != "zstd" || p.Producers != 2 || p.LingerMs != 2 {
+		t.Errorf("produce settings %+v, want acks=1, not idempotent, zstd, 2 producers, linger 2ms", p)
+	}
+}
+
+func TestMainText(t *testing.T) {
+	addr := startBroker(t)
+	var out bytes.Buffer
+	// The full disk phase (64 MiB, 2s) is too slow for a unit test.
+	args := []string{"--brokers", addr, "--records", "300", "--acks", "0", "--skip-fsync"}
+	if err := Main(testCtx(t), args, &out); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"produce: 300 records, ", "latency ms p50 ", "(acks=0, not idempotent, compression=none, producers=1", "consume: 300 records, "} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output %q lacks %q", out.String(), want)
+		}
+	}
+}
+
+func TestMainBadFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"--acks=2"},
+		{"--record-size=0"},
+		{"--records=-5"},
+		{"--compression=brotli"},
+		{"--partitions=0"},
+		{"--partitions=abc"},
+		{"--replication-factor=40000"},
+		{"--producers=0"},
+		{"--brokers="},
+		{"--linger=-1s"},
+		{"--no-such-flag"},
+		{"extra-arg"},
+	} {
+		// An unreachable broker: bad flags must fail before any connection.
+		err := Main(context.Background(), append([]string{"--brokers=127.0.0.1:1"}, args...), io.Discard)
+		if err == nil {
+			t.Errorf("Main(%q) = nil, want an error", args)
+		}
+	}
+	if err := Main(context.Background(), []string{"-h"}, io.Discard); !errors.Is(err, flag.ErrHelp) {
+		t.Errorf("Main(-h) = %v, want flag.ErrHelp", err)
+	}
+}
+
+func TestRunRejectsBadOptions(t *testing.T) {
+	o := DefaultOptions()
+	o.RecordSize, o.Acks = 0, "2"
+	if _, err := Run(context.Background(), o); err == nil || !strings.Contains(err.Error(), "acks") || !strings.Contains(err.Error(), "record size") {
+		t.Errorf("Run with bad options = %v, want errors about acks and record size", err)
+	}
+}
+
+func TestPct(t *testing.T) {
+	var d []time.Duration
+	for i := 1; i <= 100; i++ {
+		d = append(d, time.Duration(i)*time.Millisecond)
+	}
+	for q, want := range map[float64]float64{0.5: 50, 0.95: 95, 0.99: 99, 1: 100} {
+		if got := pct(d, q); got != want {
+			t.Errorf("pct(%v) = %v, want %v", q, got, want)
+		}
+	}
+}
