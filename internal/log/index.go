@@ -54,13 +54,6 @@ func (x *offsetIndex) lookup(target uint32) indexEntry {
 	return x.entries[i-1]
 }
 
-// truncateTo drops entries with rel >= target.
-func (x *offsetIndex) truncateTo(target uint32) {
-	i := sort.Search(len(x.entries), func(i int) bool { return x.entries[i].rel >= target })
-	x.entries = x.entries[:i]
-	x.persisted = min(x.persisted, i)
-}
-
 // persist writes the not yet persisted entries and trims the file to the
 // entries in memory.
 func (x *offsetIndex) persist() error {
@@ -158,13 +151,6 @@ func (x *timeIndex) lookup(target int64) (timeEntry, bool) {
 		return timeEntry{}, false
 	}
 	return x.entries[i-1], true
-}
-
-// truncateTo drops entries with rel >= target.
-func (x *timeIndex) truncateTo(target uint32) {
-	i := sort.Search(len(x.entries), func(i int) bool { return x.entries[i].rel >= target })
-	x.entries = x.entries[:i]
-	x.persisted = min(x.persisted, i)
 }
 
 func (x *timeIndex) reset() {

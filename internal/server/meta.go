@@ -53,8 +53,7 @@ func (s *Server) handleMetadata(ctx context.Context, req *kmsg.MetadataRequest) 
 			t, ok = s.store.Image().TopicByID(metadata.TopicID(rt.TopicID))
 		}
 		if !ok && rt.Topic != nil && autoCreate {
-			var err error
-			t, err = s.autoCreate(ctx, *rt.Topic)
+			_, err := s.autoCreate(ctx, *rt.Topic)
 			if err != nil && !errors.Is(err, metadata.ErrTopicExists) {
 				mt := kmsg.NewMetadataResponseTopic()
 				mt.Topic, mt.ErrorCode = rt.Topic, errorCode(err)

@@ -107,11 +107,14 @@ func moduleRoot() (string, error) {
 	return filepath.Dir(gomod), nil
 }
 
-// goTool returns the go command matching the running toolchain when possible.
+// goTool returns the go command: $GOROOT/bin/go when the go command that
+// runs the tests exported GOROOT, else the go on PATH.
 func goTool() string {
-	p := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(p); err == nil {
-		return p
+	if root := os.Getenv("GOROOT"); root != "" {
+		p := filepath.Join(root, "bin", "go")
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
 	}
 	return "go"
 }
