@@ -17,6 +17,7 @@ import (
 	"strand/internal/bench"
 	"strand/internal/config"
 	"strand/internal/server"
+	"strand/internal/verify"
 )
 
 const usage = `usage: strand <command> [flags]
@@ -24,6 +25,7 @@ const usage = `usage: strand <command> [flags]
 commands:
   server   run a broker node (single node with embedded defaults: 127.0.0.1:9092, data in ./data)
   bench    measure produce/consume throughput and latency against a running node
+  verify   produce under faults, read back, and check nothing acknowledged was lost, duplicated or reordered
 
 run 'strand <command> -h' for a command's flags.
 `
@@ -41,6 +43,8 @@ func main() {
 		err = runServer(ctx, os.Args[2:], os.Stderr)
 	case "bench":
 		err = bench.Main(ctx, os.Args[2:], os.Stdout)
+	case "verify":
+		err = verify.Main(ctx, os.Args[2:], os.Stdout)
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return
