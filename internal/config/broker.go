@@ -44,12 +44,26 @@ var brokerDefs = index([]*Def{
 	{Name: "log.segment.delete.delay.ms", Type: TypeLong, Default: "60000", Doc: "Delay before a deleted segment's file is removed.", Valid: atLeast(0)},
 	{Name: "log.cleaner.min.compaction.lag.ms", Type: TypeLong, Default: "0", Valid: atLeast(0)},
 	{Name: "log.cleaner.max.compaction.lag.ms", Type: TypeLong, Default: maxLong, Valid: atLeast(1)},
-	{Name: "log.cleaner.min.cleanable.ratio", Type: TypeDouble, Default: "0.5"},
+	{Name: "log.cleaner.min.cleanable.ratio", Type: TypeDouble, Default: "0.5", Doc: "Least dirty/total ratio of a log before it is compacted.", Valid: fraction},
+	{Name: "log.cleaner.enable", Type: TypeBoolean, Default: "true", Doc: "Run the log cleaner (compaction of cleanup.policy=compact topics).", ReadOnly: true},
+	{Name: "log.cleaner.backoff.ms", Type: TypeLong, Default: "15000", Doc: "How often the log cleaner looks for logs to compact.", ReadOnly: true, Valid: atLeast(0)},
+	{Name: "log.cleaner.dedupe.buffer.size", Type: TypeLong, Default: "134217728", Doc: "Memory for the cleaner's key map (24 bytes a key, as Kafka counts it).", ReadOnly: true, Valid: atLeast(0)},
 	{Name: "log.preallocate", Type: TypeBoolean, Default: "false"},
 	{Name: "log.message.timestamp.before.max.ms", Type: TypeLong, Default: maxLong, Valid: atLeast(0)},
 	{Name: "log.message.timestamp.after.max.ms", Type: TypeLong, Default: maxLong, Valid: atLeast(0)},
 	{Name: "transactional.id.expiration.ms", Type: TypeInt, Default: "604800000", Valid: atLeast(1)},
 	{Name: "producer.id.expiration.ms", Type: TypeInt, Default: "86400000", Valid: atLeast(1)},
+	// Group coordinator and the __consumer_offsets topic.
+	{Name: "offsets.topic.num.partitions", Type: TypeInt, Default: "50", Doc: "Partitions of __consumer_offsets (used when it is created).", ReadOnly: true, Valid: atLeast(1)},
+	{Name: "offsets.topic.replication.factor", Type: TypeShort, Default: "3", Doc: "Replication factor of __consumer_offsets (capped at the broker count when it is created).", ReadOnly: true, Valid: atLeast(1)},
+	{Name: "offsets.topic.segment.bytes", Type: TypeInt, Default: "104857600", Doc: "Segment size of __consumer_offsets.", ReadOnly: true, Valid: atLeast(1)},
+	{Name: "offsets.retention.minutes", Type: TypeInt, Default: "10080", Doc: "How long the committed offsets of a group are kept after it became empty (or, for standalone consumers, after the last commit).", ReadOnly: true, Valid: atLeast(1)},
+	{Name: "offsets.retention.check.interval.ms", Type: TypeLong, Default: "600000", Doc: "How often expired offsets are removed.", ReadOnly: true, Valid: atLeast(1)},
+	{Name: "offset.metadata.max.bytes", Type: TypeInt, Default: "4096", Doc: "Largest metadata string accepted with an offset commit.", ReadOnly: true, Valid: atLeast(0)},
+	{Name: "group.initial.rebalance.delay.ms", Type: TypeInt, Default: "3000", Doc: "How long the first rebalance of an empty group waits for more members to join.", ReadOnly: true, Valid: atLeast(0)},
+	{Name: "group.min.session.timeout.ms", Type: TypeInt, Default: "6000", Doc: "Smallest session timeout a member may ask for.", ReadOnly: true, Valid: atLeast(0)},
+	{Name: "group.max.session.timeout.ms", Type: TypeInt, Default: "1800000", Doc: "Largest session timeout a member may ask for.", ReadOnly: true, Valid: atLeast(0)},
+	{Name: "group.max.size", Type: TypeInt, Default: "2147483647", Doc: "Most members a consumer group may have.", ReadOnly: true, Valid: atLeast(1)},
 })
 
 // aliases map older or alternative Kafka property names to the one used here,
@@ -171,7 +185,24 @@ func (l Listener) Addr() string { return net.JoinHostPort(l.Host, strconv.Itoa(i
 
 // Listeners parses listeners. Only PLAINTEXT is supported for now.
 func (b *Broker) Listeners() ([]Listener, error) {
-	return parseListeners("listeners", b.values["listeners"])
+	ls, err := b.allListeners()
+	return b.clientListeners(ls), err
+}
+
+// allListeners parses listeners including controller listeners.
+func (b *Broker) allListeners() ([]Listener, error) {
+	return parseListeners("listeners", b.values["listeners"], b.isControllerListener)
+}
+
+// clientListeners drops controller listeners.
+func (b *Broker) clientListeners(ls []Listener) []Listener {
+	var out []Listener
+	for _, l := range ls {
+		if !b.isControllerListener(l.Name) {
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 // AdvertisedListeners parses advertised.listeners, defaulting to listeners;
@@ -181,7 +212,8 @@ func (b *Broker) AdvertisedListeners() ([]Listener, error) {
 	if v == "" {
 		v = b.values["listeners"]
 	}
-	ls, err := parseListeners("advertised.listeners", v)
+	ls, err := parseListeners("advertised.listeners", v, b.isControllerListener)
+	ls = b.clientListeners(ls)
 	for i := range ls {
 		if ls[i].Host == "" || ls[i].Host == "0.0.0.0" {
 			ls[i].Host = "127.0.0.1"
@@ -190,7 +222,7 @@ func (b *Broker) AdvertisedListeners() ([]Listener, error) {
 	return ls, err
 }
 
-func parseListeners(prop, v string) ([]Listener, error) {
+func parseListeners(prop, v string, isController func(string) bool) ([]Listener, error) {
 	var out []Listener
 	for _, e := range strings.Split(v, ",") {
 		e = strings.TrimSpace(e)
@@ -202,7 +234,7 @@ func parseListeners(prop, v string) ([]Listener, error) {
 			return nil, fmt.Errorf("%s: %q is not NAME://host:port", prop, e)
 		}
 		name := strings.ToUpper(u.Scheme)
-		if name != "PLAINTEXT" {
+		if name != "PLAINTEXT" && !isController(name) {
 			return nil, fmt.Errorf("%s: listener %s: only PLAINTEXT is supported", prop, name)
 		}
 		host, port, err := net.SplitHostPort(u.Host)

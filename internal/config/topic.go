@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"strconv"
+	"strings"
 )
 
 // topicDefs are the per-topic properties. A topic's value is its own override
@@ -20,7 +21,7 @@ var topicDefs = index([]*Def{
 	{Name: "message.timestamp.type", Type: TypeString, Broker: "log.message.timestamp.type", Valid: oneOf("CreateTime", "LogAppendTime")},
 	{Name: "message.timestamp.before.max.ms", Type: TypeLong, Broker: "log.message.timestamp.before.max.ms", Valid: atLeast(0)},
 	{Name: "message.timestamp.after.max.ms", Type: TypeLong, Broker: "log.message.timestamp.after.max.ms", Valid: atLeast(0)},
-	{Name: "min.cleanable.dirty.ratio", Type: TypeDouble, Broker: "log.cleaner.min.cleanable.ratio"},
+	{Name: "min.cleanable.dirty.ratio", Type: TypeDouble, Broker: "log.cleaner.min.cleanable.ratio", Valid: fraction},
 	{Name: "min.compaction.lag.ms", Type: TypeLong, Broker: "log.cleaner.min.compaction.lag.ms", Valid: atLeast(0)},
 	{Name: "min.insync.replicas", Type: TypeInt, Broker: "min.insync.replicas", Valid: atLeast(1)},
 	{Name: "preallocate", Type: TypeBoolean, Broker: "log.preallocate"},
@@ -108,6 +109,31 @@ func (t Topic) Int(name string) int64 {
 func (t Topic) String(name string) string {
 	v, _ := t.Value(name)
 	return v
+}
+
+// Float returns a floating-point (TypeDouble) topic property.
+func (t Topic) Float(name string) float64 {
+	v, _ := t.Value(name)
+	f, _ := strconv.ParseFloat(v, 64)
+	return f
+}
+
+// HasPolicy reports whether cleanup.policy lists policy ("delete" or "compact").
+func (t Topic) HasPolicy(policy string) bool {
+	for _, p := range strings.Split(t.String("cleanup.policy"), ",") {
+		if strings.TrimSpace(p) == policy {
+			return true
+		}
+	}
+	return false
+}
+
+// fraction validates a number in [0, 1] (min.cleanable.dirty.ratio).
+func fraction(v string) error {
+	if f, err := strconv.ParseFloat(v, 64); err != nil || f < 0 || f > 1 {
+		return fmt.Errorf("%s is not between 0 and 1", v)
+	}
+	return nil
 }
 
 // Bool returns a boolean topic property.

@@ -31,14 +31,15 @@ type AppendInfo struct {
 // epoch, applies LogAppendTime if asked and writes the batches to the active
 // segment, rolling first if needed. It modifies records in place. It does
 // not fsync: call WaitFlushed. Control and transactional batches are
-// accepted; the caller decides whether its client may write them.
+// accepted; the caller decides whether its client may write them. With
+// Compact (cleanup.policy=compact) a record without a key is invalid.
 func (l *Log) AppendAsLeader(records []byte, opts AppendOptions) (AppendInfo, error) {
 	now := opts.Now
 	if now.IsZero() {
 		now = time.Now()
 	}
 	l.mu.RLock()
-	maxMsg, segBytes := l.cfg.MaxMessageBytes, l.cfg.SegmentBytes
+	maxMsg, segBytes, compact := l.cfg.MaxMessageBytes, l.cfg.SegmentBytes, l.cfg.Compact
 	l.mu.RUnlock()
 	var batches [][]byte
 	err := record.Split(records, func(b []byte) error {
@@ -48,6 +49,11 @@ func (l *Log) AppendAsLeader(records []byte, opts AppendOptions) (AppendInfo, er
 		}
 		if h.Size() > int(maxMsg) {
 			return fmt.Errorf("%w: batch of %d bytes exceeds max.message.bytes %d", ErrMessageTooLarge, h.Size(), maxMsg)
+		}
+		if compact && !h.IsControl() {
+			if err := checkKeys(h, b); err != nil {
+				return err
+			}
 		}
 		batches = append(batches, b)
 		return nil
@@ -81,6 +87,21 @@ func (l *Log) AppendAsLeader(records []byte, opts AppendOptions) (AppendInfo, er
 	info, err := l.appendLocked(records, batches, now)
 	info.LogAppendTime = appendTime
 	return info, err
+}
+
+// checkKeys rejects a batch with a keyless record: compacted topics need
+// keys (Kafka answers INVALID_RECORD).
+func checkKeys(h record.Header, b []byte) error {
+	keyless := int64(-1)
+	err := record.ForEach(b, func(r *record.Record) {
+		if r.Key == nil && keyless < 0 {
+			keyless = r.Offset - h.BaseOffset
+		}
+	})
+	if err == nil && keyless >= 0 {
+		err = fmt.Errorf("%w: compacted topic cannot accept a record without a key (record %d of the batch)", record.ErrInvalid, keyless)
+	}
+	return err
 }
 
 // AppendAsFollower appends already-offset batches (from the leader) as they
@@ -163,6 +184,9 @@ func (l *Log) appendLocked(records []byte, batches [][]byte, now time.Time) (App
 		pos += int64(len(batches[i]))
 	}
 	l.leo = info.LastOffset + 1
+	if err := l.epochsAppended(info.Headers); err != nil {
+		return AppendInfo{}, err
+	}
 	if l.cfg.FlushMessages > 1 && l.leo-l.flushed >= l.cfg.FlushMessages {
 		l.kickFlusher()
 	}

@@ -42,6 +42,12 @@ type Config struct {
 	FlushMessages      int64 // flush.messages: <=1 WaitFlushed fsyncs (group commit); N>1 background fsync every N messages
 	FlushMs            int64 // flush.ms: max ms data stays unflushed (background flusher)
 	MaxMessageBytes    int32 // max.message.bytes: larger batches fail with ErrMessageTooLarge
+
+	// Compaction (see Compact); used as given.
+	Compact                bool    // cleanup.policy contains compact: appends need keys, the cleaner may run
+	MinCleanableDirtyRatio float64 // min.cleanable.dirty.ratio (ShouldCompact)
+	DeleteRetentionMs      int64   // delete.retention.ms: how long cleaned tombstones stay
+	MinCompactionLagMs     int64   // min.compaction.lag.ms: segments with newer records are not cleaned
 }
 
 // DefaultConfig returns Kafka's defaults, except FlushMessages = 1 (every
@@ -57,6 +63,9 @@ func DefaultConfig() Config {
 		FlushMessages:      1,
 		FlushMs:            math.MaxInt64,
 		MaxMessageBytes:    1048588,
+
+		MinCleanableDirtyRatio: 0.5,
+		DeleteRetentionMs:      24 * 3600 * 1000,
 	}
 }
 
@@ -128,6 +137,13 @@ type Log struct {
 	needCkpt     bool  // a segment was rolled since the recovery point was written
 	failed       error // sticky I/O failure: the log refuses writes after it
 	closed       bool
+	cleanedTo    int64 // offsets below went through a compaction pass (cleanerCheckpointFile)
+
+	// epochs is the leader epoch cache (epoch.go); guarded by mu.
+	epochs epochCache
+
+	// cleanMu serializes compactions. Lock order: cleanMu, flushMu, mu.
+	cleanMu sync.Mutex
 
 	fsyncs   atomic.Int64 // number of flush passes that fsynced a log file
 	stopOnce sync.Once

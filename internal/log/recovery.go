@@ -23,7 +23,8 @@ const (
 )
 
 // strayFile reports whether name is a leftover of an interrupted operation
-// that is safe to delete at open.
+// that is safe to delete at open (after completeSwaps has installed any
+// committed compaction swap).
 func strayFile(name string) bool {
 	for _, suf := range []string{".tmp", ".cleaned", ".deleted", ".swap"} {
 		if strings.HasSuffix(name, suf) {
@@ -73,6 +74,9 @@ func Open(dir string, cfg Config, logger *slog.Logger) (*Log, error) {
 
 // load reads the directory and recovers the segments.
 func (l *Log) load() error {
+	if err := completeSwaps(l.dir, l.logger); err != nil {
+		return err
+	}
 	entries, err := os.ReadDir(l.dir)
 	if err != nil {
 		return err
@@ -159,6 +163,9 @@ func (l *Log) load() error {
 
 	l.leo = l.active().next
 	l.logStart = min(max(logStart, l.segs[0].base), l.leo)
+	if cleaned, err := readCheckpoint(l.dir, cleanerCheckpointFile); err == nil {
+		l.cleanedTo = min(cleaned, l.leo)
+	}
 	if !clean {
 		l.logger.Info("recovered log after unclean shutdown", "recoveryPoint", recoveryPoint, "logEndOffset", l.leo)
 		for i, s := range l.segs {
@@ -168,6 +175,13 @@ func (l *Log) load() error {
 				}
 			}
 		}
+	}
+	rescanFrom := l.leo // the leader epoch cache is rebuilt from the first rescanned segment on
+	if i := slices.Index(scanned, true); i >= 0 {
+		rescanFrom = l.segs[i].base
+	}
+	if err := l.loadEpochs(rescanFrom); err != nil {
+		return err
 	}
 	l.flushed = l.leo
 	if err := writeCheckpoint(l.dir, recoveryPointFile, l.leo); err != nil {

@@ -50,6 +50,9 @@ func (l *Log) DeleteOldSegments(now time.Time) (int, error) {
 		if err := writeCheckpoint(l.dir, logStartFile, l.logStart); err != nil {
 			return deleted, err
 		}
+		if err := l.epochsStartAt(l.logStart); err != nil {
+			return deleted, err
+		}
 	}
 	return deleted, nil
 }
@@ -94,6 +97,9 @@ func (l *Log) DeleteRecordsBefore(offset int64) error {
 	}
 	l.logStart = offset
 	if err := writeCheckpoint(l.dir, logStartFile, offset); err != nil {
+		return err
+	}
+	if err := l.epochsStartAt(offset); err != nil {
 		return err
 	}
 	for len(l.segs) > 1 && l.segs[1].base <= offset {
@@ -152,6 +158,9 @@ func (l *Log) Truncate(to int64) error {
 		return l.failWith(err)
 	}
 	l.leo = to
+	if err := l.epochsTruncatedTo(to, false); err != nil {
+		return err
+	}
 	return l.afterTruncate()
 }
 
@@ -173,13 +182,23 @@ func (l *Log) truncateFully(to int64) error {
 	if err := writeCheckpoint(l.dir, logStartFile, to); err != nil {
 		return l.failWith(err)
 	}
+	if err := l.epochsTruncatedTo(to, true); err != nil {
+		return err
+	}
 	return l.afterTruncate()
 }
 
 // afterTruncate lowers the flushed offset and the recovery point so that
-// data appended after the truncation is rescanned after a crash.
+// data appended after the truncation is rescanned after a crash, and the
+// compaction checkpoint so that it is cleaned as dirty data.
 func (l *Log) afterTruncate() error {
 	l.flushed = min(l.flushed, l.leo)
+	if l.cleanedTo > l.leo {
+		l.cleanedTo = l.leo
+		if err := writeCheckpoint(l.dir, cleanerCheckpointFile, l.leo); err != nil {
+			return l.failWith(err)
+		}
+	}
 	if l.checkpointed > l.leo {
 		if err := writeCheckpoint(l.dir, recoveryPointFile, l.leo); err != nil {
 			return l.failWith(err)

@@ -33,20 +33,35 @@ func NewTopicID() TopicID {
 }
 
 // Broker is one registered broker and how clients reach it.
+//
+// Invariants: Epoch grows with every registration of the same id (it is the
+// metadata log index of the registration); a fenced broker leads nothing.
 type Broker struct {
 	ID   int32
 	Host string
 	Port int32
 	Rack *string `json:",omitempty"`
+	// Epoch is the broker's registration epoch.
+	Epoch int64 `json:",omitempty"`
+	// Fenced brokers missed their session timeout, are shutting down, or have
+	// registered but not yet heartbeaten; they are not listed to clients.
+	Fenced bool `json:",omitempty"`
+	// RaftAddr is where the broker's metadata replica listens ("" for none).
+	RaftAddr string `json:",omitempty"`
 }
 
 // Partition is one partition's replica state.
+//
+// Invariants: Leader is -1 or a member of ISR; ISR is a non-empty subset of
+// Replicas; LeaderEpoch grows on every leader change and PartitionEpoch on
+// every change of leader, ISR or replicas.
 type Partition struct {
-	Index       int32
-	Leader      int32 // -1 when offline
-	LeaderEpoch int32
-	Replicas    []int32
-	ISR         []int32
+	Index          int32
+	Leader         int32 // -1 when offline
+	LeaderEpoch    int32
+	PartitionEpoch int32 `json:",omitempty"`
+	Replicas       []int32
+	ISR            []int32
 }
 
 // Topic is one topic.
@@ -61,11 +76,44 @@ type Topic struct {
 
 // Image is a consistent view of cluster metadata.
 type Image struct {
-	ClusterID    string
+	ClusterID string
+	// ControllerID is the active controller (-1 before the first election).
 	ControllerID int32
-	Brokers      []Broker
-	Topics       map[string]*Topic
-	byID         map[TopicID]*Topic
+	// Brokers are the registered brokers, fenced or not, sorted by id.
+	Brokers []Broker
+	Topics  map[string]*Topic
+	// NextProducerID is the first producer id not yet handed out.
+	NextProducerID int64 `json:",omitempty"`
+	// Offset is the metadata log index this image reflects.
+	Offset uint64 `json:",omitempty"`
+	byID   map[TopicID]*Topic
+}
+
+// Broker returns a registered broker by id.
+func (im *Image) Broker(id int32) (Broker, bool) {
+	for _, b := range im.Brokers {
+		if b.ID == id {
+			return b, true
+		}
+	}
+	return Broker{}, false
+}
+
+// LiveBrokers returns the unfenced brokers, sorted by id.
+func (im *Image) LiveBrokers() []Broker {
+	var out []Broker
+	for _, b := range im.Brokers {
+		if !b.Fenced {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// Live reports whether broker id is registered and unfenced.
+func (im *Image) Live(id int32) bool {
+	b, ok := im.Broker(id)
+	return ok && !b.Fenced
 }
 
 // Topic returns a topic by name.
@@ -102,7 +150,7 @@ func (im *Image) index() {
 
 // clone returns a deep copy that may be modified before publishing.
 func (im *Image) clone() *Image {
-	out := &Image{ClusterID: im.ClusterID, ControllerID: im.ControllerID,
+	out := &Image{ClusterID: im.ClusterID, ControllerID: im.ControllerID, NextProducerID: im.NextProducerID, Offset: im.Offset,
 		Brokers: append([]Broker(nil), im.Brokers...), Topics: make(map[string]*Topic, len(im.Topics))}
 	for n, t := range im.Topics {
 		nt := *t
@@ -130,7 +178,66 @@ var (
 	ErrInvalidReplication = errors.New("invalid replication factor")
 	ErrInvalidAssignment  = errors.New("invalid replica assignment")
 	ErrInvalidConfig      = errors.New("invalid config")
+	// ErrNotController: this node is not (or no longer) the active controller.
+	ErrNotController = errors.New("not the active controller")
+	// ErrStaleBrokerEpoch: a heartbeat or request carries an old registration.
+	ErrStaleBrokerEpoch = errors.New("stale broker epoch")
+	// ErrUnknownBroker: the broker is not registered.
+	ErrUnknownBroker = errors.New("unknown broker")
+	// ErrInvalidRequest: a request the controller cannot act on.
+	ErrInvalidRequest = errors.New("invalid request")
+	// ErrElectionNotNeeded: the preferred leader already leads.
+	ErrElectionNotNeeded = errors.New("election not needed")
+	// ErrPreferredLeaderNotAvailable: the preferred replica cannot lead.
+	ErrPreferredLeaderNotAvailable = errors.New("preferred leader not available")
+	// ErrEligibleLeadersNotAvailable: no replica may become leader.
+	ErrEligibleLeadersNotAvailable = errors.New("eligible leaders not available")
+	// ErrUnknownPartition: the topic has no such partition.
+	ErrUnknownPartition = errors.New("unknown partition")
 )
+
+// sentinels names every error a Store may return, so it can cross the wire
+// between controller and broker and come back as the same sentinel.
+var sentinels = map[string]error{
+	"TOPIC_EXISTS": ErrTopicExists, "UNKNOWN_TOPIC": ErrUnknownTopic, "INVALID_TOPIC": ErrInvalidTopic,
+	"INVALID_PARTITIONS": ErrInvalidPartitions, "INVALID_REPLICATION": ErrInvalidReplication,
+	"INVALID_ASSIGNMENT": ErrInvalidAssignment, "INVALID_CONFIG": ErrInvalidConfig,
+	"NOT_CONTROLLER": ErrNotController, "STALE_BROKER_EPOCH": ErrStaleBrokerEpoch,
+	"UNKNOWN_BROKER": ErrUnknownBroker, "INVALID_REQUEST": ErrInvalidRequest,
+	"ELECTION_NOT_NEEDED": ErrElectionNotNeeded, "PREFERRED_LEADER_NOT_AVAILABLE": ErrPreferredLeaderNotAvailable,
+	"ELIGIBLE_LEADERS_NOT_AVAILABLE": ErrEligibleLeadersNotAvailable, "UNKNOWN_PARTITION": ErrUnknownPartition,
+	"FENCED_LEADER_EPOCH": ErrFencedLeaderEpoch, "INVALID_UPDATE_VERSION": ErrInvalidUpdateVersion,
+	"INELIGIBLE_REPLICA": ErrIneligibleReplica,
+}
+
+// ErrorName returns the wire name of the sentinel err wraps ("" if none).
+func ErrorName(err error) string {
+	for name, s := range sentinels {
+		if errors.Is(err, s) {
+			return name
+		}
+	}
+	return ""
+}
+
+// ErrorFromName rebuilds an error named by ErrorName, keeping msg as text.
+func ErrorFromName(name, msg string) error {
+	if s, ok := sentinels[name]; ok {
+		if msg == s.Error() || msg == "" {
+			return s
+		}
+		return &wrapped{s, msg}
+	}
+	return errors.New(msg)
+}
+
+type wrapped struct {
+	sentinel error
+	msg      string
+}
+
+func (w *wrapped) Error() string { return w.msg }
+func (w *wrapped) Unwrap() error { return w.sentinel }
 
 // ValidateTopicName checks Kafka's rules: 1..249 characters of [a-zA-Z0-9._-],
 // and not "." or "..".

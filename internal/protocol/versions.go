@@ -24,6 +24,19 @@ var supported = map[int16]VersionRange{
 	int16(kmsg.CreatePartitions):        {0, 3},
 	int16(kmsg.IncrementalAlterConfigs): {0, 1},
 	int16(kmsg.DescribeCluster):         {0, 1},
+	int16(kmsg.ElectLeaders):            {0, 2},
+	// Consumer groups (internal/group), classic protocol.
+	int16(kmsg.FindCoordinator): {0, 4}, // v4: batched keys; v5+ adds transaction errors and v6 share groups
+	int16(kmsg.JoinGroup):       {0, 9},
+	int16(kmsg.SyncGroup):       {0, 5},
+	int16(kmsg.Heartbeat):       {0, 4},
+	int16(kmsg.LeaveGroup):      {0, 5},
+	int16(kmsg.OffsetCommit):    {0, 8}, // v9+ is for KIP-848 groups, v10 addresses topics by id
+	int16(kmsg.OffsetFetch):     {0, 8}, // v9+ is for KIP-848 groups (member epochs)
+	int16(kmsg.OffsetDelete):    {0, 0},
+	int16(kmsg.DescribeGroups):  {0, 5}, // v6 reports GROUP_ID_NOT_FOUND for unknown groups
+	int16(kmsg.ListGroups):      {0, 4}, // v5 filters by group type
+	int16(kmsg.DeleteGroups):    {0, 2},
 }
 
 // IsSupported reports whether the broker implements version v of API key.

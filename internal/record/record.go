@@ -192,7 +192,10 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 func checksum(batch []byte) uint32 { return crc32.Checksum(batch[offAttributes:], castagnoli) }
 
 // Validate checks that batch is exactly one complete, CRC-correct v2 batch
-// with at least one record and a non-negative lastOffsetDelta. Framing and
+// with at least one record and a non-negative lastOffsetDelta. The one
+// exception is an empty batch (zero records, no payload: HeaderSize bytes),
+// which log compaction leaves to keep offsets and producer state (Kafka's
+// KAFKA-5443 empty batches, see EmptyBatch); ValidateProduce still rejects it. Framing and
 // CRC problems wrap ErrCorrupt; content problems wrap ErrInvalid. It does not
 // decode the records (see Records).
 func Validate(batch []byte) (Header, error) {
@@ -209,7 +212,7 @@ func Validate(batch []byte) (Header, error) {
 	if err != nil { // magic, reported only once the bytes are known intact
 		return h, err
 	}
-	if h.NumRecords < 1 {
+	if h.NumRecords < 0 || h.NumRecords == 0 && len(batch) != HeaderSize {
 		return h, fmt.Errorf("%w: batch at offset %d has %d records", ErrInvalid, h.BaseOffset, h.NumRecords)
 	}
 	if h.LastOffsetDelta < 0 {

@@ -37,29 +37,16 @@ func Records(batch []byte) ([]Record, error) {
 	if err != nil {
 		return nil, err
 	}
+	if h.NumRecords == 0 { // an empty batch left by compaction
+		return nil, nil
+	}
 	data, err := decompress(h.Codec(), batch[HeaderSize:])
 	if err != nil {
 		return nil, fmt.Errorf("batch at offset %d: %w", h.BaseOffset, err)
 	}
-	if int64(h.NumRecords) > int64(len(data)/minRecordSize) {
-		return nil, fmt.Errorf("%w: batch at offset %d claims %d records in %d bytes", ErrInvalid, h.BaseOffset, h.NumRecords, len(data))
-	}
-	recs := make([]Record, 0, h.NumRecords)
-	d := decoder{b: data}
-	prevDelta := int64(-1)
-	for i := int32(0); i < h.NumRecords; i++ {
-		r, offDelta, err := d.record(h)
-		if err != nil {
-			return nil, fmt.Errorf("%w: batch at offset %d, record %d: %v", ErrInvalid, h.BaseOffset, i, err)
-		}
-		if offDelta <= prevDelta || offDelta > int64(h.LastOffsetDelta) {
-			return nil, fmt.Errorf("%w: batch at offset %d, record %d: offset delta %d out of order (previous %d, last %d)", ErrInvalid, h.BaseOffset, i, offDelta, prevDelta, h.LastOffsetDelta)
-		}
-		prevDelta = offDelta
-		recs = append(recs, r)
-	}
-	if len(d.b) != 0 {
-		return nil, fmt.Errorf("%w: batch at offset %d has %d bytes after its %d records", ErrInvalid, h.BaseOffset, len(d.b), h.NumRecords)
+	recs := make([]Record, 0, min(int64(h.NumRecords), int64(len(data)/minRecordSize)))
+	if err := eachRecord(h, data, func(r *Record, _, _ int) { recs = append(recs, *r) }); err != nil {
+		return nil, err
 	}
 	return recs, nil
 }

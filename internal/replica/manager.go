@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,7 +25,7 @@ type TopicPartition struct {
 }
 
 // Manager opens, configures and removes the partitions this node hosts so that
-// they follow the metadata image (Apply), and runs retention.
+// they follow the metadata image (Apply), and runs retention and compaction.
 type Manager struct {
 	dir    string
 	broker *config.Broker
@@ -54,6 +55,15 @@ func LogConfig(t config.Topic) log.Config {
 	c.FlushMessages = t.Int("flush.messages")
 	c.FlushMs = t.Int("flush.ms")
 	c.MaxMessageBytes = int32(t.Int("max.message.bytes"))
+	c.Compact = t.HasPolicy("compact")
+	c.MinCleanableDirtyRatio = t.Float("min.cleanable.dirty.ratio")
+	c.DeleteRetentionMs = t.Int("delete.retention.ms")
+	c.MinCompactionLagMs = t.Int("min.compaction.lag.ms")
+	if !t.HasPolicy("delete") {
+		// Time and size retention apply only with cleanup.policy=delete;
+		// segments below the log start offset are still removed.
+		c.RetentionMs, c.RetentionBytes = -1, -1
+	}
 	return c
 }
 
@@ -112,6 +122,8 @@ func (m *Manager) Apply(img *metadata.Image) error {
 			tp := TopicPartition{t.Name, pm.Index}
 			if p, ok := m.parts[tp]; ok {
 				p.configure(lcfg, appendTime)
+				p.setLeader(pm.Leader, pm.LeaderEpoch)
+				p.assignLeaderEpoch(m.nodeID)
 				continue
 			}
 			dir := m.partitionDir(tp)
@@ -124,7 +136,8 @@ func (m *Manager) Apply(img *metadata.Image) error {
 				keep(err)
 				continue
 			}
-			p.leaderEpoch = pm.LeaderEpoch
+			p.setLeader(pm.Leader, pm.LeaderEpoch)
+			p.assignLeaderEpoch(m.nodeID)
 			m.parts[tp] = p
 			m.topics[t.Name] = t.ID
 		}
@@ -224,6 +237,61 @@ func (m *Manager) RunRetention(ctx context.Context, interval time.Duration) {
 			}
 		}
 	}
+}
+
+// RunCleaner compacts partitions every backoff until ctx ends (Kafka's log
+// cleaner, one thread): each round it picks the partitions whose
+// cleanup.policy includes compact and whose dirty ratio reaches
+// min.cleanable.dirty.ratio, dirtiest first, and compacts each up to its high
+// watermark (log.Log.Compact). With delete also in the policy, RunRetention
+// still applies time and size retention to the same logs.
+func (m *Manager) RunCleaner(ctx context.Context, backoff time.Duration) {
+	t := time.NewTicker(max(backoff, time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			m.cleanOnce(ctx, now)
+		}
+	}
+}
+
+// cleanOnce runs one cleaner round and returns how many partitions it compacted.
+func (m *Manager) cleanOnce(ctx context.Context, now time.Time) int {
+	type candidate struct {
+		p     *Partition
+		hw    int64
+		ratio float64
+	}
+	var cands []candidate
+	for _, p := range m.All() {
+		hw := p.HighWatermark()
+		if ok, ratio := p.log.ShouldCompact(hw, now); ok {
+			cands = append(cands, candidate{p, hw, ratio})
+		}
+	}
+	sort.Slice(cands, func(i, j int) bool { return cands[i].ratio > cands[j].ratio })
+	// log.cleaner.dedupe.buffer.size as Kafka divides it: 24 bytes a key, 90% load.
+	maxKeys := int(float64(m.broker.Int("log.cleaner.dedupe.buffer.size")) / 24 * 0.9)
+	n := 0
+	for _, c := range cands {
+		if ctx.Err() != nil {
+			break
+		}
+		st, err := c.p.log.Compact(log.CompactOptions{CleanableEnd: c.hw, Now: now, MaxMapEntries: maxKeys, Cancel: ctx.Done()})
+		if err != nil {
+			if ctx.Err() == nil {
+				m.logger.Error("compaction", "topic", c.p.Topic, "partition", c.p.Index, "err", err)
+			}
+			continue
+		}
+		n++
+		m.logger.Debug("compacted partition", "topic", c.p.Topic, "partition", c.p.Index, "dirtyRatio", c.ratio,
+			"bytesRead", st.BytesRead, "bytesWritten", st.BytesWritten, "took", st.Elapsed)
+	}
+	return n
 }
 
 // Close closes every partition log (flushing it and marking a clean shutdown).

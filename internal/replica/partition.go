@@ -37,7 +37,8 @@ type Partition struct {
 	mu          sync.Mutex // guards producers, leaderEpoch, logAppendTime; serialises appends
 	producers   *txn.State
 	leaderEpoch int32
-	appendTime  bool // message.timestamp.type=LogAppendTime
+	leader      int32 // the partition's leader per metadata (-1: none)
+	appendTime  bool  // message.timestamp.type=LogAppendTime
 
 	wmu     sync.Mutex // guards waiters
 	waiters map[chan struct{}]struct{}
@@ -147,6 +148,53 @@ func (p *Partition) LeaderEpoch() int32 {
 	defer p.mu.Unlock()
 	return p.leaderEpoch
 }
+
+// Leader is the partition's leader per the latest metadata (-1: none).
+func (p *Partition) Leader() int32 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.leader
+}
+
+// setLeader records the leader and epoch of the latest metadata. The epoch
+// never goes back.
+func (p *Partition) setLeader(leader, epoch int32) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if epoch >= p.leaderEpoch {
+		p.leader, p.leaderEpoch = leader, epoch
+	}
+}
+
+// assignLeaderEpoch records in the log's leader epoch cache that the current
+// leader epoch starts at the log end offset if self leads the partition (what
+// Kafka's leader does when elected), so that OffsetForLeaderEpoch answers for
+// the current epoch before any batch of it is written. Epochs at or below the
+// latest one in the log are ignored by the log.
+func (p *Partition) assignLeaderEpoch(self int32) {
+	p.mu.Lock()
+	leader, epoch := p.leader, p.leaderEpoch
+	p.mu.Unlock()
+	if leader != self {
+		return
+	}
+	if err := p.log.AssignEpoch(epoch); err != nil {
+		p.logger.Warn("cannot record the leader epoch start", "epoch", epoch, "err", err)
+	}
+}
+
+// EndOffsetForEpoch answers OffsetForLeaderEpoch (KIP-101/KIP-279) for a
+// leader epoch: the largest epoch <= epoch this partition's log knows and
+// the offset where it ends (the log end offset for the latest epoch);
+// (-1, -1) if the epoch is undefined or above every known epoch. See
+// log.Log.EndOffsetForEpoch.
+func (p *Partition) EndOffsetForEpoch(epoch int32) (leaderEpoch int32, endOffset int64) {
+	return p.log.EndOffsetForEpoch(epoch)
+}
+
+// EpochForOffset returns the leader epoch of the batch holding off, -1 if
+// unknown (see log.Log.EpochForOffset).
+func (p *Partition) EpochForOffset(off int64) int32 { return p.log.EpochForOffset(off) }
 
 // Log exposes the partition's log for offset look-ups and admin operations.
 func (p *Partition) Log() *log.Log { return p.log }

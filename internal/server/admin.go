@@ -3,11 +3,13 @@ package server
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"strand/internal/config"
+	"strand/internal/group"
 	"strand/internal/metadata"
 )
 
@@ -58,6 +60,7 @@ func (s *Server) handleCreateTopics(ctx context.Context, req *kmsg.CreateTopicsR
 // createSpec turns a request entry into a validated CreateTopic, applying defaults (-1).
 func (s *Server) createSpec(rt kmsg.CreateTopicsRequestTopic) (metadata.CreateTopic, error) {
 	c := metadata.CreateTopic{Name: rt.Topic, Partitions: rt.NumPartitions, ReplicationFactor: rt.ReplicationFactor}
+	c.Internal = rt.Topic == group.Topic // as Kafka, which marks internal topics by name
 	if err := metadata.ValidateTopicName(rt.Topic); err != nil {
 		return c, err
 	}
@@ -104,8 +107,8 @@ func (s *Server) validateCreate(c metadata.CreateTopic) error {
 		if c.Partitions < 1 {
 			return fmt.Errorf("%w: %d", metadata.ErrInvalidPartitions, c.Partitions)
 		}
-		if c.ReplicationFactor < 1 || int(c.ReplicationFactor) > len(img.Brokers) {
-			return fmt.Errorf("%w: %d with %d broker(s)", metadata.ErrInvalidReplication, c.ReplicationFactor, len(img.Brokers))
+		if live := len(img.LiveBrokers()); c.ReplicationFactor < 1 || int(c.ReplicationFactor) > live {
+			return fmt.Errorf("%w: %d with %d live broker(s)", metadata.ErrInvalidReplication, c.ReplicationFactor, live)
 		}
 	}
 	return nil
@@ -196,10 +199,10 @@ func (s *Server) handleDeleteRecords(req *kmsg.DeleteRecordsRequest) kmsg.Respon
 		for _, rp := range rt.Partitions {
 			out := kmsg.NewDeleteRecordsResponseTopicPartition()
 			out.Partition, out.LowWatermark = rp.Partition, -1
-			p, ok := s.parts.Get(rt.Topic, rp.Partition)
+			p, code := s.leaderPartition(rt.Topic, rp.Partition)
 			switch {
-			case !ok:
-				out.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			case code != 0:
+				out.ErrorCode = code
 			default:
 				off := rp.Offset
 				if off == -1 {
@@ -224,19 +227,62 @@ func (s *Server) handleDeleteRecords(req *kmsg.DeleteRecordsRequest) kmsg.Respon
 
 // handleInitProducerID gives an idempotent producer a fresh id (epoch 0).
 // Transactional ids are refused until the transaction coordinator exists.
-func (s *Server) handleInitProducerID(req *kmsg.InitProducerIDRequest) kmsg.Response {
+func (s *Server) handleInitProducerID(ctx context.Context, req *kmsg.InitProducerIDRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.InitProducerIDResponse)
 	resp.ProducerID, resp.ProducerEpoch = -1, -1
 	if req.TransactionalID != nil {
 		resp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
 		return resp
 	}
-	id, err := s.pids.Next()
+	id, err := s.pids.Next(ctx)
 	if err != nil {
-		s.logger.Error("allocating producer id", "err", err)
-		resp.ErrorCode = kerr.UnknownServerError.Code
+		s.logger.Warn("allocating producer id", "err", err)
+		resp.ErrorCode = errorCode(err)
 		return resp
 	}
 	resp.ProducerID, resp.ProducerEpoch = id, 0
+	return resp
+}
+
+// handleElectLeaders runs preferred (type 0) or unclean (type 1) elections
+// through the active controller; null topics means every partition.
+func (s *Server) handleElectLeaders(ctx context.Context, req *kmsg.ElectLeadersRequest) kmsg.Response {
+	resp := req.ResponseKind().(*kmsg.ElectLeadersResponse)
+	if req.ElectionType != 0 && req.ElectionType != 1 {
+		resp.ErrorCode = kerr.InvalidRequest.Code
+		return resp
+	}
+	topics := req.Topics
+	if topics == nil {
+		img := s.store.Image()
+		for _, name := range img.TopicNames() {
+			rt := kmsg.NewElectLeadersRequestTopic()
+			rt.Topic = name
+			for _, p := range img.Topics[name].Partitions {
+				rt.Partitions = append(rt.Partitions, p.Index)
+			}
+			topics = append(topics, rt)
+		}
+	}
+	if req.TimeoutMillis > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(req.TimeoutMillis)*time.Millisecond)
+		defer cancel()
+	}
+	for _, rt := range topics {
+		out := kmsg.NewElectLeadersResponseTopic()
+		out.Topic = rt.Topic
+		for _, p := range rt.Partitions {
+			po := kmsg.NewElectLeadersResponseTopicPartition()
+			po.Partition = p
+			if err := s.store.ElectLeaders(ctx, rt.Topic, p, req.ElectionType == 0); err != nil {
+				po.ErrorCode = errorCode(err)
+				msg := err.Error()
+				po.ErrorMessage = &msg
+			}
+			out.Partitions = append(out.Partitions, po)
+		}
+		resp.Topics = append(resp.Topics, out)
+	}
 	return resp
 }

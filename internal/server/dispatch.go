@@ -3,6 +3,8 @@ package server
 import (
 	"context"
 	"errors"
+	"io/fs"
+	"syscall"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -33,6 +35,9 @@ func (s *Server) handle(ctx context.Context, req *protocol.Request) func() kmsg.
 	case *kmsg.FetchRequest:
 		return func() kmsg.Response { return s.handleFetch(ctx, body) }
 	}
+	if run, ok := s.handleGroup(ctx, req); ok {
+		return run
+	}
 	resp := s.handleSync(ctx, req)
 	return func() kmsg.Response { return resp }
 }
@@ -58,13 +63,21 @@ func (s *Server) handleSync(ctx context.Context, req *protocol.Request) kmsg.Res
 	case *kmsg.DeleteRecordsRequest:
 		return s.handleDeleteRecords(body)
 	case *kmsg.InitProducerIDRequest:
-		return s.handleInitProducerID(body)
+		return s.handleInitProducerID(ctx, body)
 	case *kmsg.DescribeConfigsRequest:
 		return s.handleDescribeConfigs(body)
 	case *kmsg.AlterConfigsRequest:
 		return s.handleAlterConfigs(ctx, body)
 	case *kmsg.IncrementalAlterConfigsRequest:
 		return s.handleIncrementalAlterConfigs(ctx, body)
+	case *kmsg.ElectLeadersRequest:
+		return s.handleElectLeaders(ctx, body)
+	case *kmsg.FindCoordinatorRequest:
+		return s.handleFindCoordinator(ctx, body)
+	case *kmsg.HeartbeatRequest:
+		return s.groups.Heartbeat(body)
+	case *kmsg.LeaveGroupRequest:
+		return s.groups.LeaveGroup(body)
 	}
 	// Unreachable: protocol.ParseRequest only decodes supported keys, each handled above.
 	panic("no handler for " + kmsg.NameForKey(req.Key))
@@ -103,8 +116,40 @@ func errorCode(err error) int16 {
 		return kerr.InvalidReplicaAssignment.Code
 	case errors.Is(err, metadata.ErrInvalidConfig):
 		return kerr.InvalidConfig.Code
+	case errors.Is(err, metadata.ErrUnknownPartition):
+		return kerr.UnknownTopicOrPartition.Code
+	case errors.Is(err, metadata.ErrNotController):
+		// The forward to the active controller failed; the client retries.
+		return kerr.RequestTimedOut.Code
+	case errors.Is(err, metadata.ErrElectionNotNeeded):
+		return kerr.ElectionNotNeeded.Code
+	case errors.Is(err, metadata.ErrPreferredLeaderNotAvailable):
+		return kerr.PreferredLeaderNotAvailable.Code
+	case errors.Is(err, metadata.ErrEligibleLeadersNotAvailable):
+		return kerr.EligibleLeadersNotAvailable.Code
+	case errors.Is(err, metadata.ErrFencedLeaderEpoch):
+		return kerr.FencedLeaderEpoch.Code
+	case errors.Is(err, metadata.ErrInvalidUpdateVersion):
+		return kerr.InvalidUpdateVersion.Code
+	case errors.Is(err, metadata.ErrIneligibleReplica):
+		return kerr.IneligibleReplica.Code
+	case errors.Is(err, metadata.ErrStaleBrokerEpoch):
+		return kerr.StaleBrokerEpoch.Code
+	case errors.Is(err, metadata.ErrInvalidRequest), errors.Is(err, metadata.ErrUnknownBroker):
+		return kerr.InvalidRequest.Code
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return kerr.RequestTimedOut.Code
+	case errors.Is(err, log.ErrClosed), isStorageError(err):
+		return kerr.KafkaStorageError.Code
 	}
-	return kerr.KafkaStorageError.Code
+	return kerr.UnknownServerError.Code
+}
+
+// isStorageError reports whether err comes from the file system.
+func isStorageError(err error) bool {
+	var pe *fs.PathError
+	var se syscall.Errno
+	return errors.As(err, &pe) || errors.As(err, &se)
 }
 
 // errorMessage is err's text for responses that carry one, nil for no error.
@@ -128,4 +173,21 @@ func checkLeaderEpoch(p *replica.Partition, current int32) int16 {
 		return kerr.UnknownLeaderEpoch.Code
 	}
 	return 0
+}
+
+// leaderPartition returns the hosted partition if this broker leads it and
+// is unfenced, else the error code to answer: UNKNOWN_TOPIC_OR_PARTITION when
+// the metadata has no such partition, NOT_LEADER_OR_FOLLOWER otherwise.
+func (s *Server) leaderPartition(topic string, partition int32) (*replica.Partition, int16) {
+	img := s.store.Image()
+	t, ok := img.Topic(topic)
+	if !ok || partition < 0 || int(partition) >= len(t.Partitions) {
+		return nil, kerr.UnknownTopicOrPartition.Code
+	}
+	p, ok := s.parts.Get(topic, partition)
+	self := s.cfg.NodeID()
+	if !ok || p.Leader() != self || t.Partitions[partition].Leader != self || !img.Live(self) {
+		return nil, kerr.NotLeaderForPartition.Code
+	}
+	return p, 0
 }

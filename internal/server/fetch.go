@@ -69,9 +69,9 @@ func (s *Server) fetchOnce(req *kmsg.FetchRequest) (*kmsg.FetchResponse, int, bo
 			// An empty record set is encoded as zero bytes, never null:
 			// librdkafka rejects a null MessageSetSize.
 			out.RecordBatches = []byte{}
-			p, ok := s.parts.Get(rt.Topic, rp.Partition)
-			if !ok {
-				out.ErrorCode, done = kerr.UnknownTopicOrPartition.Code, true
+			p, code := s.leaderPartition(rt.Topic, rp.Partition)
+			if code != 0 {
+				out.ErrorCode, done = code, true
 				topic.Partitions = append(topic.Partitions, out)
 				continue
 			}
@@ -115,9 +115,9 @@ func (s *Server) handleListOffsets(req *kmsg.ListOffsetsRequest) kmsg.Response {
 			out := kmsg.NewListOffsetsResponseTopicPartition()
 			out.Partition = rp.Partition
 			out.Timestamp, out.Offset, out.LeaderEpoch = -1, -1, -1
-			p, ok := s.parts.Get(rt.Topic, rp.Partition)
-			if !ok {
-				out.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			p, code := s.leaderPartition(rt.Topic, rp.Partition)
+			if code != 0 {
+				out.ErrorCode = code
 			} else if code := checkLeaderEpoch(p, rp.CurrentLeaderEpoch); code != 0 {
 				out.ErrorCode = code
 			} else {
@@ -140,16 +140,16 @@ const (
 
 func listOffset(p *replica.Partition, ts int64, out *kmsg.ListOffsetsResponseTopicPartition) int16 {
 	hw := p.HighWatermark()
-	epoch := p.LeaderEpoch()
 	switch ts {
 	case latestTimestamp:
-		out.Offset, out.LeaderEpoch = hw, epoch
+		out.Offset, out.LeaderEpoch = hw, p.LeaderEpoch() // Kafka: the current epoch
 	case earliestTimestamp, earliestLocalTimestamp:
-		out.Offset, out.LeaderEpoch = p.LogStartOffset(), epoch
+		start := p.LogStartOffset()
+		out.Offset, out.LeaderEpoch = start, p.EpochForOffset(start)
 	case maxTimestamp:
 		t, off := p.Log().MaxTimestamp()
 		if off >= 0 && off < hw {
-			out.Timestamp, out.Offset, out.LeaderEpoch = t, off, epoch
+			out.Timestamp, out.Offset, out.LeaderEpoch = t, off, p.EpochForOffset(off)
 		}
 	default:
 		if ts < 0 {
@@ -160,15 +160,18 @@ func listOffset(p *replica.Partition, ts int64, out *kmsg.ListOffsetsResponseTop
 			return errorCode(err)
 		}
 		if off >= 0 && off < hw {
-			out.Timestamp, out.Offset, out.LeaderEpoch = t, off, epoch
+			out.Timestamp, out.Offset, out.LeaderEpoch = t, off, p.EpochForOffset(off)
 		}
 	}
 	return 0
 }
 
-// handleOffsetForLeaderEpoch answers with the end offset of the requested
-// epoch. Every batch on this node carries the partition's current epoch, so
-// the current epoch ends at the log end offset; an epoch above it is unknown.
+// handleOffsetForLeaderEpoch answers, as the partition's leader, with the end
+// offset of the requested epoch from the log's leader epoch cache (KIP-101,
+// KIP-279): the largest known epoch <= the requested one and the start offset
+// of the next epoch, or the log end offset for the latest epoch; -1/-1 for an
+// epoch the log does not know. A CurrentLeaderEpoch below the partition's is
+// FENCED_LEADER_EPOCH, above it UNKNOWN_LEADER_EPOCH.
 func (s *Server) handleOffsetForLeaderEpoch(req *kmsg.OffsetForLeaderEpochRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.OffsetForLeaderEpochResponse)
 	for _, rt := range req.Topics {
@@ -177,14 +180,14 @@ func (s *Server) handleOffsetForLeaderEpoch(req *kmsg.OffsetForLeaderEpochReques
 		for _, rp := range rt.Partitions {
 			out := kmsg.NewOffsetForLeaderEpochResponseTopicPartition()
 			out.Partition, out.LeaderEpoch, out.EndOffset = rp.Partition, -1, -1
-			p, ok := s.parts.Get(rt.Topic, rp.Partition)
+			p, code := s.leaderPartition(rt.Topic, rp.Partition)
 			switch {
-			case !ok:
-				out.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			case code != 0:
+				out.ErrorCode = code
 			case checkLeaderEpoch(p, rp.CurrentLeaderEpoch) != 0:
 				out.ErrorCode = checkLeaderEpoch(p, rp.CurrentLeaderEpoch)
-			case rp.LeaderEpoch <= p.LeaderEpoch():
-				out.LeaderEpoch, out.EndOffset = p.LeaderEpoch(), p.LogEndOffset()
+			default:
+				out.LeaderEpoch, out.EndOffset = p.EndOffsetForEpoch(rp.LeaderEpoch)
 			}
 			topic.Partitions = append(topic.Partitions, out)
 		}

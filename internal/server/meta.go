@@ -7,6 +7,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"strand/internal/group"
 	"strand/internal/metadata"
 	"strand/internal/protocol"
 )
@@ -27,11 +28,11 @@ const unauthorizedOps = -2147483648
 func (s *Server) handleMetadata(ctx context.Context, req *kmsg.MetadataRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.MetadataResponse)
 	img := s.store.Image()
-	for _, b := range img.Brokers {
+	for _, b := range img.LiveBrokers() {
 		resp.Brokers = append(resp.Brokers, kmsg.MetadataResponseBroker{NodeID: b.ID, Host: b.Host, Port: b.Port, Rack: b.Rack})
 	}
 	resp.ClusterID = &img.ClusterID
-	resp.ControllerID = img.ControllerID
+	resp.ControllerID = controllerFor(img)
 	resp.AuthorizedOperations = unauthorizedOps
 
 	// v0: an empty list means all topics; v1+: null means all, empty means none.
@@ -81,6 +82,9 @@ func (s *Server) handleMetadata(ctx context.Context, req *kmsg.MetadataRequest) 
 
 // autoCreate creates a topic with the broker's defaults (auto.create.topics.enable).
 func (s *Server) autoCreate(ctx context.Context, name string) (*metadata.Topic, error) {
+	if name == group.Topic {
+		return s.offsetsTopic(ctx)
+	}
 	t, err := s.store.CreateTopic(ctx, metadata.CreateTopic{Name: name,
 		Partitions: int32(s.cfg.Int("num.partitions")), ReplicationFactor: int16(s.replicationDefault())})
 	if err == nil {
@@ -92,7 +96,7 @@ func (s *Server) autoCreate(ctx context.Context, name string) (*metadata.Topic, 
 // replicationDefault is default.replication.factor capped at the broker count.
 func (s *Server) replicationDefault() int64 {
 	rf := s.cfg.Int("default.replication.factor")
-	if n := int64(len(s.store.Image().Brokers)); rf > n {
+	if n := int64(len(s.store.Image().LiveBrokers())); rf > n {
 		rf = n
 	}
 	return rf
@@ -120,14 +124,27 @@ func (s *Server) handleDescribeCluster(req *kmsg.DescribeClusterRequest) kmsg.Re
 	resp := req.ResponseKind().(*kmsg.DescribeClusterResponse)
 	img := s.store.Image()
 	resp.ClusterID = img.ClusterID
-	resp.ControllerID = img.ControllerID
+	resp.ControllerID = controllerFor(img)
 	resp.ClusterAuthorizedOperations = unauthorizedOps
 	if req.EndpointType != 0 && req.EndpointType != 1 {
 		resp.ErrorCode = kerr.UnsupportedEndpointType.Code
 		return resp
 	}
-	for _, b := range img.Brokers {
+	for _, b := range img.LiveBrokers() {
 		resp.Brokers = append(resp.Brokers, kmsg.DescribeClusterResponseBroker{NodeID: b.ID, Host: b.Host, Port: b.Port, Rack: b.Rack})
 	}
 	return resp
+}
+
+// controllerFor is the controller id clients are told: the active controller
+// when it is a live broker, else any live broker (every broker forwards admin
+// requests to the active controller), else -1.
+func controllerFor(img *metadata.Image) int32 {
+	if img.Live(img.ControllerID) {
+		return img.ControllerID
+	}
+	if live := img.LiveBrokers(); len(live) > 0 {
+		return live[0].ID
+	}
+	return -1
 }

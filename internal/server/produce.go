@@ -8,6 +8,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"strand/internal/group"
 	"strand/internal/record"
 	"strand/internal/replica"
 )
@@ -42,9 +43,15 @@ func (s *Server) handleProduce(_ context.Context, req *kmsg.ProduceRequest) func
 				out.ErrorCode = kerr.InvalidRequiredAcks.Code
 				continue
 			}
-			p, ok := s.parts.Get(rt.Topic, rp.Partition)
-			if !ok {
-				out.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			if rt.Topic == group.Topic {
+				// Only the group coordinator writes to its internal topic.
+				out.ErrorCode = kerr.InvalidTopicException.Code
+				out.ErrorMessage = kmsg.StringPtr("cannot append to internal topic " + rt.Topic)
+				continue
+			}
+			p, code := s.leaderPartition(rt.Topic, rp.Partition)
+			if code != 0 {
+				out.ErrorCode = code
 				continue
 			}
 			res, err := s.appendRecords(p, rp.Records, req.TransactionID != nil, now)

@@ -12,8 +12,6 @@ package server
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +19,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -28,6 +27,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"strand/internal/config"
+	"strand/internal/controller"
 	"strand/internal/metadata"
 	"strand/internal/protocol"
 	"strand/internal/replica"
@@ -41,9 +41,17 @@ type Server struct {
 	dir    string
 	lock   *os.File
 
-	store metadata.Store
+	ctrl  *controller.Node // this node's member of the metadata quorum
+	store metadata.Store   // ctrl, as the metadata store
 	parts *replica.Manager
-	pids  *txn.IDAllocator
+
+	applyMu  sync.Mutex      // guards latest, caughtUp; serialises partition manager updates
+	latest   *metadata.Image // the newest image seen
+	caughtUp bool            // the node registered, so images are current
+	pids     *txn.IDAllocator
+
+	groups    *groupCoordinator // consumer group coordinator (groups.go)
+	offsetsMu sync.Mutex        // serialises the creation of __consumer_offsets
 
 	listeners []net.Listener
 	wg        sync.WaitGroup // connection and background goroutines
@@ -79,43 +87,111 @@ func New(cfg *config.Broker, logger *slog.Logger) (*Server, error) {
 }
 
 func (s *Server) open() error {
-	adv, err := s.cfg.AdvertisedListeners()
+	node, err := s.openController()
 	if err != nil {
 		return err
 	}
-	self := metadata.Broker{ID: s.cfg.NodeID(), Host: adv[0].Host, Port: adv[0].Port}
-	store, err := metadata.OpenLocal(s.dir, self, newClusterID)
-	if err != nil {
-		return err
-	}
-	s.store = store
-	if s.pids, err = txn.OpenIDAllocator(filepath.Join(s.dir, "producer-ids")); err != nil {
-		return err
-	}
+	s.ctrl, s.store = node, node
+	s.pids = txn.NewIDAllocator(node.AllocateProducerIDs)
 	s.parts = replica.NewManager(s.dir, s.cfg, s.logger)
-	start := time.Now()
-	var applyErr error
-	store.OnChange(func(img *metadata.Image) {
-		if err := s.parts.Apply(img); err != nil {
-			s.logger.Error("applying metadata to partitions", "err", err)
-			if applyErr == nil {
-				applyErr = err
-			}
-		}
-	})
-	if applyErr != nil {
-		return applyErr
-	}
-	s.parts.RemoveStrays(store.Image())
-	s.logger.Info("loaded partitions", "partitions", len(s.parts.All()), "took", time.Since(start).Round(time.Millisecond))
+	s.openGroups()
+	node.OnChange(s.applyImage)
 	return nil
 }
 
-// newClusterID returns a random 16-byte id in Kafka's base64url form.
-func newClusterID() string {
-	var b [16]byte
-	rand.Read(b[:])
-	return base64.RawURLEncoding.EncodeToString(b[:])
+// applyImage hands a new metadata image to the partition manager - but only
+// once the node has caught up with the quorum (see catchUp): while Raft
+// replays old log entries at start, the images describe the past, and acting
+// on them (re-creating, deleting or replacing partition logs) would damage
+// data written since.
+func (s *Server) applyImage(img *metadata.Image) {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	s.latest = img
+	if !s.caughtUp {
+		return
+	}
+	if err := s.parts.Apply(img); err != nil {
+		s.logger.Error("applying metadata to partitions", "err", err)
+	}
+	s.groups.observe(img)
+}
+
+// catchUp applies the latest image after registration proved it current,
+// opening this broker's partitions, and removes directories of topics that
+// no longer exist.
+func (s *Server) catchUp() {
+	start := time.Now()
+	s.applyMu.Lock()
+	s.caughtUp = true
+	img := s.latest
+	if err := s.parts.Apply(img); err != nil {
+		s.logger.Error("applying metadata to partitions", "err", err)
+	}
+	s.parts.RemoveStrays(img)
+	s.groups.observe(img)
+	s.applyMu.Unlock()
+	s.logger.Info("loaded partitions", "partitions", len(s.parts.All()), "took", time.Since(start).Round(time.Millisecond))
+}
+
+// openController starts this node's member of the metadata quorum.
+func (s *Server) openController() (*controller.Node, error) {
+	isBroker, isController := s.cfg.Roles()
+	voters, err := s.cfg.Voters()
+	if err != nil {
+		return nil, err
+	}
+	listen, err := s.cfg.ControllerListener()
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case len(voters) == 0 && !(isBroker && isController):
+		return nil, errors.New("controller.quorum.voters is empty: only a node with process.roles=broker,controller can run alone")
+	case len(voters) > 0 && isController && !slices.ContainsFunc(voters, func(v config.Voter) bool { return v.ID == s.cfg.NodeID() }):
+		return nil, fmt.Errorf("process.roles includes controller but node.id %d is not in controller.quorum.voters", s.cfg.NodeID())
+	case len(voters) > 0 && listen == "":
+		return nil, errors.New("no controller listener: add CONTROLLER://host:port to listeners (broker-only nodes replicate the metadata log there)")
+	}
+	if len(voters) == 0 {
+		listen = ""
+	}
+	cfg := controller.Config{
+		NodeID:            s.cfg.NodeID(),
+		Dir:               filepath.Join(s.dir, "__cluster_metadata-0"),
+		Voters:            voters,
+		ListenAddr:        listen,
+		Controller:        isController,
+		ElectionTimeout:   time.Duration(s.cfg.Int("controller.quorum.election.timeout.ms")) * time.Millisecond,
+		SessionTimeout:    time.Duration(s.cfg.Int("broker.session.timeout.ms")) * time.Millisecond,
+		HeartbeatInterval: time.Duration(s.cfg.Int("broker.heartbeat.interval.ms")) * time.Millisecond,
+		SnapshotThreshold: uint64(s.cfg.Int("metadata.log.max.snapshot.interval.records")),
+		Unclean: func(t *metadata.Topic) bool {
+			return s.cfg.TopicConfig(t.Configs).Bool("unclean.leader.election.enable")
+		},
+		Logger: s.logger,
+	}
+	if len(voters) == 0 && !s.cfg.IsSet("controller.quorum.election.timeout.ms") {
+		cfg.ElectionTimeout = 100 * time.Millisecond // a quorum of one elects itself at once
+	}
+	if s.cfg.Bool("auto.leader.rebalance.enable") {
+		cfg.RebalanceInterval = time.Duration(s.cfg.Int("leader.imbalance.check.interval.seconds")) * time.Second
+	}
+	if isBroker {
+		adv, err := s.cfg.AdvertisedListeners()
+		if err != nil {
+			return nil, err
+		}
+		if len(adv) == 0 {
+			return nil, errors.New("process.roles includes broker but listeners has no PLAINTEXT listener")
+		}
+		b := &metadata.Broker{Host: adv[0].Host, Port: adv[0].Port}
+		if rack := s.cfg.String("broker.rack"); rack != "" {
+			b.Rack = &rack
+		}
+		cfg.Broker = b
+	}
+	return controller.Open(cfg)
 }
 
 // Listen binds every configured listener. It is separate from Serve so that a
@@ -158,6 +234,17 @@ func (s *Server) Serve(ctx context.Context) error {
 		defer s.wg.Done()
 		s.parts.RunRetention(ctx, time.Duration(s.cfg.Int("log.retention.check.interval.ms"))*time.Millisecond)
 	}()
+	// As a KRaft broker does, serve clients only once registered with an
+	// image caught up with the quorum; until then connections wait in the
+	// listen backlog. Only such an image may decide which partition
+	// directories are strays.
+	if isBroker, _ := s.cfg.Roles(); isBroker {
+		start := time.Now()
+		if err := s.ctrl.WaitRegistered(ctx); err == nil {
+			s.logger.Info("broker registered and caught up with the metadata quorum", "took", time.Since(start).Round(time.Millisecond))
+			s.catchUp()
+		}
+	}
 	for _, ln := range s.listeners {
 		s.wg.Add(1)
 		go func(ln net.Listener) {
@@ -167,6 +254,13 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	<-ctx.Done()
 	s.logger.Info("shutting down")
+	if isBroker, _ := s.cfg.Roles(); isBroker && s.cfg.Bool("controlled.shutdown.enable") {
+		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := s.ctrl.ControlledShutdown(sctx); err != nil {
+			s.logger.Warn("controlled shutdown incomplete", "err", err)
+		}
+		scancel()
+	}
 	for _, ln := range s.listeners {
 		ln.Close()
 	}
@@ -189,6 +283,12 @@ func (s *Server) Close() error {
 
 func (s *Server) closeState() error {
 	var err error
+	if s.ctrl != nil {
+		if cerr := s.ctrl.Close(); cerr != nil {
+			s.logger.Warn("closing the metadata quorum member", "err", cerr)
+		}
+	}
+	s.groups.close()
 	if s.parts != nil {
 		err = s.parts.Close()
 	}
@@ -237,7 +337,7 @@ var hangUp kmsg.Response = new(kmsg.ProduceResponse)
 const maxPipelined = 64
 
 func (s *Server) serveConn(ctx context.Context, c net.Conn) {
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := context.WithCancel(context.WithValue(ctx, remoteAddrKey{}, c.RemoteAddr().String()))
 	defer cancel()
 	logger := s.logger.With("remote", c.RemoteAddr().String())
 	replies := make(chan reply, maxPipelined)

@@ -34,6 +34,7 @@ type nodeConfig struct {
 	args     []string
 	logLevel string
 	dataDir  string
+	ctrlAddr string // CONTROLLER listener, "" for none
 }
 
 // WithSet passes `--set key=value` (any Kafka broker property) to the node.
@@ -161,10 +162,14 @@ func (n *Node) start(t testing.TB) {
 	if n.cmd != nil && !isClosed(n.done) {
 		t.Fatalf("testcluster: node %d already running (pid %d)", n.cfg.nodeID, n.cmd.Process.Pid)
 	}
+	listeners := "PLAINTEXT://" + n.addr
+	if n.cfg.ctrlAddr != "" {
+		listeners += ",CONTROLLER://" + n.cfg.ctrlAddr
+	}
 	args := []string{"server",
 		"--node-id", strconv.Itoa(int(n.cfg.nodeID)),
 		"--data-dir", n.dataDir,
-		"--listeners", "PLAINTEXT://" + n.addr,
+		"--listeners", listeners,
 		"--log-level", n.cfg.logLevel,
 	}
 	for _, kv := range n.cfg.sets {

@@ -9,64 +9,47 @@
 package txn
 
 import (
-	"encoding/binary"
+	"context"
 	"errors"
 	"fmt"
 	"math"
-	"os"
 	"sync"
 
-	"strand/internal/atomicfile"
 	"strand/internal/record"
 )
 
-// IDBlockSize is how many producer ids are reserved per write of the allocator file.
+// IDBlockSize is how many producer ids are reserved from the controller at once.
 const IDBlockSize = 1000
 
-// IDAllocator hands out unique producer ids. The next unreserved id is stored in
-// a file; a block is reserved (and the file durably rewritten) before any id in
-// it is returned, so a crash can waste ids but never repeat one.
+// IDAllocator hands out cluster-unique producer ids from blocks the metadata
+// quorum reserved for this broker. A block is committed before any id in it
+// is returned, so a crash can waste ids but never repeat one.
 type IDAllocator struct {
-	path string
+	reserve func(ctx context.Context, count int64) (int64, error)
 
-	mu       sync.Mutex // guards next, reserved
-	next     int64      // next id to hand out
-	reserved int64      // ids < reserved are covered by the persisted file
+	mu   sync.Mutex // guards next, end
+	next int64      // next id to hand out
+	end  int64      // ids in [next, end) are ours
 }
 
-// OpenIDAllocator loads the allocator state from path (created if absent).
-func OpenIDAllocator(path string) (*IDAllocator, error) {
-	a := &IDAllocator{path: path}
-	b, err := os.ReadFile(path)
-	switch {
-	case err == nil && len(b) == 8:
-		a.next = int64(binary.BigEndian.Uint64(b))
-	case err == nil:
-		return nil, fmt.Errorf("producer id file %s: %d bytes, want 8", path, len(b))
-	case !os.IsNotExist(err):
-		return nil, fmt.Errorf("producer id file: %w", err)
-	}
-	if a.next < 0 {
-		return nil, fmt.Errorf("producer id file %s: negative next id %d", path, a.next)
-	}
-	a.reserved = a.next
-	return a, nil
+// NewIDAllocator returns an allocator reserving blocks with reserve.
+func NewIDAllocator(reserve func(ctx context.Context, count int64) (int64, error)) *IDAllocator {
+	return &IDAllocator{reserve: reserve}
 }
 
 // Next returns a fresh producer id.
-func (a *IDAllocator) Next() (int64, error) {
+func (a *IDAllocator) Next(ctx context.Context) (int64, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.next >= a.reserved {
-		if a.reserved > math.MaxInt64-IDBlockSize {
-			return 0, errors.New("producer ids exhausted")
-		}
-		var b [8]byte
-		binary.BigEndian.PutUint64(b[:], uint64(a.reserved+IDBlockSize))
-		if err := atomicfile.Write(a.path, b[:]); err != nil {
+	if a.next >= a.end {
+		start, err := a.reserve(ctx, IDBlockSize)
+		if err != nil {
 			return 0, fmt.Errorf("reserve producer ids: %w", err)
 		}
-		a.reserved += IDBlockSize
+		if start < 0 || start > math.MaxInt64-IDBlockSize {
+			return 0, errors.New("producer ids exhausted")
+		}
+		a.next, a.end = start, start+IDBlockSize
 	}
 	id := a.next
 	a.next++

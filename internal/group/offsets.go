@@ -1,0 +1,555 @@
+package group
+
+import (
+	"errors"
+	"sort"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// commitSlot is one partition of an OffsetCommit.
+type commitSlot struct {
+	out   *kmsg.OffsetCommitResponseTopicPartition
+	tp    topicPartition
+	entry offsetEntry
+}
+
+// OffsetCommit validates a commit and appends its records, then returns a
+// function that waits until they are durable (only then do they become
+// visible to OffsetFetch) and returns the response.
+func (c *Coordinator) OffsetCommit(req *kmsg.OffsetCommitRequest) func() *kmsg.OffsetCommitResponse {
+	resp := req.ResponseKind().(*kmsg.OffsetCommitResponse)
+	now := c.clock.Now()
+	expire := int64(-1)
+	if req.Version >= 2 && req.Version <= 4 && req.RetentionTimeMillis != -1 {
+		expire = now.UnixMilli() + req.RetentionTimeMillis
+	}
+	var slots []*commitSlot
+	for _, rt := range req.Topics {
+		topic := kmsg.NewOffsetCommitResponseTopic()
+		topic.Topic, topic.TopicID = rt.Topic, rt.TopicID
+		topic.Partitions = make([]kmsg.OffsetCommitResponseTopicPartition, len(rt.Partitions))
+		for i, rp := range rt.Partitions {
+			out := &topic.Partitions[i]
+			*out = kmsg.NewOffsetCommitResponseTopicPartition()
+			out.Partition = rp.Partition
+			if c.cfg.PartitionExists != nil && !c.cfg.PartitionExists(rt.Topic, rp.Partition) {
+				out.ErrorCode = kerr.UnknownTopicOrPartition.Code
+				continue
+			}
+			e := offsetEntry{offset: rp.Offset, leaderEpoch: rp.LeaderEpoch, commitTime: now.UnixMilli(), expireTime: expire}
+			if req.Version < 6 {
+				e.leaderEpoch = -1
+			}
+			if req.Version == 1 && rp.Timestamp != -1 {
+				e.commitTime = rp.Timestamp
+			}
+			if rp.Metadata != nil {
+				e.metadata = *rp.Metadata
+			}
+			slots = append(slots, &commitSlot{out: out, tp: topicPartition{rt.Topic, rp.Partition}, entry: e})
+		}
+		resp.Topics = append(resp.Topics, topic)
+	}
+	answer := func() *kmsg.OffsetCommitResponse { return resp }
+	fail := func(code int16) func() *kmsg.OffsetCommitResponse {
+		for _, s := range slots {
+			s.out.ErrorCode = code
+		}
+		return answer
+	}
+	if len(slots) == 0 {
+		return answer
+	}
+	if !fits(req.Group) {
+		return fail(kerrInvalidGroupID)
+	}
+	sh, code := c.shardFor(req.Group)
+	if code != 0 {
+		return fail(code)
+	}
+	g := sh.get(req.Group)
+	if g == nil {
+		if req.Generation >= 0 {
+			// A member of a group that no longer exists.
+			return fail(kerrIllegalGeneration)
+		}
+		// Standalone consumers commit without joining; their group holds offsets only.
+		if g = sh.getOrCreate(req.Group, true, now); g == nil {
+			return fail(kerrNotCoordinator)
+		}
+	}
+	g.mu.Lock()
+	locked := true
+	defer func() {
+		if locked {
+			g.mu.Unlock()
+		}
+	}()
+	if code := c.validateCommit(g, req.Generation, req.MemberID, req.InstanceID); code != 0 {
+		return fail(code)
+	}
+	var staged []*commitSlot
+	var recs []kv
+	for _, s := range slots {
+		if len(s.entry.metadata) > c.cfg.MaxMetadataSize {
+			s.out.ErrorCode = kerr.OffsetMetadataTooLarge.Code
+			continue
+		}
+		rec, err := offsetRecord(g.name, s.tp, s.entry)
+		if err != nil {
+			s.out.ErrorCode = kerr.InvalidRequest.Code
+			continue
+		}
+		staged = append(staged, s)
+		recs = append(recs, rec)
+	}
+	if len(staged) == 0 {
+		return answer
+	}
+	batch, err := buildBatch(now, recs)
+	if err != nil {
+		c.logger.Error("encoding offset commit", "group", g.name, "err", err)
+		return fail(kerrUnknownServerError)
+	}
+	partition := g.shard.partition
+	end, err := c.log.Append(partition, batch)
+	if err != nil {
+		for _, s := range staged {
+			s.out.ErrorCode = commitError(err)
+		}
+		return answer
+	}
+	base := end - int64(len(staged))
+	for i, s := range staged {
+		s.entry.recordOffset = base + int64(i)
+		if g.inflight[s.tp] == nil {
+			g.inflight[s.tp] = map[int64]bool{}
+		}
+		g.inflight[s.tp][s.entry.recordOffset] = true
+	}
+	g.mu.Unlock()
+	locked = false
+
+	done := make(chan struct{})
+	finish := func(err error) {
+		defer close(done)
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		for _, s := range staged {
+			if err != nil {
+				s.out.ErrorCode = commitError(err)
+			}
+			if !g.inflight[s.tp][s.entry.recordOffset] {
+				continue // deleted meanwhile
+			}
+			delete(g.inflight[s.tp], s.entry.recordOffset)
+			if len(g.inflight[s.tp]) == 0 {
+				delete(g.inflight, s.tp)
+			}
+			if cur, ok := g.offsets[s.tp]; err == nil && g.state != Dead && (!ok || cur.recordOffset < s.entry.recordOffset) {
+				g.offsets[s.tp] = s.entry
+			}
+		}
+	}
+	if !c.async(func() { finish(c.log.WaitDurable(partition, end)) }) {
+		finish(ErrNotLeader)
+	}
+	return func() *kmsg.OffsetCommitResponse {
+		<-done
+		return resp
+	}
+}
+
+// validateCommit checks who may commit: members of the current generation,
+// or anyone (generation -1, no member id) while the group has no members.
+// A member's commit also counts as a heartbeat. Called with g.mu held.
+func (c *Coordinator) validateCommit(g *group, generation int32, memberID string, instanceID *string) int16 {
+	if g.state == Dead {
+		return kerrCoordinatorNotAvailable
+	}
+	if generation >= 0 || memberID != "" || instanceID != nil {
+		if code := g.validateMember(memberID, instanceID); code != 0 {
+			return code
+		}
+		if generation != g.generation {
+			return kerrIllegalGeneration
+		}
+	} else if g.state != Empty {
+		return kerrUnknownMemberID
+	}
+	switch g.state {
+	case CompletingRebalance:
+		// The member has its new generation but not yet its assignment.
+		return kerrRebalanceInProgress
+	case Stable, PreparingRebalance:
+		if m := g.byID[memberID]; m != nil {
+			c.scheduleHeartbeat(g, m, m.session())
+		}
+	}
+	return 0
+}
+
+// commitError maps an append error of an offset commit to its Kafka code.
+func commitError(err error) int16 {
+	if errors.Is(err, ErrTooLarge) {
+		return kerr.InvalidCommitOffsetSize.Code
+	}
+	return kerrNotCoordinator
+}
+
+// fetchedPartition is one partition's committed offset (-1 if none).
+type fetchedPartition struct {
+	partition   int32
+	offset      int64
+	leaderEpoch int32
+	metadata    string
+}
+
+// fetchedTopic groups the fetched partitions of a topic.
+type fetchedTopic struct {
+	topic      string
+	partitions []fetchedPartition
+}
+
+// OffsetFetch returns committed offsets: of the requested partitions, or of
+// every partition the group has an offset for when the topic list is null.
+// It answers for one group, or (v8+) for several.
+func (c *Coordinator) OffsetFetch(req *kmsg.OffsetFetchRequest) *kmsg.OffsetFetchResponse {
+	resp := req.ResponseKind().(*kmsg.OffsetFetchResponse)
+	if req.Version >= 8 {
+		for _, rg := range req.Groups {
+			var want map[string][]int32
+			var order []string
+			if rg.Topics != nil {
+				want = map[string][]int32{}
+				for _, t := range rg.Topics {
+					if _, ok := want[t.Topic]; !ok {
+						order = append(order, t.Topic)
+					}
+					want[t.Topic] = append(want[t.Topic], t.Partitions...)
+				}
+			}
+			og := kmsg.NewOffsetFetchResponseGroup()
+			og.Group = rg.Group
+			code, topics := c.fetchOffsets(rg.Group, want, order)
+			og.ErrorCode = code
+			og.Topics = []kmsg.OffsetFetchResponseGroupTopic{}
+			for _, ft := range topics {
+				ot := kmsg.NewOffsetFetchResponseGroupTopic()
+				ot.Topic = ft.topic
+				for _, fp := range ft.partitions {
+					op := kmsg.NewOffsetFetchResponseGroupTopicPartition()
+					op.Partition, op.Offset, op.LeaderEpoch, op.Metadata = fp.partition, fp.offset, fp.leaderEpoch, kmsg.StringPtr(fp.metadata)
+					ot.Partitions = append(ot.Partitions, op)
+				}
+				og.Topics = append(og.Topics, ot)
+			}
+			resp.Groups = append(resp.Groups, og)
+		}
+		return resp
+	}
+	var want map[string][]int32
+	var order []string
+	if req.Topics != nil {
+		want = map[string][]int32{}
+		for _, t := range req.Topics {
+			if _, ok := want[t.Topic]; !ok {
+				order = append(order, t.Topic)
+			}
+			want[t.Topic] = append(want[t.Topic], t.Partitions...)
+		}
+	}
+	code, topics := c.fetchOffsets(req.Group, want, order)
+	if code != 0 {
+		if req.Version >= 2 {
+			resp.ErrorCode = code
+			return resp
+		}
+		// v0-v1 have no group error: report it on every partition.
+		topics = requested(want, order)
+	}
+	for _, ft := range topics {
+		ot := kmsg.NewOffsetFetchResponseTopic()
+		ot.Topic = ft.topic
+		for _, fp := range ft.partitions {
+			op := kmsg.NewOffsetFetchResponseTopicPartition()
+			op.Partition, op.Offset, op.LeaderEpoch, op.Metadata = fp.partition, fp.offset, fp.leaderEpoch, kmsg.StringPtr(fp.metadata)
+			op.ErrorCode = code
+			ot.Partitions = append(ot.Partitions, op)
+		}
+		resp.Topics = append(resp.Topics, ot)
+	}
+	return resp
+}
+
+// requested lists the requested partitions with no offset.
+func requested(want map[string][]int32, order []string) []fetchedTopic {
+	out := make([]fetchedTopic, 0, len(order))
+	for _, t := range order {
+		ft := fetchedTopic{topic: t}
+		for _, p := range want[t] {
+			ft.partitions = append(ft.partitions, fetchedPartition{partition: p, offset: -1, leaderEpoch: -1})
+		}
+		out = append(out, ft)
+	}
+	return out
+}
+
+// fetchOffsets returns a group's offsets for want (topic -> partitions, in
+// the order given), or all of them, sorted, when want is nil. Offsets are
+// returned whatever the group's state: standalone consumers use a group
+// only to store offsets.
+func (c *Coordinator) fetchOffsets(name string, want map[string][]int32, order []string) (int16, []fetchedTopic) {
+	sh, code := c.shardFor(name)
+	if code != 0 {
+		return code, nil
+	}
+	g := sh.get(name)
+	if g == nil {
+		return 0, requested(want, order)
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.state == Dead {
+		return 0, requested(want, order)
+	}
+	if want == nil {
+		byTopic := map[string][]fetchedPartition{}
+		for tp, e := range g.offsets {
+			byTopic[tp.topic] = append(byTopic[tp.topic], fetchedPartition{tp.partition, e.offset, e.leaderEpoch, e.metadata})
+		}
+		out := make([]fetchedTopic, 0, len(byTopic))
+		for t, ps := range byTopic {
+			sort.Slice(ps, func(i, j int) bool { return ps[i].partition < ps[j].partition })
+			out = append(out, fetchedTopic{t, ps})
+		}
+		sort.Slice(out, func(i, j int) bool { return out[i].topic < out[j].topic })
+		return 0, out
+	}
+	out := requested(want, order)
+	for i := range out {
+		for j := range out[i].partitions {
+			fp := &out[i].partitions[j]
+			if e, ok := g.offsets[topicPartition{out[i].topic, fp.partition}]; ok {
+				fp.offset, fp.leaderEpoch, fp.metadata = e.offset, e.leaderEpoch, e.metadata
+			}
+		}
+	}
+	return 0, out
+}
+
+// OffsetDelete deletes committed offsets of a group. Offsets of topics the
+// group's members consume cannot be deleted while it has members
+// (GROUP_SUBSCRIBED_TO_TOPIC). The returned function waits for durability.
+func (c *Coordinator) OffsetDelete(req *kmsg.OffsetDeleteRequest) func() *kmsg.OffsetDeleteResponse {
+	resp := req.ResponseKind().(*kmsg.OffsetDeleteResponse)
+	answer := func() *kmsg.OffsetDeleteResponse { return resp }
+	type slot struct {
+		out *kmsg.OffsetDeleteResponseTopicPartition
+		tp  topicPartition
+	}
+	var slots []slot
+	for _, rt := range req.Topics {
+		topic := kmsg.NewOffsetDeleteResponseTopic()
+		topic.Topic = rt.Topic
+		topic.Partitions = make([]kmsg.OffsetDeleteResponseTopicPartition, len(rt.Partitions))
+		for i, rp := range rt.Partitions {
+			out := &topic.Partitions[i]
+			*out = kmsg.NewOffsetDeleteResponseTopicPartition()
+			out.Partition = rp.Partition
+			if c.cfg.PartitionExists != nil && !c.cfg.PartitionExists(rt.Topic, rp.Partition) {
+				out.ErrorCode = kerr.UnknownTopicOrPartition.Code
+				continue
+			}
+			slots = append(slots, slot{out, topicPartition{rt.Topic, rp.Partition}})
+		}
+		resp.Topics = append(resp.Topics, topic)
+	}
+	if req.Group == "" {
+		resp.ErrorCode = kerrInvalidGroupID
+		return answer
+	}
+	sh, code := c.shardFor(req.Group)
+	if code != 0 {
+		resp.ErrorCode = code
+		return answer
+	}
+	g := sh.get(req.Group)
+	if g == nil {
+		resp.ErrorCode = kerr.GroupIDNotFound.Code
+		return answer
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var eligible []slot
+	switch g.state {
+	case Dead:
+		resp.ErrorCode = kerr.GroupIDNotFound.Code
+		return answer
+	case Empty:
+		eligible = slots
+	default:
+		if g.protocolType != consumerProtocolType {
+			resp.ErrorCode = kerr.NonEmptyGroup.Code
+			return answer
+		}
+		for _, s := range slots {
+			if g.isSubscribed(s.tp.topic) {
+				s.out.ErrorCode = kerr.GroupSubscribedToTopic.Code
+			} else {
+				eligible = append(eligible, s)
+			}
+		}
+	}
+	tps := make([]topicPartition, len(eligible))
+	for i, s := range eligible {
+		tps[i] = s.tp
+	}
+	end, err := c.removeOffsets(g, tps, false)
+	if err != nil {
+		for _, s := range eligible {
+			s.out.ErrorCode = commitError(err)
+		}
+		return answer
+	}
+	partition := g.shard.partition
+	return func() *kmsg.OffsetDeleteResponse {
+		if end > 0 {
+			if err := c.log.WaitDurable(partition, end); err != nil {
+				for _, s := range eligible {
+					s.out.ErrorCode = commitError(err)
+				}
+			}
+		}
+		return resp
+	}
+}
+
+// removeOffsets deletes a group's offsets for tps: it appends their
+// tombstones, plus the group's when it is to die (dead, or Empty with no
+// offset left), then applies them in memory. It returns the log end to wait
+// for durability (0 when nothing was appended). Called with g.mu held.
+func (c *Coordinator) removeOffsets(g *group, tps []topicPartition, dead bool) (int64, error) {
+	var recs []kv
+	remove := map[topicPartition]bool{}
+	for _, tp := range tps {
+		if _, ok := g.offsets[tp]; (ok || len(g.inflight[tp]) > 0) && !remove[tp] {
+			remove[tp] = true
+			recs = append(recs, offsetTombstone(g.name, tp))
+		}
+	}
+	left := 0 // offsets and commits in flight that stay
+	for tp := range g.offsets {
+		if !remove[tp] {
+			left++
+		}
+	}
+	for tp := range g.inflight {
+		if _, ok := g.offsets[tp]; !ok && !remove[tp] {
+			left++
+		}
+	}
+	dead = dead || g.state == Empty && left == 0
+	if dead {
+		recs = append(recs, groupTombstone(g.name))
+	}
+	if len(recs) == 0 {
+		return 0, nil
+	}
+	batch, err := buildBatch(c.clock.Now(), recs)
+	if err != nil {
+		return 0, err
+	}
+	end, err := c.log.Append(g.shard.partition, batch)
+	if err != nil {
+		return 0, err
+	}
+	for tp := range remove {
+		delete(g.offsets, tp)
+		delete(g.inflight, tp)
+	}
+	if dead {
+		c.killGroup(g)
+		g.shard.remove(g)
+		c.logger.Info("group removed", "group", g.name, "generation", g.generation)
+	}
+	return end, nil
+}
+
+// scheduleSweep schedules the next expiry of old offsets.
+func (c *Coordinator) scheduleSweep() {
+	c.sweepMu.Lock()
+	defer c.sweepMu.Unlock()
+	c.sweep = c.clock.AfterFunc(c.cfg.RetentionCheckInterval, func() {
+		c.run(func() {
+			c.ExpireOffsets()
+			c.scheduleSweep()
+		})
+	})
+}
+
+// ExpireOffsets removes offsets older than offsets.retention.minutes (the
+// broker runs it every offsets.retention.check.interval.ms): all offsets of
+// a group that has been Empty that long; offsets committed that long ago by
+// a standalone consumer; for a Stable consumer group, offsets of topics it
+// no longer subscribes to. A group left Empty without offsets is removed.
+func (c *Coordinator) ExpireOffsets() {
+	now := c.clock.Now()
+	shards, _ := c.loadedShards()
+	removed := 0
+	for _, sh := range shards {
+		for _, g := range sh.all() {
+			g.mu.Lock()
+			removed += c.expireGroup(g, now)
+			g.mu.Unlock()
+		}
+	}
+	if removed > 0 {
+		c.logger.Info("expired committed offsets", "offsets", removed)
+	}
+}
+
+// expireGroup applies retention to one group. Called with g.mu held.
+func (c *Coordinator) expireGroup(g *group, now time.Time) int {
+	if g.state == Dead {
+		return 0
+	}
+	nowMs, retention := now.UnixMilli(), c.cfg.OffsetsRetention.Milliseconds()
+	var base func(offsetEntry) int64
+	skipSubscribed := false
+	switch {
+	case g.protocolType != "" && g.state == Empty:
+		base = func(e offsetEntry) int64 {
+			if !g.stateTime.IsZero() {
+				return g.stateTime.UnixMilli()
+			}
+			return e.commitTime
+		}
+	case g.protocolType == consumerProtocolType && g.subscribed != nil && g.state == Stable:
+		base, skipSubscribed = func(e offsetEntry) int64 { return e.commitTime }, true
+	case g.protocolType == "":
+		base = func(e offsetEntry) int64 { return e.commitTime }
+	default:
+		return 0
+	}
+	var expired []topicPartition
+	for tp, e := range g.offsets {
+		if skipSubscribed && g.subscribed[tp.topic] || len(g.inflight[tp]) > 0 {
+			continue
+		}
+		if e.expireTime >= 0 && nowMs >= e.expireTime || e.expireTime < 0 && nowMs-base(e) >= retention {
+			expired = append(expired, tp)
+		}
+	}
+	if len(expired) == 0 && !(g.state == Empty && len(g.offsets) == 0) {
+		return 0
+	}
+	if _, err := c.removeOffsets(g, expired, false); err != nil {
+		c.logger.Warn("expiring offsets failed", "group", g.name, "err", err)
+		return 0
+	}
+	return len(expired)
+}

@@ -1,0 +1,353 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"strand/internal/group"
+	"strand/internal/log"
+	"strand/internal/metadata"
+	"strand/internal/protocol"
+	"strand/internal/replica"
+)
+
+// Consumer group APIs. The coordinator (internal/group) holds the state; this
+// file creates __consumer_offsets, keeps the coordinator's loaded partitions
+// equal to the offsets partitions this broker leads, and dispatches requests.
+//
+// Ordering: the part of a group request that changes state (registering a
+// join, validating and appending a commit) runs on the connection's reader in
+// request order; what waits (a rebalance, durability) runs in the
+// continuation. Reads of group state (OffsetFetch, DescribeGroups,
+// ListGroups) also run in the continuation, so that a read pipelined behind a
+// write on the same connection sees it, as it would on Kafka, which handles
+// one request per connection at a time.
+
+// groupCoordinator is the server's group coordinator plus the goroutine that
+// loads and unloads its partitions as leadership of __consumer_offsets changes.
+type groupCoordinator struct {
+	*group.Coordinator
+	self   int32
+	logger *slog.Logger
+
+	mu   sync.Mutex // guards next
+	next *metadata.Image
+	wake chan struct{}
+	stop chan struct{}
+	done chan struct{}
+
+	led map[int32]int32 // loaded partition -> its leader epoch; owned by run
+}
+
+// openGroups creates the coordinator and starts its loader.
+func (s *Server) openGroups() {
+	ms := func(name string) time.Duration { return time.Duration(s.cfg.Int(name)) * time.Millisecond }
+	cfg := group.Config{
+		Partitions:             int32(s.cfg.Int("offsets.topic.num.partitions")),
+		InitialRebalanceDelay:  ms("group.initial.rebalance.delay.ms"),
+		MinSessionTimeout:      ms("group.min.session.timeout.ms"),
+		MaxSessionTimeout:      ms("group.max.session.timeout.ms"),
+		MaxGroupSize:           int(s.cfg.Int("group.max.size")),
+		OffsetsRetention:       time.Duration(s.cfg.Int("offsets.retention.minutes")) * time.Minute,
+		RetentionCheckInterval: ms("offsets.retention.check.interval.ms"),
+		MaxMetadataSize:        int(s.cfg.Int("offset.metadata.max.bytes")),
+		PartitionExists: func(topic string, partition int32) bool {
+			t, ok := s.store.Image().Topic(topic)
+			return ok && partition >= 0 && int(partition) < len(t.Partitions)
+		},
+		Logger: s.logger.With("component", "group-coordinator"),
+	}
+	gc := &groupCoordinator{self: s.cfg.NodeID(), logger: cfg.Logger,
+		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}), led: map[int32]int32{}}
+	gc.Coordinator = group.New(cfg, offsetsLog{parts: s.parts, self: gc.self})
+	s.groups = gc
+	go gc.run()
+}
+
+// observe hands the loader a new metadata image (after the partition
+// manager has applied it, so that the partitions it names are open).
+func (gc *groupCoordinator) observe(img *metadata.Image) {
+	if gc == nil {
+		return
+	}
+	gc.mu.Lock()
+	gc.next = img
+	gc.mu.Unlock()
+	select {
+	case gc.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (gc *groupCoordinator) run() {
+	defer close(gc.done)
+	for {
+		select {
+		case <-gc.stop:
+			return
+		case <-gc.wake:
+		}
+		gc.mu.Lock()
+		img := gc.next
+		gc.mu.Unlock()
+		gc.apply(img)
+	}
+}
+
+// apply loads every __consumer_offsets partition this broker leads and
+// unloads the others (also one whose leader epoch changed: it was led
+// elsewhere meanwhile, so its state is stale).
+func (gc *groupCoordinator) apply(img *metadata.Image) {
+	want := map[int32]int32{}
+	if t, ok := img.Topic(group.Topic); ok {
+		gc.SetPartitionCount(int32(len(t.Partitions)))
+		if img.Live(gc.self) {
+			for _, p := range t.Partitions {
+				if p.Leader == gc.self {
+					want[p.Index] = p.LeaderEpoch
+				}
+			}
+		}
+	}
+	for p, epoch := range gc.led {
+		if e, ok := want[p]; !ok || e != epoch {
+			gc.Unload(p)
+			delete(gc.led, p)
+		}
+	}
+	parts := make([]int32, 0, len(want))
+	for p := range want {
+		if _, ok := gc.led[p]; !ok {
+			parts = append(parts, p)
+		}
+	}
+	sort.Slice(parts, func(i, j int) bool { return parts[i] < parts[j] })
+	for _, p := range parts {
+		select {
+		case <-gc.stop:
+			return
+		default:
+		}
+		if err := gc.Load(p); err != nil {
+			// Retried with the next metadata change.
+			gc.logger.Error("loading consumer groups", "partition", p, "err", err)
+			continue
+		}
+		gc.led[p] = want[p]
+	}
+}
+
+// close stops the loader and the coordinator.
+func (gc *groupCoordinator) close() {
+	if gc == nil {
+		return
+	}
+	close(gc.stop)
+	<-gc.done
+	gc.Close()
+}
+
+// offsetsLog is group.Log over this broker's replicas of __consumer_offsets.
+type offsetsLog struct {
+	parts *replica.Manager
+	self  int32
+}
+
+func (l offsetsLog) partition(p int32) (*replica.Partition, error) {
+	part, ok := l.parts.Get(group.Topic, p)
+	if !ok {
+		return nil, fmt.Errorf("%w: %s-%d is not hosted here", group.ErrNotLeader, group.Topic, p)
+	}
+	return part, nil
+}
+
+func (l offsetsLog) Append(p int32, records []byte) (int64, error) {
+	part, err := l.partition(p)
+	if err != nil {
+		return 0, err
+	}
+	if part.Leader() != l.self {
+		return 0, fmt.Errorf("%w: %s-%d is led by %d", group.ErrNotLeader, group.Topic, p, part.Leader())
+	}
+	res, err := part.Append(records, time.Now())
+	if errors.Is(err, log.ErrMessageTooLarge) {
+		return 0, fmt.Errorf("%w: %v", group.ErrTooLarge, err)
+	}
+	if err != nil {
+		return 0, err
+	}
+	return res.LastOffset + 1, nil
+}
+
+func (l offsetsLog) WaitDurable(p int32, end int64) error {
+	part, err := l.partition(p)
+	if err != nil {
+		return err
+	}
+	return part.WaitDurable(end)
+}
+
+func (l offsetsLog) Read(p int32, offset int64, maxBytes int) ([]byte, error) {
+	part, err := l.partition(p)
+	if err != nil {
+		return nil, err
+	}
+	return part.Read(offset, maxBytes, true)
+}
+
+func (l offsetsLog) Bounds(p int32) (int64, int64, error) {
+	part, err := l.partition(p)
+	if err != nil {
+		return 0, 0, err
+	}
+	return part.LogStartOffset(), part.HighWatermark(), nil
+}
+
+// offsetsTopic returns __consumer_offsets, creating it on first use:
+// offsets.topic.num.partitions partitions, cleanup.policy=compact,
+// offsets.topic.replication.factor capped at the registered broker count.
+func (s *Server) offsetsTopic(ctx context.Context) (*metadata.Topic, error) {
+	if t, ok := s.store.Image().Topic(group.Topic); ok {
+		return t, nil
+	}
+	s.offsetsMu.Lock()
+	defer s.offsetsMu.Unlock()
+	img := s.store.Image()
+	if t, ok := img.Topic(group.Topic); ok {
+		return t, nil
+	}
+	rf := min(s.cfg.Int("offsets.topic.replication.factor"), int64(len(img.Brokers)))
+	t, err := s.store.CreateTopic(ctx, metadata.CreateTopic{
+		Name: group.Topic, Partitions: int32(s.cfg.Int("offsets.topic.num.partitions")), ReplicationFactor: int16(max(rf, 1)),
+		Configs: map[string]string{
+			"cleanup.policy": "compact",
+			"segment.bytes":  strconv.FormatInt(s.cfg.Int("offsets.topic.segment.bytes"), 10),
+		},
+		Internal: true,
+	})
+	if errors.Is(err, metadata.ErrTopicExists) {
+		if t, ok := s.store.Image().Topic(group.Topic); ok {
+			return t, nil
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.logger.Info("created the consumer offsets topic", "topic", group.Topic, "partitions", len(t.Partitions), "replication_factor", rf)
+	return t, nil
+}
+
+// FindCoordinator key types.
+const (
+	coordinatorGroup       = 0
+	coordinatorTransaction = 1
+)
+
+func (s *Server) handleFindCoordinator(ctx context.Context, req *kmsg.FindCoordinatorRequest) kmsg.Response {
+	resp := req.ResponseKind().(*kmsg.FindCoordinatorResponse)
+	keys := req.CoordinatorKeys
+	if req.Version < 4 {
+		keys = []string{req.CoordinatorKey}
+	}
+	for _, key := range keys {
+		resp.Coordinators = append(resp.Coordinators, s.findCoordinator(ctx, req.CoordinatorType, key))
+	}
+	if req.Version < 4 {
+		c := resp.Coordinators[0]
+		resp.ErrorCode, resp.ErrorMessage, resp.NodeID, resp.Host, resp.Port = c.ErrorCode, c.ErrorMessage, c.NodeID, c.Host, c.Port
+		resp.Coordinators = nil
+	}
+	return resp
+}
+
+func (s *Server) findCoordinator(ctx context.Context, keyType int8, key string) kmsg.FindCoordinatorResponseCoordinator {
+	out := kmsg.NewFindCoordinatorResponseCoordinator()
+	out.Key, out.NodeID, out.Port = key, -1, -1
+	fail := func(code int16, msg string) kmsg.FindCoordinatorResponseCoordinator {
+		out.ErrorCode, out.ErrorMessage = code, &msg
+		return out
+	}
+	switch keyType {
+	case coordinatorGroup:
+	case coordinatorTransaction:
+		// Consistent with InitProducerID: fail fast instead of having the
+		// client retry COORDINATOR_NOT_AVAILABLE until it times out.
+		return fail(kerr.TransactionalIDAuthorizationFailed.Code, "transactions are not supported yet")
+	default:
+		return fail(kerr.InvalidRequest.Code, fmt.Sprintf("unknown coordinator key type %d", keyType))
+	}
+	t, err := s.offsetsTopic(ctx)
+	if err != nil {
+		s.logger.Warn("cannot create the consumer offsets topic", "err", err)
+		return fail(kerr.CoordinatorNotAvailable.Code, "the consumer offsets topic is not available: "+err.Error())
+	}
+	p := group.PartitionFor(key, int32(len(t.Partitions)))
+	leader := t.Partitions[p].Leader
+	img := s.store.Image()
+	b, ok := img.Broker(leader)
+	if leader < 0 || !ok || b.Fenced {
+		return fail(kerr.CoordinatorNotAvailable.Code, fmt.Sprintf("%s-%d has no live leader", group.Topic, p))
+	}
+	out.NodeID, out.Host, out.Port = b.ID, b.Host, b.Port
+	return out
+}
+
+// handleGroup dispatches the group APIs that answer in a continuation.
+func (s *Server) handleGroup(ctx context.Context, req *protocol.Request) (func() kmsg.Response, bool) {
+	switch body := req.Body.(type) {
+	case *kmsg.JoinGroupRequest:
+		wait := s.groups.JoinGroup(ctx, body, group.Client{ID: req.ClientID, Host: clientHost(ctx)})
+		return func() kmsg.Response {
+			if r := wait(); r != nil {
+				return r
+			}
+			return nil // the connection closed
+		}, true
+	case *kmsg.SyncGroupRequest:
+		wait := s.groups.SyncGroup(ctx, body)
+		return func() kmsg.Response {
+			if r := wait(); r != nil {
+				return r
+			}
+			return nil
+		}, true
+	case *kmsg.OffsetCommitRequest:
+		wait := s.groups.OffsetCommit(body)
+		return func() kmsg.Response { return wait() }, true
+	case *kmsg.OffsetDeleteRequest:
+		wait := s.groups.OffsetDelete(body)
+		return func() kmsg.Response { return wait() }, true
+	case *kmsg.DeleteGroupsRequest:
+		wait := s.groups.DeleteGroups(body)
+		return func() kmsg.Response { return wait() }, true
+	case *kmsg.OffsetFetchRequest:
+		return func() kmsg.Response { return s.groups.OffsetFetch(body) }, true
+	case *kmsg.DescribeGroupsRequest:
+		return func() kmsg.Response { return s.groups.DescribeGroups(body) }, true
+	case *kmsg.ListGroupsRequest:
+		return func() kmsg.Response { return s.groups.ListGroups(body) }, true
+	}
+	return nil, false
+}
+
+// remoteAddrKey carries a connection's remote address in its context.
+type remoteAddrKey struct{}
+
+// clientHost is the client's address as Kafka reports it ("/ip").
+func clientHost(ctx context.Context) string {
+	addr, _ := ctx.Value(remoteAddrKey{}).(string)
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		return "/" + host
+	}
+	return addr
+}
