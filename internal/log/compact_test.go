@@ -692,7 +692,7 @@ func TestCompactConcurrentReads(t *testing.T) {
 			time.Sleep(time.Millisecond)
 		}
 	}()
-	for round := 0; round < 15; round++ {
+	for round := 0; round < 10; round++ {
 		mu.Lock()
 		k.fillRandom(rng, 80, 30, record.CodecSnappy, int64(2000+round*100))
 		mu.Unlock()

@@ -12,17 +12,17 @@ import (
 // and every replica applies them the same way, so replicas that applied the
 // same log prefix hold identical images.
 type Record struct {
-	ClusterID        *string                 `json:",omitempty"`
-	Controller       *int32                  `json:",omitempty"`
-	RegisterBroker   *Broker                 `json:",omitempty"`
-	BrokerFenced     *BrokerFenceRecord      `json:",omitempty"`
-	UnregisterBroker *int32                  `json:",omitempty"`
-	Topic            *Topic                  `json:",omitempty"`
-	RemoveTopic      *string                 `json:",omitempty"`
-	PartitionChange  *PartitionChangeRecord  `json:",omitempty"`
-	Configs          *TopicConfigRecord      `json:",omitempty"`
-	ProducerIDs      *ProducerIDsRecord      `json:",omitempty"`
-	Partitions       *AddPartitionsRecord    `json:",omitempty"`
+	ClusterID        *string                `json:",omitempty"`
+	Controller       *int32                 `json:",omitempty"`
+	RegisterBroker   *Broker                `json:",omitempty"`
+	BrokerFenced     *BrokerFenceRecord     `json:",omitempty"`
+	UnregisterBroker *int32                 `json:",omitempty"`
+	Topic            *Topic                 `json:",omitempty"`
+	RemoveTopic      *string                `json:",omitempty"`
+	PartitionChange  *PartitionChangeRecord `json:",omitempty"`
+	Configs          *TopicConfigRecord     `json:",omitempty"`
+	ProducerIDs      *ProducerIDsRecord     `json:",omitempty"`
+	Partitions       *AddPartitionsRecord   `json:",omitempty"`
 }
 
 // BrokerFenceRecord fences or unfences a broker of the given epoch.

@@ -185,13 +185,16 @@ func TestConsumerGroupSharesWorkAndResumes(t *testing.T) {
 		return ms[0].owned() == 2 && ms[1].owned() == 2 && ms[2].owned() == 2
 	})
 
-	produceN(t, prod, "orders", 6, 100, "a")
-	waitFor(t, "half the records", 30*time.Second, func() bool { return l.distinct() >= 300 })
-	ms[2].close() // leaves the group; the others take over its partitions
-	waitFor(t, "all 600 records", 30*time.Second, func() bool { return l.distinct() == 600 })
+	// 600 records: half before and half after a member leaves, so that the
+	// others resume its partitions from its commits.
+	produceN(t, prod, "orders", 6, 50, "a")
+	waitFor(t, "the first 300 records", 30*time.Second, func() bool { return l.distinct() == 300 })
+	ms[2].close() // commits what it processed, then leaves the group
 	waitFor(t, "two members with three partitions each", 30*time.Second, func() bool {
 		return ms[0].owned() == 3 && ms[1].owned() == 3
 	})
+	produceN(t, prod, "orders", 6, 50, "b")
+	waitFor(t, "all 600 records", 30*time.Second, func() bool { return l.distinct() == 600 })
 
 	adm := kadm.NewClient(n.client())
 	offs, err := adm.FetchOffsets(ctx(t), "g")
@@ -243,7 +246,7 @@ func TestConsumerGroupSharesWorkAndResumes(t *testing.T) {
 	n.stop()
 	n.start()
 	prod = n.client(kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	produceN(t, prod, "orders", 6, 10, "b")
+	produceN(t, prod, "orders", 6, 10, "c")
 	l2 := newLedger()
 	m := startMember(t, n, "c4", "g", "orders", l2)
 	waitFor(t, "the 60 new records", 30*time.Second, func() bool { return l2.distinct() >= 60 })

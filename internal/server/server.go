@@ -234,6 +234,13 @@ func (s *Server) Serve(ctx context.Context) error {
 		defer s.wg.Done()
 		s.parts.RunRetention(ctx, time.Duration(s.cfg.Int("log.retention.check.interval.ms"))*time.Millisecond)
 	}()
+	if s.cfg.Bool("log.cleaner.enable") {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.parts.RunCleaner(ctx, time.Duration(s.cfg.Int("log.cleaner.backoff.ms"))*time.Millisecond)
+		}()
+	}
 	// As a KRaft broker does, serve clients only once registered with an
 	// image caught up with the quorum; until then connections wait in the
 	// listen backlog. Only such an image may decide which partition
