@@ -97,8 +97,9 @@ func scale(by int64) func(string) (string, error) {
 
 // Broker is the validated configuration of one node. It is immutable after Load.
 type Broker struct {
-	values map[string]string // every brokerDefs name -> effective value
-	set    map[string]bool   // names given explicitly (file or flags)
+	values  map[string]string // every brokerDefs name -> effective value
+	set     map[string]bool   // names given explicitly (file or flags)
+	dynamic map[string]bool   // names whose value is a cluster-wide dynamic config
 }
 
 // Load builds a Broker from an optional .properties file (path may be "") and

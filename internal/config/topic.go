@@ -38,9 +38,10 @@ type Source int8
 
 // Config sources.
 const (
-	SourceDynamicTopic Source = 1
-	SourceStaticBroker Source = 4
-	SourceDefault      Source = 5
+	SourceDynamicTopic         Source = 1
+	SourceDynamicDefaultBroker Source = 3
+	SourceStaticBroker         Source = 4
+	SourceDefault              Source = 5
 )
 
 // TopicDefs returns the topic property definitions in name order.
@@ -93,10 +94,7 @@ func (t Topic) Value(name string) (string, Source) {
 	if !ok {
 		return "", SourceDefault
 	}
-	if t.broker.IsSet(d.Broker) {
-		return t.broker.String(d.Broker), SourceStaticBroker
-	}
-	return t.broker.String(d.Broker), SourceDefault
+	return t.broker.String(d.Broker), t.broker.Source(d.Broker)
 }
 
 // Int returns an integer topic property.

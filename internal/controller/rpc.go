@@ -158,6 +158,13 @@ func (n *Node) handle(ctx context.Context, op string, body json.RawMessage) (jso
 				return metadata.PlanSetTopicConfigs(img, r.Name, r.Configs)
 			})
 		}
+	case "set_cluster_configs":
+		var r map[string]string
+		if decode(&r) {
+			idx, err = n.commit(ctx, func(img *metadata.Image) ([]metadata.Record, error) {
+				return metadata.PlanSetClusterConfigs(img, r), nil
+			})
+		}
 	case "elect":
 		var r electReq
 		if decode(&r) {

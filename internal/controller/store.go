@@ -60,3 +60,8 @@ func (n *Node) AlterPartition(ctx context.Context, r metadata.AlterPartition) (*
 	}
 	return &p, nil
 }
+
+// SetClusterConfigs implements metadata.Store.
+func (n *Node) SetClusterConfigs(ctx context.Context, configs map[string]string) error {
+	return n.call(ctx, "set_cluster_configs", configs, nil)
+}

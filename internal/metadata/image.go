@@ -82,6 +82,8 @@ type Image struct {
 	// Brokers are the registered brokers, fenced or not, sorted by id.
 	Brokers []Broker
 	Topics  map[string]*Topic
+	// ClusterConfigs are the cluster-wide dynamic broker configs.
+	ClusterConfigs map[string]string `json:",omitempty"`
 	// NextProducerID is the first producer id not yet handed out.
 	NextProducerID int64 `json:",omitempty"`
 	// Offset is the metadata log index this image reflects.
@@ -151,7 +153,8 @@ func (im *Image) index() {
 // clone returns a deep copy that may be modified before publishing.
 func (im *Image) clone() *Image {
 	out := &Image{ClusterID: im.ClusterID, ControllerID: im.ControllerID, NextProducerID: im.NextProducerID, Offset: im.Offset,
-		Brokers: append([]Broker(nil), im.Brokers...), Topics: make(map[string]*Topic, len(im.Topics))}
+		ClusterConfigs: im.ClusterConfigs, // replaced, never modified in place
+		Brokers:        append([]Broker(nil), im.Brokers...), Topics: make(map[string]*Topic, len(im.Topics))}
 	for n, t := range im.Topics {
 		nt := *t
 		nt.Partitions = make([]Partition, len(t.Partitions))

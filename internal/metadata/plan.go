@@ -371,3 +371,9 @@ func PlanAlterPartition(im *Image, r AlterPartition) ([]Record, *Partition, erro
 	}
 	return []Record{{PartitionChange: &PartitionChangeRecord{Topic: r.Topic, Partition: next}}}, &next, nil
 }
+
+// PlanSetClusterConfigs replaces the cluster-wide dynamic broker configs
+// (validated by the caller, who knows the property definitions).
+func PlanSetClusterConfigs(im *Image, configs map[string]string) []Record {
+	return []Record{{ClusterConfigs: &configs}}
+}

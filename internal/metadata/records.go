@@ -23,6 +23,7 @@ type Record struct {
 	Configs          *TopicConfigRecord     `json:",omitempty"`
 	ProducerIDs      *ProducerIDsRecord     `json:",omitempty"`
 	Partitions       *AddPartitionsRecord   `json:",omitempty"`
+	ClusterConfigs   *map[string]string     `json:",omitempty"`
 }
 
 // BrokerFenceRecord fences or unfences a broker of the given epoch.
@@ -129,6 +130,8 @@ func (im *Image) apply(r Record, offset uint64) {
 		if end := r.ProducerIDs.Start + r.ProducerIDs.Count; end > im.NextProducerID {
 			im.NextProducerID = end
 		}
+	case r.ClusterConfigs != nil:
+		im.ClusterConfigs = *r.ClusterConfigs
 	case r.Partitions != nil:
 		if t, ok := im.Topics[r.Partitions.Topic]; ok {
 			for _, p := range r.Partitions.Partitions {

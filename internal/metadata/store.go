@@ -26,6 +26,8 @@ type Store interface {
 	CreatePartitions(ctx context.Context, name string, count int32, assignment [][]int32) error
 	// SetTopicConfigs replaces a topic's config overrides.
 	SetTopicConfigs(ctx context.Context, name string, configs map[string]string) error
+	// SetClusterConfigs replaces the cluster-wide dynamic broker configs.
+	SetClusterConfigs(ctx context.Context, configs map[string]string) error
 	// ElectLeaders runs a preferred (or unclean) election for one partition.
 	ElectLeaders(ctx context.Context, topic string, partition int32, preferred bool) error
 	// AlterPartition changes a partition's ISR on behalf of its leader and

@@ -274,7 +274,10 @@ func (m *Manager) cleanOnce(ctx context.Context, now time.Time) int {
 	}
 	sort.Slice(cands, func(i, j int) bool { return cands[i].ratio > cands[j].ratio })
 	// log.cleaner.dedupe.buffer.size as Kafka divides it: 24 bytes a key, 90% load.
-	maxKeys := int(float64(m.broker.Int("log.cleaner.dedupe.buffer.size")) / 24 * 0.9)
+	m.mu.RLock()
+	broker := m.broker
+	m.mu.RUnlock()
+	maxKeys := int(float64(broker.Int("log.cleaner.dedupe.buffer.size")) / 24 * 0.9)
 	n := 0
 	for _, c := range cands {
 		if ctx.Err() != nil {
@@ -314,4 +317,13 @@ func contains(xs []int32, x int32) bool {
 		}
 	}
 	return false
+}
+
+// SetBrokerConfig replaces the broker configuration topic configs derive from
+// (the static one with cluster-wide dynamic configs applied); the next Apply
+// reconfigures the logs.
+func (m *Manager) SetBrokerConfig(b *config.Broker) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.broker = b
 }

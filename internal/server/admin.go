@@ -50,7 +50,7 @@ func (s *Server) handleCreateTopics(ctx context.Context, req *kmsg.CreateTopicsR
 			if c.Assignment != nil {
 				out.NumPartitions, out.ReplicationFactor = int32(len(c.Assignment)), int16(len(c.Assignment[0]))
 			}
-			out.Configs = describeTopicConfigsForCreate(s.cfg.TopicConfig(c.Configs))
+			out.Configs = describeTopicConfigsForCreate(s.dyn().TopicConfig(c.Configs))
 		}
 		resp.Topics = append(resp.Topics, out)
 	}
@@ -77,7 +77,7 @@ func (s *Server) createSpec(rt kmsg.CreateTopicsRequestTopic) (metadata.CreateTo
 		}
 	}
 	if c.Partitions == -1 {
-		c.Partitions = int32(s.cfg.Int("num.partitions"))
+		c.Partitions = int32(s.dyn().Int("num.partitions"))
 	}
 	if c.ReplicationFactor == -1 {
 		c.ReplicationFactor = int16(s.replicationDefault())
@@ -142,7 +142,7 @@ func (s *Server) handleDeleteTopics(ctx context.Context, req *kmsg.DeleteTopicsR
 			topic, ok = img.TopicByID(metadata.TopicID(t.id))
 		}
 		switch {
-		case !s.cfg.Bool("delete.topic.enable"):
+		case !s.dyn().Bool("delete.topic.enable"):
 			out.ErrorCode = kerr.TopicDeletionDisabled.Code
 		case !ok && t.name == nil:
 			out.ErrorCode = kerr.UnknownTopicID.Code

@@ -43,7 +43,7 @@ func (s *Server) handleDescribeConfigs(req *kmsg.DescribeConfigsRequest) kmsg.Re
 				out.ErrorMessage = kmsg.StringPtr("unknown topic " + rr.ResourceName)
 				break
 			}
-			tc := s.cfg.TopicConfig(t.Configs)
+			tc := s.dyn().TopicConfig(t.Configs)
 			for _, d := range config.TopicDefs() {
 				if !want(d.Name) {
 					continue
@@ -61,15 +61,12 @@ func (s *Server) handleDescribeConfigs(req *kmsg.DescribeConfigsRequest) kmsg.Re
 				out.ErrorMessage = kmsg.StringPtr("broker " + rr.ResourceName + " is not this node")
 				break
 			}
+			b := s.dyn()
 			for _, d := range config.BrokerDefs() {
 				if !want(d.Name) {
 					continue
 				}
-				src := config.SourceDefault
-				if s.cfg.IsSet(d.Name) {
-					src = config.SourceStaticBroker
-				}
-				out.Configs = append(out.Configs, configEntry(d, s.cfg.String(d.Name), src, req.IncludeDocumentation))
+				out.Configs = append(out.Configs, configEntry(d, b.String(d.Name), b.Source(d.Name), req.IncludeDocumentation))
 			}
 		default:
 			out.ErrorCode = kerr.InvalidRequest.Code
@@ -103,11 +100,7 @@ func topicSynonyms(b *config.Broker, overrides map[string]string, d *config.Def)
 	if v, ok := overrides[d.Name]; ok {
 		out = append(out, kmsg.DescribeConfigsResponseResourceConfigConfigSynonym{Name: d.Name, Value: kmsg.StringPtr(v), Source: kmsg.ConfigSource(config.SourceDynamicTopic)})
 	}
-	src := config.SourceDefault
-	if b.IsSet(d.Broker) {
-		src = config.SourceStaticBroker
-	}
-	return append(out, kmsg.DescribeConfigsResponseResourceConfigConfigSynonym{Name: d.Broker, Value: kmsg.StringPtr(b.String(d.Broker)), Source: kmsg.ConfigSource(src)})
+	return append(out, kmsg.DescribeConfigsResponseResourceConfigConfigSynonym{Name: d.Broker, Value: kmsg.StringPtr(b.String(d.Broker)), Source: kmsg.ConfigSource(b.Source(d.Broker))})
 }
 
 // describeTopicConfigsForCreate lists a new topic's effective configs (CreateTopics v5+).
@@ -137,7 +130,23 @@ func (s *Server) alterTopic(ctx context.Context, name string, next map[string]st
 	return nil
 }
 
-var errBrokerConfigsStatic = fmt.Errorf("%w: broker configs are static; set them in the config file or with --set", metadata.ErrInvalidConfig)
+// alterCluster validates and commits new cluster-wide dynamic configs. Only
+// the cluster default (empty resource name) is supported; per-broker dynamic
+// configs are not.
+func (s *Server) alterCluster(ctx context.Context, name string, next map[string]string, validateOnly bool) error {
+	if name != "" {
+		return fmt.Errorf("%w: per-broker dynamic configs are not supported; alter the cluster default (empty broker name)", metadata.ErrInvalidConfig)
+	}
+	for k, v := range next {
+		if err := config.ValidateDynamic(k, v); err != nil {
+			return fmt.Errorf("%w: %v", metadata.ErrInvalidConfig, err)
+		}
+	}
+	if validateOnly {
+		return nil
+	}
+	return s.store.SetClusterConfigs(ctx, next)
+}
 
 func (s *Server) handleAlterConfigs(ctx context.Context, req *kmsg.AlterConfigsRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.AlterConfigsResponse)
@@ -159,7 +168,13 @@ func (s *Server) handleAlterConfigs(ctx context.Context, req *kmsg.AlterConfigsR
 			}
 			err = s.alterTopic(ctx, rr.ResourceName, next, req.ValidateOnly)
 		case resourceBroker:
-			err = errBrokerConfigsStatic
+			next := map[string]string{}
+			for _, c := range rr.Configs {
+				if c.Value != nil {
+					next[c.Name] = *c.Value
+				}
+			}
+			err = s.alterCluster(ctx, rr.ResourceName, next, req.ValidateOnly)
 		default:
 			err = fmt.Errorf("%w: resource type %d is not supported", metadata.ErrInvalidConfig, rr.ResourceType)
 		}
@@ -194,7 +209,7 @@ func (s *Server) handleIncrementalAlterConfigs(ctx context.Context, req *kmsg.In
 			for k, v := range t.Configs {
 				next[k] = v
 			}
-			tc := s.cfg.TopicConfig(t.Configs)
+			tc := s.dyn().TopicConfig(t.Configs)
 			for _, c := range rr.Configs {
 				if err = applyIncremental(next, tc, c); err != nil {
 					break
@@ -204,7 +219,23 @@ func (s *Server) handleIncrementalAlterConfigs(ctx context.Context, req *kmsg.In
 				err = s.alterTopic(ctx, rr.ResourceName, next, req.ValidateOnly)
 			}
 		case resourceBroker:
-			err = errBrokerConfigsStatic
+			next := map[string]string{}
+			for k, v := range s.store.Image().ClusterConfigs {
+				next[k] = v
+			}
+			for _, c := range rr.Configs {
+				switch {
+				case c.Op == opSet && c.Value != nil:
+					next[c.Name] = *c.Value
+				case c.Op == opDelete:
+					delete(next, c.Name)
+				default:
+					err = fmt.Errorf("%w: operation %d on broker config %s is not supported", metadata.ErrInvalidConfig, c.Op, c.Name)
+				}
+			}
+			if err == nil {
+				err = s.alterCluster(ctx, rr.ResourceName, next, req.ValidateOnly)
+			}
 		default:
 			err = fmt.Errorf("%w: resource type %d is not supported", metadata.ErrInvalidConfig, rr.ResourceType)
 		}

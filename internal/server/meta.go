@@ -43,7 +43,7 @@ func (s *Server) handleMetadata(ctx context.Context, req *kmsg.MetadataRequest) 
 		}
 		return resp
 	}
-	autoCreate := s.cfg.Bool("auto.create.topics.enable") && (req.Version < 4 || req.AllowAutoTopicCreation)
+	autoCreate := s.dyn().Bool("auto.create.topics.enable") && (req.Version < 4 || req.AllowAutoTopicCreation)
 	for _, rt := range req.Topics {
 		var t *metadata.Topic
 		var ok bool
@@ -86,7 +86,7 @@ func (s *Server) autoCreate(ctx context.Context, name string) (*metadata.Topic, 
 		return s.offsetsTopic(ctx)
 	}
 	t, err := s.store.CreateTopic(ctx, metadata.CreateTopic{Name: name,
-		Partitions: int32(s.cfg.Int("num.partitions")), ReplicationFactor: int16(s.replicationDefault())})
+		Partitions: int32(s.dyn().Int("num.partitions")), ReplicationFactor: int16(s.replicationDefault())})
 	if err == nil {
 		s.logger.Info("auto-created topic", "topic", name, "partitions", len(t.Partitions))
 	}
@@ -95,7 +95,7 @@ func (s *Server) autoCreate(ctx context.Context, name string) (*metadata.Topic, 
 
 // replicationDefault is default.replication.factor capped at the broker count.
 func (s *Server) replicationDefault() int64 {
-	rf := s.cfg.Int("default.replication.factor")
+	rf := s.dyn().Int("default.replication.factor")
 	if n := int64(len(s.store.Image().LiveBrokers())); rf > n {
 		rf = n
 	}

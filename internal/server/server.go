@@ -111,6 +111,7 @@ func (s *Server) applyImage(img *metadata.Image) {
 	if !s.caughtUp {
 		return
 	}
+	s.parts.SetBrokerConfig(s.cfg.WithDynamic(img.ClusterConfigs))
 	if err := s.parts.Apply(img); err != nil {
 		s.logger.Error("applying metadata to partitions", "err", err)
 	}
@@ -125,6 +126,7 @@ func (s *Server) catchUp() {
 	s.applyMu.Lock()
 	s.caughtUp = true
 	img := s.latest
+	s.parts.SetBrokerConfig(s.cfg.WithDynamic(img.ClusterConfigs))
 	if err := s.parts.Apply(img); err != nil {
 		s.logger.Error("applying metadata to partitions", "err", err)
 	}
@@ -167,7 +169,7 @@ func (s *Server) openController() (*controller.Node, error) {
 		HeartbeatInterval: time.Duration(s.cfg.Int("broker.heartbeat.interval.ms")) * time.Millisecond,
 		SnapshotThreshold: uint64(s.cfg.Int("metadata.log.max.snapshot.interval.records")),
 		Unclean: func(t *metadata.Topic) bool {
-			return s.cfg.TopicConfig(t.Configs).Bool("unclean.leader.election.enable")
+			return s.dyn().TopicConfig(t.Configs).Bool("unclean.leader.election.enable")
 		},
 		Logger: s.logger,
 	}
@@ -420,4 +422,10 @@ func (s *Server) writeReplies(c net.Conn, replies <-chan reply, logger *slog.Log
 			}
 		}
 	}
+}
+
+// dyn is the node's configuration with the cluster-wide dynamic configs of
+// the current metadata applied.
+func (s *Server) dyn() *config.Broker {
+	return s.cfg.WithDynamic(s.store.Image().ClusterConfigs)
 }

@@ -401,3 +401,63 @@ func TestEmptyFetchIsNotNull(t *testing.T) {
 		t.Fatalf("error %d, record set nil=%v (want empty, non-null)", got.ErrorCode, got.RecordBatches == nil)
 	}
 }
+
+// TestClusterDynamicConfigs: the cluster default broker configs (BROKER
+// resource, empty name) change topic defaults at run time, persist across a
+// restart, and refuse read-only names, bad values and per-broker names.
+func TestClusterDynamicConfigs(t *testing.T) {
+	n := startNode(t)
+	cl := n.client()
+	createTopic(t, cl, "dyn", 1, nil)
+	alter := func(name string, cfgs ...kmsg.IncrementalAlterConfigsRequestResourceConfig) int16 {
+		req := kmsg.NewPtrIncrementalAlterConfigsRequest()
+		req.Resources = []kmsg.IncrementalAlterConfigsRequestResource{{ResourceType: resourceBroker, ResourceName: name, Configs: cfgs}}
+		resp, err := req.RequestWith(ctx(t), cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Resources[0].ErrorCode
+	}
+	retention := func() (string, kmsg.ConfigSource) {
+		req := kmsg.NewPtrDescribeConfigsRequest()
+		req.Resources = []kmsg.DescribeConfigsRequestResource{{ResourceType: resourceTopic, ResourceName: "dyn", ConfigNames: []string{"retention.ms"}}}
+		resp, err := req.RequestWith(ctx(t), cl)
+		if err != nil || len(resp.Resources[0].Configs) != 1 {
+			t.Fatalf("describe: %v %+v", err, resp)
+		}
+		c := resp.Resources[0].Configs[0]
+		return *c.Value, c.Source
+	}
+	set := kmsg.IncrementalAlterConfigsRequestResourceConfig{Name: "log.retention.ms", Op: opSet, Value: kmsg.StringPtr("3600000")}
+	if code := alter("", set); code != 0 {
+		t.Fatalf("set cluster default: %v", kerr.ErrorForCode(code))
+	}
+	if v, src := retention(); v != "3600000" || src != kmsg.ConfigSource(config.SourceDynamicDefaultBroker) {
+		t.Fatalf("retention.ms = %s (source %d), want the cluster default", v, src)
+	}
+	for _, bad := range []struct {
+		name string
+		cfg  kmsg.IncrementalAlterConfigsRequestResourceConfig
+	}{
+		{"", kmsg.IncrementalAlterConfigsRequestResourceConfig{Name: "log.dirs", Op: opSet, Value: kmsg.StringPtr("/x")}},
+		{"", kmsg.IncrementalAlterConfigsRequestResourceConfig{Name: "log.retention.ms", Op: opSet, Value: kmsg.StringPtr("soon")}},
+		{"", kmsg.IncrementalAlterConfigsRequestResourceConfig{Name: "no.such.thing", Op: opSet, Value: kmsg.StringPtr("1")}},
+		{"1", set},
+	} {
+		if code := alter(bad.name, bad.cfg); code != kerr.InvalidConfig.Code {
+			t.Errorf("alter %q %s: %v, want INVALID_CONFIG", bad.name, bad.cfg.Name, kerr.ErrorForCode(code))
+		}
+	}
+	n.stop()
+	n.start()
+	cl = n.client()
+	if v, _ := retention(); v != "3600000" {
+		t.Fatalf("after restart retention.ms = %s", v)
+	}
+	if code := alter("", kmsg.IncrementalAlterConfigsRequestResourceConfig{Name: "log.retention.ms", Op: opDelete}); code != 0 {
+		t.Fatal(kerr.ErrorForCode(code))
+	}
+	if v, src := retention(); v != "604800000" || src != kmsg.ConfigSource(config.SourceDefault) {
+		t.Fatalf("after delete: %s (source %d)", v, src)
+	}
+}
