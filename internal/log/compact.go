@@ -1,5 +1,21 @@
 package log
 
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"io"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"strand/internal/record"
+)
+
 // Log compaction (cleanup.policy=compact), after Kafka's log cleaner.
 //
 // A pass works on the cleanable segments: the closed segments from the
@@ -68,22 +84,6 @@ package log
 //  5. cleanedTo advances to the end of each dirty group that is swapped in
 //     and is written to cleanerCheckpointFile. Truncation below it lowers it.
 
-import (
-	"bufio"
-	"errors"
-	"fmt"
-	"hash/maphash"
-	"io"
-	"log/slog"
-	"math"
-	"os"
-	"path/filepath"
-	"strings"
-	"time"
-
-	"strand/internal/record"
-)
-
 // cleanerCheckpointFile holds the offset below which the log went through a
 // compaction pass (Kafka's cleaner-offset-checkpoint, per partition).
 const cleanerCheckpointFile = "cleaner-offset.checkpoint"
@@ -102,8 +102,8 @@ type CompactOptions struct {
 	// Now is the time for min.compaction.lag.ms and delete.retention.ms;
 	// zero means time.Now().
 	Now time.Time
-	// MaxMapEntries bounds the key map (see the package comment on
-	// compaction); 0 means unlimited.
+	// MaxMapEntries bounds the key map (see the comment at the top of
+	// compact.go); 0 means unlimited.
 	MaxMapEntries int
 	// Cancel, when closed, abandons the pass between batches (ctx.Done()).
 	Cancel <-chan struct{}
@@ -122,8 +122,8 @@ type CompactStats struct {
 	TombstonesDropped    int64
 	KeylessDropped       int64
 	EmptyBatches         int // record-less batches written
-	// Aborted is set when a concurrent retention, truncation or close
-	// changed the segments of a group, which was then left as it was.
+	// Aborted is set when retention or truncation changed the segments of
+	// a group meanwhile: that group was left as it was and the pass ended.
 	Aborted bool
 	Elapsed time.Duration
 }
@@ -139,7 +139,6 @@ var swapHook func(step string)
 type segSnap struct {
 	s                *segment
 	base, next, size int64
-	maxTs            int64
 	idxN, tidxN      int
 	created          time.Time
 }
@@ -160,7 +159,7 @@ func (l *Log) cleanablePlan(end int64, now time.Time) ([]segSnap, int) {
 		if first < 0 && s.next > l.cleanedTo {
 			first = len(out)
 		}
-		out = append(out, segSnap{s: s, base: s.base, next: s.next, size: s.size, maxTs: s.maxTs,
+		out = append(out, segSnap{s: s, base: s.base, next: s.next, size: s.size,
 			idxN: len(s.index.entries), tidxN: len(s.tindex.entries), created: s.created})
 	}
 	if first < 0 {
@@ -237,6 +236,10 @@ func (l *Log) Compact(opts CompactOptions) (CompactStats, error) {
 	}
 	c.stats.FirstDirty = max(snaps[first].base, c.prevCleaned)
 	n, err := c.buildMap(snaps[first:])
+	if errors.Is(err, errCompactAborted) {
+		c.stats.Aborted = true
+		return c.stats, nil
+	}
 	if err != nil {
 		return c.stats, fmt.Errorf("compact %s: %w", l.dir, err)
 	}
@@ -244,16 +247,24 @@ func (l *Log) Compact(opts CompactOptions) (CompactStats, error) {
 	c.stats.DirtyEnd = snaps[len(snaps)-1].next
 	c.stats.Keys = len(c.keys)
 	for _, sn := range snaps[:first] {
-		if err := c.scanProducers(sn); err != nil {
+		err := c.scanProducers(sn)
+		if errors.Is(err, errCompactAborted) {
+			c.stats.Aborted = true
+			return c.stats, nil
+		}
+		if err != nil {
 			return c.stats, fmt.Errorf("compact %s: %w", l.dir, err)
 		}
 	}
 	for _, g := range groupSegments(snaps, c.cfg) {
 		err := c.cleanGroup(g)
 		if errors.Is(err, errCompactAborted) {
+			// Retention removed, or truncation cut, these segments; the
+			// groups after them are not cleaned either, so that cleanedTo
+			// never passes a dirty segment.
 			c.stats.Aborted = true
-			l.logger.Info("compaction of a segment group abandoned: segments changed", "segment", g[0].base)
-			continue
+			l.logger.Info("compaction pass ended early: segments changed", "segment", g[0].base)
+			break
 		}
 		if err != nil {
 			return c.stats, fmt.Errorf("compact %s: %w", l.dir, err)
@@ -313,10 +324,25 @@ func (c *cleaner) buildMap(dirty []segSnap) (int, error) {
 			})
 		})
 		if err != nil {
-			return 0, err
+			return 0, c.readErr(sn, err)
 		}
 	}
 	return len(dirty), nil
+}
+
+// readErr turns an error reading a segment that retention or truncation
+// has removed meanwhile (closing its file) into errCompactAborted.
+func (c *cleaner) readErr(sn segSnap, err error) error {
+	c.l.mu.RLock()
+	defer c.l.mu.RUnlock()
+	if c.l.closed {
+		return fmt.Errorf("%w: %w", ErrClosed, err)
+	}
+	i := c.l.segmentFor(sn.base)
+	if s := c.l.segs[i]; s != sn.s || s.size < sn.size {
+		return errCompactAborted
+	}
+	return err
 }
 
 // scanProducers notes the producers of a clean segment's batches (headers
@@ -326,7 +352,7 @@ func (c *cleaner) scanProducers(sn segSnap) error {
 	for pos < sn.size {
 		h, err := sn.s.headerAt(pos, sn.size, expected)
 		if err != nil {
-			return err
+			return c.readErr(sn, err)
 		}
 		c.noteProducer(h)
 		pos += int64(h.Size())
@@ -525,7 +551,7 @@ func (c *cleaner) cleanGroup(g []segSnap) (err error) {
 			return nil
 		})
 		if err != nil {
-			return err
+			return c.readErr(sn, err)
 		}
 		c.stats.BytesRead += sn.size
 	}

@@ -771,3 +771,112 @@ func BenchmarkCompact(b *testing.B) {
 		})
 	}
 }
+
+// A damaged .log.swap (it is fsynced before its rename, so only damage can
+// cause this) is discarded and the segments it was to replace are kept.
+func TestCompactDamagedSwapDiscarded(t *testing.T) {
+	dir := t.TempDir()
+	cfg := compactConfig()
+	l := openT(t, dir, cfg)
+	k := &kvLog{t: t, l: l}
+	k.fillRandom(rand.New(rand.NewSource(5)), 100, 5, record.CodecNone, 1)
+	before, _ := consume(t, l)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	swap := filepath.Join(dir, segmentName(0, logSuffix)+swapSuffix)
+	if err := os.WriteFile(swap, []byte("not a batch, certainly not a whole one"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, segmentName(0, indexSuffix)+swapSuffix), []byte("junk"), 0o644)
+	l = openT(t, dir, cfg)
+	got, _ := consume(t, l)
+	sameRecords(t, "after discarding the swap", got, before)
+	assertNoTempFiles(t, dir)
+}
+
+// Close and Delete while a compaction runs: the compaction fails or
+// finishes, and nothing is left behind.
+func TestCompactDuringDelete(t *testing.T) {
+	for i := 0; i < 5; i++ {
+		dir := filepath.Join(t.TempDir(), "p")
+		l, err := Open(dir, compactConfig(), quiet)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k := &kvLog{t: t, l: l}
+		k.fillRandom(rand.New(rand.NewSource(int64(i))), 400, 50, record.CodecNone, 1)
+		done := make(chan error, 1)
+		go func() {
+			_, err := l.Compact(CompactOptions{CleanableEnd: l.LogEndOffset()})
+			done <- err
+		}()
+		time.Sleep(time.Duration(i) * time.Millisecond)
+		if err := l.Delete(); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err != nil && !errors.Is(err, ErrClosed) && !errors.Is(err, os.ErrClosed) {
+			t.Logf("compaction ended with %v", err)
+		}
+		if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("directory left behind: %v", err)
+		}
+	}
+}
+
+// Retention removing segments during compaction: the affected group is left
+// alone (Aborted), and the log stays consistent.
+func TestCompactRacingRetention(t *testing.T) {
+	aborted := 0
+	for i := 0; i < 8; i++ {
+		dir := t.TempDir()
+		cfg := compactConfig()
+		cfg.SegmentBytes = 512
+		l := openT(t, dir, cfg)
+		k := &kvLog{t: t, l: l}
+		k.fillRandom(rand.New(rand.NewSource(int64(i))), 300, 40, record.CodecNone, 1)
+		byOff := map[int64]kv{}
+		for _, e := range k.all {
+			byOff[e.off] = e
+		}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for off := int64(0); off < l.LogEndOffset()/2; off += 25 {
+				if err := l.DeleteRecordsBefore(off); err != nil {
+					t.Error(err)
+					return
+				}
+				time.Sleep(50 * time.Microsecond)
+			}
+		}()
+		st, err := l.Compact(CompactOptions{CleanableEnd: l.LogEndOffset()})
+		<-done
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Aborted {
+			aborted++
+		}
+		check := func(l *Log) {
+			got, _ := consume(t, l)
+			for _, e := range got {
+				if w := byOff[e.off]; w.key != e.key || !bytes.Equal(w.val, e.val) {
+					t.Fatalf("offset %d: %s=%q, wrote %s=%q", e.off, e.key, e.val, w.key, w.val)
+				}
+			}
+		}
+		check(l)
+		if _, err := l.Compact(CompactOptions{CleanableEnd: l.LogEndOffset()}); err != nil {
+			t.Fatal(err)
+		}
+		check(l)
+		l.Close()
+		l = openT(t, dir, cfg)
+		if err := l.Corruption(); err != nil {
+			t.Fatal(err)
+		}
+		check(l)
+	}
+	t.Logf("%d of 8 passes aborted", aborted)
+}

@@ -613,3 +613,49 @@ func FuzzEpochCheckpoint(f *testing.F) {
 		}
 	})
 }
+
+// TestTruncateAtLEODropsEmptyEpochs: a replica that assigned an epoch as
+// leader but wrote nothing in it, then became a follower, drops that epoch
+// when it truncates to its LEO, so it no longer reports it as its latest.
+func TestTruncateAtLEODropsEmptyEpochs(t *testing.T) {
+	l := openT(t, t.TempDir(), DefaultConfig())
+	appendEpochs(t, l, 4)
+	if err := l.AssignEpoch(6); err != nil {
+		t.Fatal(err)
+	}
+	if l.LatestEpoch() != 6 {
+		t.Fatalf("latest epoch %d", l.LatestEpoch())
+	}
+	if err := l.Truncate(l.LogEndOffset()); err != nil {
+		t.Fatal(err)
+	}
+	checkEpochs(t, l, ents(4, 0))
+	if l.LatestEpoch() != 4 || l.LogEndOffset() != 2 {
+		t.Fatalf("latest epoch %d, LEO %d", l.LatestEpoch(), l.LogEndOffset())
+	}
+}
+
+// TestTruncateFullyAndStartAt: a follower whose log lies wholly below its
+// leader's log start restarts its log there, above its old LEO.
+func TestTruncateFullyAndStartAt(t *testing.T) {
+	dir := t.TempDir()
+	l := openT(t, dir, DefaultConfig())
+	appendEpochs(t, l, 1, 2)
+	if err := l.TruncateFullyAndStartAt(100); err != nil {
+		t.Fatal(err)
+	}
+	if l.LogStartOffset() != 100 || l.LogEndOffset() != 100 || len(l.EpochEntries()) != 0 {
+		t.Fatalf("start %d LEO %d epochs %v", l.LogStartOffset(), l.LogEndOffset(), l.EpochEntries())
+	}
+	if _, err := l.AppendAsFollower(epochBatch(t, 2, 5, 100)); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	l = openT(t, dir, DefaultConfig())
+	if l.LogStartOffset() != 100 || l.LogEndOffset() != 102 || l.LatestEpoch() != 5 {
+		t.Fatalf("after reopen: start %d LEO %d latest epoch %d", l.LogStartOffset(), l.LogEndOffset(), l.LatestEpoch())
+	}
+	if err := l.TruncateFullyAndStartAt(-1); !errors.Is(err, ErrOffsetOutOfRange) {
+		t.Fatalf("negative start: %v", err)
+	}
+}

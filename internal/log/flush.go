@@ -208,6 +208,10 @@ func writeMarker(dir string) error {
 // Delete closes the log and removes its directory.
 func (l *Log) Delete() error {
 	cerr := l.Close()
+	// A compaction in progress fails once the log is closed; wait for it to
+	// remove its temporary files so that they do not race RemoveAll.
+	l.cleanMu.Lock()
+	defer l.cleanMu.Unlock()
 	if err := os.RemoveAll(l.dir); err != nil {
 		return fmt.Errorf("delete log %s: %w", l.dir, errors.Join(cerr, err))
 	}

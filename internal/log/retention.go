@@ -126,7 +126,11 @@ func (l *Log) Truncate(to int64) error {
 		return fmt.Errorf("truncate %s: %w: offset %d, log end offset %d", l.dir, ErrOffsetOutOfRange, to, l.leo)
 	}
 	if to == l.leo {
-		return nil
+		// Nothing to cut, but drop cache entries at the LEO: epochs that
+		// never got a batch (one this replica assigned as leader, say).
+		// A follower must not report such an epoch as its latest one, as
+		// Kafka's truncateTo does.
+		return l.epochsTruncatedTo(to, false)
 	}
 	if to < l.logStart || to < l.segs[0].base {
 		return l.truncateFully(to)
@@ -162,6 +166,24 @@ func (l *Log) Truncate(to int64) error {
 		return err
 	}
 	return l.afterTruncate()
+}
+
+// TruncateFullyAndStartAt empties the log and restarts it at start, which
+// may lie above the LEO (a follower whose whole log is below its leader's
+// log start offset, Kafka's truncateFullyAndStartAt). Every segment and
+// every leader epoch entry is dropped; the log start offset becomes start.
+func (l *Log) TruncateFullyAndStartAt(start int64) error {
+	l.flushMu.Lock()
+	defer l.flushMu.Unlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.usable(); err != nil {
+		return err
+	}
+	if start < 0 {
+		return fmt.Errorf("truncate %s: %w: start offset %d", l.dir, ErrOffsetOutOfRange, start)
+	}
+	return l.truncateFully(start)
 }
 
 // truncateFully deletes every segment and starts an empty log at to.
