@@ -47,6 +47,12 @@ type electReq struct {
 	Preferred bool
 }
 
+type reassignReq struct {
+	Topic     string
+	Partition int32
+	Target    []int32 // nil: cancel
+}
+
 type producerIDsReq struct {
 	Broker int32
 	Count  int64
@@ -163,6 +169,13 @@ func (n *Node) handle(ctx context.Context, op string, body json.RawMessage) (jso
 		if decode(&r) {
 			idx, err = n.commit(ctx, func(img *metadata.Image) ([]metadata.Record, error) {
 				return metadata.PlanSetClusterConfigs(img, r), nil
+			})
+		}
+	case "reassign":
+		var r reassignReq
+		if decode(&r) {
+			idx, err = n.commit(ctx, func(img *metadata.Image) ([]metadata.Record, error) {
+				return metadata.PlanReassign(img, r.Topic, r.Partition, r.Target, n.cfg.Unclean)
 			})
 		}
 	case "elect":

@@ -65,3 +65,8 @@ func (n *Node) AlterPartition(ctx context.Context, r metadata.AlterPartition) (*
 func (n *Node) SetClusterConfigs(ctx context.Context, configs map[string]string) error {
 	return n.call(ctx, "set_cluster_configs", configs, nil)
 }
+
+// Reassign implements metadata.Store.
+func (n *Node) Reassign(ctx context.Context, topic string, partition int32, target []int32) error {
+	return n.call(ctx, "reassign", reassignReq{topic, partition, target}, nil)
+}

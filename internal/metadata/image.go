@@ -12,6 +12,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 )
 
@@ -62,6 +63,26 @@ type Partition struct {
 	PartitionEpoch int32 `json:",omitempty"`
 	Replicas       []int32
 	ISR            []int32
+	// AddingReplicas and RemovingReplicas describe a reassignment in
+	// progress: Replicas is then target + removing, and the reassignment
+	// completes once every adding replica is in the ISR.
+	AddingReplicas   []int32 `json:",omitempty"`
+	RemovingReplicas []int32 `json:",omitempty"`
+}
+
+// Reassigning reports whether a reassignment is in progress.
+func (p Partition) Reassigning() bool { return len(p.AddingReplicas) > 0 || len(p.RemovingReplicas) > 0 }
+
+// TargetReplicas is the replica set a reassignment moves to (Replicas when
+// none is in progress).
+func (p Partition) TargetReplicas() []int32 {
+	var out []int32
+	for _, r := range p.Replicas {
+		if !slices.Contains(p.RemovingReplicas, r) {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // Topic is one topic.
@@ -161,6 +182,8 @@ func (im *Image) clone() *Image {
 		for i, p := range t.Partitions {
 			p.Replicas = append([]int32(nil), p.Replicas...)
 			p.ISR = append([]int32(nil), p.ISR...)
+			p.AddingReplicas = slices.Clone(p.AddingReplicas)
+			p.RemovingReplicas = slices.Clone(p.RemovingReplicas)
 			nt.Partitions[i] = p
 		}
 		nt.Configs = make(map[string]string, len(t.Configs))
@@ -195,6 +218,8 @@ var (
 	ErrPreferredLeaderNotAvailable = errors.New("preferred leader not available")
 	// ErrEligibleLeadersNotAvailable: no replica may become leader.
 	ErrEligibleLeadersNotAvailable = errors.New("eligible leaders not available")
+	// ErrNoReassignment: cancelling a reassignment that is not in progress.
+	ErrNoReassignment = errors.New("no reassignment in progress")
 	// ErrUnknownPartition: the topic has no such partition.
 	ErrUnknownPartition = errors.New("unknown partition")
 )
@@ -210,7 +235,7 @@ var sentinels = map[string]error{
 	"ELECTION_NOT_NEEDED": ErrElectionNotNeeded, "PREFERRED_LEADER_NOT_AVAILABLE": ErrPreferredLeaderNotAvailable,
 	"ELIGIBLE_LEADERS_NOT_AVAILABLE": ErrEligibleLeadersNotAvailable, "UNKNOWN_PARTITION": ErrUnknownPartition,
 	"FENCED_LEADER_EPOCH": ErrFencedLeaderEpoch, "INVALID_UPDATE_VERSION": ErrInvalidUpdateVersion,
-	"INELIGIBLE_REPLICA": ErrIneligibleReplica,
+	"INELIGIBLE_REPLICA": ErrIneligibleReplica, "NO_REASSIGNMENT_IN_PROGRESS": ErrNoReassignment,
 }
 
 // ErrorName returns the wire name of the sentinel err wraps ("" if none).

@@ -365,6 +365,7 @@ func PlanAlterPartition(im *Image, r AlterPartition) ([]Record, *Partition, erro
 	}
 	next := p
 	next.ISR = append([]int32(nil), r.ISR...)
+	next = maybeComplete(im, next, false)
 	next, changed := bump(p, next)
 	if !changed {
 		return nil, &p, nil

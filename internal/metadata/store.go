@@ -28,6 +28,9 @@ type Store interface {
 	SetTopicConfigs(ctx context.Context, name string, configs map[string]string) error
 	// SetClusterConfigs replaces the cluster-wide dynamic broker configs.
 	SetClusterConfigs(ctx context.Context, configs map[string]string) error
+	// Reassign starts (target non-nil) or cancels (nil) a partition's
+	// reassignment to the target replicas.
+	Reassign(ctx context.Context, topic string, partition int32, target []int32) error
 	// ElectLeaders runs a preferred (or unclean) election for one partition.
 	ElectLeaders(ctx context.Context, topic string, partition int32, preferred bool) error
 	// AlterPartition changes a partition's ISR on behalf of its leader and

@@ -9,22 +9,24 @@ type VersionRange struct{ Min, Max int16 }
 // A version is only listed if the handler honours every field that version adds;
 // the maxima are also capped by what kmsg can encode (checked in tests).
 var supported = map[int16]VersionRange{
-	int16(kmsg.Produce):                 {3, 11}, // v3+: magic v2 batches only; v12+ needs KIP-890
-	int16(kmsg.Fetch):                   {4, 12}, // v13+ addresses topics by id
-	int16(kmsg.ListOffsets):             {1, 8},
-	int16(kmsg.Metadata):                {0, 12},
-	int16(kmsg.OffsetForLeaderEpoch):    {0, 4},
-	int16(kmsg.ApiVersions):             {0, 3},
-	int16(kmsg.CreateTopics):            {0, 7},
-	int16(kmsg.DeleteTopics):            {0, 6},
-	int16(kmsg.DeleteRecords):           {0, 2},
-	int16(kmsg.InitProducerID):          {0, 4},
-	int16(kmsg.DescribeConfigs):         {0, 4},
-	int16(kmsg.AlterConfigs):            {0, 2},
-	int16(kmsg.CreatePartitions):        {0, 3},
-	int16(kmsg.IncrementalAlterConfigs): {0, 1},
-	int16(kmsg.DescribeCluster):         {0, 1},
-	int16(kmsg.ElectLeaders):            {0, 2},
+	int16(kmsg.Produce):                    {3, 11}, // v3+: magic v2 batches only; v12+ needs KIP-890
+	int16(kmsg.Fetch):                      {4, 12}, // v13+ addresses topics by id
+	int16(kmsg.ListOffsets):                {1, 8},
+	int16(kmsg.Metadata):                   {0, 12},
+	int16(kmsg.OffsetForLeaderEpoch):       {0, 4},
+	int16(kmsg.ApiVersions):                {0, 3},
+	int16(kmsg.CreateTopics):               {0, 7},
+	int16(kmsg.DeleteTopics):               {0, 6},
+	int16(kmsg.DeleteRecords):              {0, 2},
+	int16(kmsg.InitProducerID):             {0, 4},
+	int16(kmsg.DescribeConfigs):            {0, 4},
+	int16(kmsg.AlterConfigs):               {0, 2},
+	int16(kmsg.CreatePartitions):           {0, 3},
+	int16(kmsg.IncrementalAlterConfigs):    {0, 1},
+	int16(kmsg.DescribeCluster):            {0, 1},
+	int16(kmsg.ElectLeaders):               {0, 2},
+	int16(kmsg.AlterPartitionAssignments):  {0, 0},
+	int16(kmsg.ListPartitionReassignments): {0, 0},
 	// Consumer groups (internal/group), classic protocol.
 	int16(kmsg.FindCoordinator): {0, 4}, // v4: batched keys; v5+ adds transaction errors and v6 share groups
 	int16(kmsg.JoinGroup):       {0, 9},

@@ -72,6 +72,10 @@ func (s *Server) handleSync(ctx context.Context, req *protocol.Request) kmsg.Res
 		return s.handleIncrementalAlterConfigs(ctx, body)
 	case *kmsg.ElectLeadersRequest:
 		return s.handleElectLeaders(ctx, body)
+	case *kmsg.AlterPartitionAssignmentsRequest:
+		return s.handleAlterReassignments(ctx, body)
+	case *kmsg.ListPartitionReassignmentsRequest:
+		return s.handleListReassignments(body)
 	case *kmsg.FindCoordinatorRequest:
 		return s.handleFindCoordinator(ctx, body)
 	case *kmsg.HeartbeatRequest:
@@ -133,6 +137,8 @@ func errorCode(err error) int16 {
 		return kerr.InvalidUpdateVersion.Code
 	case errors.Is(err, metadata.ErrIneligibleReplica):
 		return kerr.IneligibleReplica.Code
+	case errors.Is(err, metadata.ErrNoReassignment):
+		return kerr.NoReassignmentInProgress.Code
 	case errors.Is(err, metadata.ErrStaleBrokerEpoch):
 		return kerr.StaleBrokerEpoch.Code
 	case errors.Is(err, metadata.ErrInvalidRequest), errors.Is(err, metadata.ErrUnknownBroker):
