@@ -59,6 +59,7 @@ var brokerDefs = index([]*Def{
 	{Name: "offsets.topic.segment.bytes", Type: TypeInt, Default: "104857600", Doc: "Segment size of __consumer_offsets.", ReadOnly: true, Valid: atLeast(1)},
 	{Name: "offsets.retention.minutes", Type: TypeInt, Default: "10080", Doc: "How long the committed offsets of a group are kept after it became empty (or, for standalone consumers, after the last commit).", ReadOnly: true, Valid: atLeast(1)},
 	{Name: "offsets.retention.check.interval.ms", Type: TypeLong, Default: "600000", Doc: "How often expired offsets are removed.", ReadOnly: true, Valid: atLeast(1)},
+	{Name: "offsets.commit.timeout.ms", Type: TypeInt, Default: "5000", Doc: "How long an offset commit or group write waits for the replicas before failing.", ReadOnly: true, Valid: atLeast(1)},
 	{Name: "offset.metadata.max.bytes", Type: TypeInt, Default: "4096", Doc: "Largest metadata string accepted with an offset commit.", ReadOnly: true, Valid: atLeast(0)},
 	{Name: "group.initial.rebalance.delay.ms", Type: TypeInt, Default: "3000", Doc: "How long the first rebalance of an empty group waits for more members to join.", ReadOnly: true, Valid: atLeast(0)},
 	{Name: "group.min.session.timeout.ms", Type: TypeInt, Default: "6000", Doc: "Smallest session timeout a member may ask for.", ReadOnly: true, Valid: atLeast(0)},

@@ -102,23 +102,23 @@ func (c *Coordinator) DeleteGroups(req *kmsg.DeleteGroupsRequest) func() *kmsg.D
 	type wait struct {
 		i         int
 		partition int32
-		end       int64
+		pos       Position
 	}
 	var waits []wait
 	for _, name := range req.Groups {
 		out := kmsg.NewDeleteGroupsResponseGroup()
 		out.Group = name
-		var end int64
+		var pos Position
 		var partition int32
-		out.ErrorCode, partition, end = c.deleteGroup(name)
-		if end > 0 {
-			waits = append(waits, wait{len(resp.Groups), partition, end})
+		out.ErrorCode, partition, pos = c.deleteGroup(name)
+		if pos.End > 0 {
+			waits = append(waits, wait{len(resp.Groups), partition, pos})
 		}
 		resp.Groups = append(resp.Groups, out)
 	}
 	return func() *kmsg.DeleteGroupsResponse {
 		for _, w := range waits {
-			if err := c.log.WaitDurable(w.partition, w.end); err != nil {
+			if err := c.log.WaitDurable(w.partition, w.pos); err != nil {
 				resp.Groups[w.i].ErrorCode = commitError(err)
 			}
 		}
@@ -127,23 +127,23 @@ func (c *Coordinator) DeleteGroups(req *kmsg.DeleteGroupsRequest) func() *kmsg.D
 }
 
 // deleteGroup deletes one group and returns the code and what to wait for.
-func (c *Coordinator) deleteGroup(name string) (int16, int32, int64) {
+func (c *Coordinator) deleteGroup(name string) (int16, int32, Position) {
 	sh, code := c.shardFor(name)
 	if code != 0 {
-		return code, 0, 0
+		return code, 0, Position{}
 	}
 	g := sh.get(name)
 	if g == nil {
-		return kerr.GroupIDNotFound.Code, 0, 0
+		return kerr.GroupIDNotFound.Code, 0, Position{}
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	switch g.state {
 	case Dead:
-		return kerr.GroupIDNotFound.Code, 0, 0
+		return kerr.GroupIDNotFound.Code, 0, Position{}
 	case Empty:
 	default:
-		return kerr.NonEmptyGroup.Code, 0, 0
+		return kerr.NonEmptyGroup.Code, 0, Position{}
 	}
 	tps := make([]topicPartition, 0, len(g.offsets)+len(g.inflight))
 	for tp := range g.offsets {
@@ -152,11 +152,11 @@ func (c *Coordinator) deleteGroup(name string) (int16, int32, int64) {
 	for tp := range g.inflight {
 		tps = append(tps, tp)
 	}
-	end, err := c.removeOffsets(g, tps, true)
+	pos, err := c.removeOffsets(g, tps, true)
 	if err != nil {
 		c.logger.Warn("deleting group failed", "group", name, "err", err)
-		return commitError(err), 0, 0
+		return commitError(err), 0, Position{}
 	}
 	c.logger.Info("deleted group", "group", name, "offsets", len(tps))
-	return 0, g.shard.partition, end
+	return 0, g.shard.partition, pos
 }

@@ -23,9 +23,11 @@
 // shard's mutex guards its group map, and each group's mutex guards everything
 // about that group. shard.mu is innermost (taken under Coordinator.mu or
 // group.mu, never the reverse), and Coordinator.mu and group.mu are never
-// held together. Timer callbacks (session, rebalance and sync timeouts) take
-// the group lock and check that their timer is still the current one before
-// acting.
+// held together. Timer callbacks (session, rebalance and sync timeouts, the
+// offset expiry sweep) run under Coordinator.runMu (read), which Close takes
+// (write) alone to wait for them; they take the group lock and check that
+// their timer is still the current one before acting. Durability waits run
+// in goroutines that Close also waits for.
 //
 // Invariants:
 //   - an offset commit is visible to OffsetFetch only once its record is
@@ -61,26 +63,38 @@ const Topic = "__consumer_offsets"
 // The broker implements it over its replica partitions; tests use memory.
 type Log interface {
 	// Append appends records (whole v2 record batches) to a partition as its
-	// leader, without waiting for durability, and returns the offset after
-	// the last appended record. It returns an error wrapping ErrNotLeader if
-	// this broker does not lead the partition, and one wrapping ErrTooLarge
-	// if the batch exceeds the partition's size limit.
-	Append(partition int32, records []byte) (end int64, err error)
-	// WaitDurable returns once every offset below end is durable: fsynced
-	// and, with replication, committed (below the high watermark).
-	WaitDurable(partition int32, end int64) error
-	// Read returns whole batches from the one holding offset, up to the
-	// committed end and about maxBytes (always at least one batch), or
-	// nothing at the end.
+	// leader, without waiting for durability, and returns where they end.
+	// Errors wrap ErrNotLeader if this broker does not lead the partition,
+	// ErrUnavailable if it cannot take writes now (too few in-sync
+	// replicas), ErrTooLarge if the batch exceeds the partition's limit.
+	Append(partition int32, records []byte) (Position, error)
+	// WaitDurable returns once the records before pos are durable: fsynced
+	// and committed (replicated to the in-sync replicas) while this broker
+	// still leads the partition in pos.Epoch. Errors wrap ErrNotLeader or
+	// ErrUnavailable (e.g. a timeout) as for Append.
+	WaitDurable(partition int32, pos Position) error
+	// Read returns whole batches from the one holding offset, up to about
+	// maxBytes (always at least one batch) and at most up to the log end
+	// offset, or nothing at the end.
 	Read(partition int32, offset int64, maxBytes int) ([]byte, error)
-	// Bounds returns the first offset and the committed end of a partition.
+	// Bounds returns the first offset and the log end offset of a
+	// partition. Load reads up to the log end, not the high watermark: on a
+	// newly elected leader everything in its log is the partition's content,
+	// and its high watermark may still lag.
 	Bounds(partition int32) (start, end int64, err error)
+}
+
+// Position is where an append ended.
+type Position struct {
+	End   int64 // the offset after the last appended record
+	Epoch int32 // the leader epoch of the append
 }
 
 // Errors a Log returns (wrapped); the coordinator maps them to Kafka codes.
 var (
-	ErrNotLeader = errors.New("not the leader of the __consumer_offsets partition")
-	ErrTooLarge  = errors.New("record batch too large for the __consumer_offsets partition")
+	ErrNotLeader   = errors.New("not the leader of the __consumer_offsets partition")
+	ErrUnavailable = errors.New("the __consumer_offsets partition cannot take writes now")
+	ErrTooLarge    = errors.New("record batch too large for the __consumer_offsets partition")
 )
 
 // Clock is the coordinator's time source; tests replace it to step timeouts by hand.
@@ -167,8 +181,9 @@ type Coordinator struct {
 
 	numPartitions atomic.Int32
 
-	mu     sync.RWMutex // guards shards
-	shards map[int32]*shard
+	mu      sync.RWMutex // guards shards, stopped
+	shards  map[int32]*shard
+	stopped bool // Close has begun: no more loads
 
 	// runMu is held (read) by timer callbacks while they run and (write) by
 	// Close to wait for them; it guards closed.
@@ -238,7 +253,7 @@ func PartitionFor(group string, n int32) int32 {
 func (c *Coordinator) Load(partition int32) error {
 	sh := &shard{partition: partition, groups: map[string]*group{}}
 	c.mu.Lock()
-	if c.isClosed() {
+	if c.stopped {
 		c.mu.Unlock()
 		return errors.New("group coordinator is closed")
 	}
@@ -251,6 +266,10 @@ func (c *Coordinator) Load(partition int32) error {
 
 	start := c.clock.Now()
 	groups, stats, err := c.replay(sh)
+	loaded := make([]*group, 0, len(groups)) // groups is the shard's map once installed
+	for _, g := range groups {
+		loaded = append(loaded, g)
+	}
 	c.mu.Lock()
 	current := c.shards[partition] == sh
 	if err != nil && current {
@@ -268,7 +287,7 @@ func (c *Coordinator) Load(partition int32) error {
 	if !current {
 		return nil // unloaded while loading
 	}
-	for _, g := range groups {
+	for _, g := range loaded {
 		g.mu.Lock()
 		if g.state != Dead {
 			for _, m := range g.members {
@@ -277,7 +296,7 @@ func (c *Coordinator) Load(partition int32) error {
 		}
 		g.mu.Unlock()
 	}
-	c.logger.Info("loaded consumer groups", "partition", partition, "groups", len(groups),
+	c.logger.Info("loaded consumer groups", "partition", partition, "groups", len(loaded),
 		"offsets", stats.offsets, "records", stats.records, "skipped", stats.skipped, "took", c.clock.Now().Sub(start).Round(time.Millisecond))
 	return nil
 }
@@ -334,6 +353,9 @@ func (c *Coordinator) Close() {
 		c.sweep.Stop()
 	}
 	c.sweepMu.Unlock()
+	c.mu.Lock()
+	c.stopped = true
+	c.mu.Unlock()
 	for _, p := range c.Partitions() {
 		c.Unload(p)
 	}
@@ -341,12 +363,6 @@ func (c *Coordinator) Close() {
 	c.asyncClosed = true
 	c.asyncMu.Unlock()
 	c.wg.Wait()
-}
-
-func (c *Coordinator) isClosed() bool {
-	c.runMu.RLock()
-	defer c.runMu.RUnlock()
-	return c.closed
 }
 
 // run runs a timer callback unless the coordinator is closed; Close waits

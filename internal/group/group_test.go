@@ -344,7 +344,8 @@ func TestRebalanceTimeoutRemovesSilentMembers(t *testing.T) {
 	wantErr(t, "removed member", h.heartbeat("g", m1, 1), kerr.UnknownMemberID)
 	// Nobody sends SyncGroup: after the rebalance timeout the member is removed.
 	h.clock.Advance(5 * time.Second)
-	if s := h.state("g"); s != "PreparingRebalance" && s != "Empty" {
+	h.settle()
+	if s := h.state("g"); s != "Empty" {
 		t.Fatalf("after pending sync expiry: %s", s)
 	}
 }
@@ -368,5 +369,24 @@ func TestProtocolTypeAndAssignmentErrors(t *testing.T) {
 	}
 	if st := h.state("g"); st != "PreparingRebalance" {
 		t.Fatalf("after a failed store the group rebalances: %s", st)
+	}
+}
+
+// TestInitialRebalanceDelayExtends: members arriving during the initial
+// delay extend it (by the delay, up to the rebalance timeout), so that a
+// group starting up forms in one generation.
+func TestInitialRebalanceDelayExtends(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.InitialRebalanceDelay = 3 * time.Second })
+	j1 := h.join("g", joinOpts{version: 3, rebalance: 10000})
+	h.clock.Advance(2 * time.Second)
+	j2 := h.join("g", joinOpts{version: 3, rebalance: 10000})
+	h.clock.Advance(1 * time.Second) // the first delay ends; a member came: wait again
+	if j1.get() != nil || j2.get() != nil {
+		t.Fatal("completed although a member joined during the delay")
+	}
+	h.clock.Advance(3 * time.Second)
+	r1, r2 := h.joined(j1), h.joined(j2)
+	if r1.generation != 1 || r2.generation != 1 || len(r1.members)+len(r2.members) != 2 {
+		t.Fatalf("one generation with both members expected: %+v / %+v", r1, r2)
 	}
 }

@@ -27,24 +27,24 @@ type memLog struct {
 
 func newMemLog() *memLog { return &memLog{parts: map[int32][][]byte{}, ends: map[int32]int64{}} }
 
-func (l *memLog) Append(p int32, records []byte) (int64, error) {
+func (l *memLog) Append(p int32, records []byte) (Position, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.appendErr != nil {
-		return 0, l.appendErr
+		return Position{}, l.appendErr
 	}
 	b := append([]byte(nil), records...)
 	h, err := record.Validate(b)
 	if err != nil {
-		return 0, err
+		return Position{}, err
 	}
 	record.SetBaseOffset(b, l.ends[p])
 	l.parts[p] = append(l.parts[p], b)
 	l.ends[p] += int64(h.LastOffsetDelta) + 1
-	return l.ends[p], nil
+	return Position{End: l.ends[p]}, nil
 }
 
-func (l *memLog) WaitDurable(int32, int64) error { return nil }
+func (l *memLog) WaitDurable(int32, Position) error { return nil }
 
 func (l *memLog) Read(p int32, offset int64, maxBytes int) ([]byte, error) {
 	l.mu.Lock()

@@ -3,7 +3,6 @@ package group
 import (
 	"errors"
 	"sort"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -115,14 +114,14 @@ func (c *Coordinator) OffsetCommit(req *kmsg.OffsetCommitRequest) func() *kmsg.O
 		return fail(kerrUnknownServerError)
 	}
 	partition := g.shard.partition
-	end, err := c.log.Append(partition, batch)
+	pos, err := c.log.Append(partition, batch)
 	if err != nil {
 		for _, s := range staged {
 			s.out.ErrorCode = commitError(err)
 		}
 		return answer
 	}
-	base := end - int64(len(staged))
+	base := pos.End - int64(len(staged))
 	for i, s := range staged {
 		s.entry.recordOffset = base + int64(i)
 		if g.inflight[s.tp] == nil {
@@ -154,7 +153,7 @@ func (c *Coordinator) OffsetCommit(req *kmsg.OffsetCommitRequest) func() *kmsg.O
 			}
 		}
 	}
-	if !c.async(func() { finish(c.log.WaitDurable(partition, end)) }) {
+	if !c.async(func() { finish(c.log.WaitDurable(partition, pos)) }) {
 		finish(ErrNotLeader)
 	}
 	return func() *kmsg.OffsetCommitResponse {
@@ -194,8 +193,11 @@ func (c *Coordinator) validateCommit(g *group, generation int32, memberID string
 
 // commitError maps an append error of an offset commit to its Kafka code.
 func commitError(err error) int16 {
-	if errors.Is(err, ErrTooLarge) {
+	switch {
+	case errors.Is(err, ErrTooLarge):
 		return kerr.InvalidCommitOffsetSize.Code
+	case errors.Is(err, ErrUnavailable):
+		return kerrCoordinatorNotAvailable
 	}
 	return kerrNotCoordinator
 }
@@ -408,7 +410,7 @@ func (c *Coordinator) OffsetDelete(req *kmsg.OffsetDeleteRequest) func() *kmsg.O
 	for i, s := range eligible {
 		tps[i] = s.tp
 	}
-	end, err := c.removeOffsets(g, tps, false)
+	pos, err := c.removeOffsets(g, tps, false)
 	if err != nil {
 		for _, s := range eligible {
 			s.out.ErrorCode = commitError(err)
@@ -417,8 +419,8 @@ func (c *Coordinator) OffsetDelete(req *kmsg.OffsetDeleteRequest) func() *kmsg.O
 	}
 	partition := g.shard.partition
 	return func() *kmsg.OffsetDeleteResponse {
-		if end > 0 {
-			if err := c.log.WaitDurable(partition, end); err != nil {
+		if pos.End > 0 {
+			if err := c.log.WaitDurable(partition, pos); err != nil {
 				for _, s := range eligible {
 					s.out.ErrorCode = commitError(err)
 				}
@@ -426,130 +428,4 @@ func (c *Coordinator) OffsetDelete(req *kmsg.OffsetDeleteRequest) func() *kmsg.O
 		}
 		return resp
 	}
-}
-
-// removeOffsets deletes a group's offsets for tps: it appends their
-// tombstones, plus the group's when it is to die (dead, or Empty with no
-// offset left), then applies them in memory. It returns the log end to wait
-// for durability (0 when nothing was appended). Called with g.mu held.
-func (c *Coordinator) removeOffsets(g *group, tps []topicPartition, dead bool) (int64, error) {
-	var recs []kv
-	remove := map[topicPartition]bool{}
-	for _, tp := range tps {
-		if _, ok := g.offsets[tp]; (ok || len(g.inflight[tp]) > 0) && !remove[tp] {
-			remove[tp] = true
-			recs = append(recs, offsetTombstone(g.name, tp))
-		}
-	}
-	left := 0 // offsets and commits in flight that stay
-	for tp := range g.offsets {
-		if !remove[tp] {
-			left++
-		}
-	}
-	for tp := range g.inflight {
-		if _, ok := g.offsets[tp]; !ok && !remove[tp] {
-			left++
-		}
-	}
-	dead = dead || g.state == Empty && left == 0
-	if dead {
-		recs = append(recs, groupTombstone(g.name))
-	}
-	if len(recs) == 0 {
-		return 0, nil
-	}
-	batch, err := buildBatch(c.clock.Now(), recs)
-	if err != nil {
-		return 0, err
-	}
-	end, err := c.log.Append(g.shard.partition, batch)
-	if err != nil {
-		return 0, err
-	}
-	for tp := range remove {
-		delete(g.offsets, tp)
-		delete(g.inflight, tp)
-	}
-	if dead {
-		c.killGroup(g)
-		g.shard.remove(g)
-		c.logger.Info("group removed", "group", g.name, "generation", g.generation)
-	}
-	return end, nil
-}
-
-// scheduleSweep schedules the next expiry of old offsets.
-func (c *Coordinator) scheduleSweep() {
-	c.sweepMu.Lock()
-	defer c.sweepMu.Unlock()
-	c.sweep = c.clock.AfterFunc(c.cfg.RetentionCheckInterval, func() {
-		c.run(func() {
-			c.ExpireOffsets()
-			c.scheduleSweep()
-		})
-	})
-}
-
-// ExpireOffsets removes offsets older than offsets.retention.minutes (the
-// broker runs it every offsets.retention.check.interval.ms): all offsets of
-// a group that has been Empty that long; offsets committed that long ago by
-// a standalone consumer; for a Stable consumer group, offsets of topics it
-// no longer subscribes to. A group left Empty without offsets is removed.
-func (c *Coordinator) ExpireOffsets() {
-	now := c.clock.Now()
-	shards, _ := c.loadedShards()
-	removed := 0
-	for _, sh := range shards {
-		for _, g := range sh.all() {
-			g.mu.Lock()
-			removed += c.expireGroup(g, now)
-			g.mu.Unlock()
-		}
-	}
-	if removed > 0 {
-		c.logger.Info("expired committed offsets", "offsets", removed)
-	}
-}
-
-// expireGroup applies retention to one group. Called with g.mu held.
-func (c *Coordinator) expireGroup(g *group, now time.Time) int {
-	if g.state == Dead {
-		return 0
-	}
-	nowMs, retention := now.UnixMilli(), c.cfg.OffsetsRetention.Milliseconds()
-	var base func(offsetEntry) int64
-	skipSubscribed := false
-	switch {
-	case g.protocolType != "" && g.state == Empty:
-		base = func(e offsetEntry) int64 {
-			if !g.stateTime.IsZero() {
-				return g.stateTime.UnixMilli()
-			}
-			return e.commitTime
-		}
-	case g.protocolType == consumerProtocolType && g.subscribed != nil && g.state == Stable:
-		base, skipSubscribed = func(e offsetEntry) int64 { return e.commitTime }, true
-	case g.protocolType == "":
-		base = func(e offsetEntry) int64 { return e.commitTime }
-	default:
-		return 0
-	}
-	var expired []topicPartition
-	for tp, e := range g.offsets {
-		if skipSubscribed && g.subscribed[tp.topic] || len(g.inflight[tp]) > 0 {
-			continue
-		}
-		if e.expireTime >= 0 && nowMs >= e.expireTime || e.expireTime < 0 && nowMs-base(e) >= retention {
-			expired = append(expired, tp)
-		}
-	}
-	if len(expired) == 0 && !(g.state == Empty && len(g.offsets) == 0) {
-		return 0
-	}
-	if _, err := c.removeOffsets(g, expired, false); err != nil {
-		c.logger.Warn("expiring offsets failed", "group", g.name, "err", err)
-		return 0
-	}
-	return len(expired)
 }

@@ -150,6 +150,8 @@ func TestOffsetCommitChecks(t *testing.T) {
 	wantErr(t, "too large", h.commit("g", "", -1, "t", 0, 2), kerr.InvalidCommitOffsetSize)
 	h.log.appendErr = ErrNotLeader
 	wantErr(t, "not leader", h.commit("g", "", -1, "t", 0, 2), kerr.NotCoordinator)
+	h.log.appendErr = ErrUnavailable
+	wantErr(t, "too few replicas", h.commit("g", "", -1, "t", 0, 2), kerr.CoordinatorNotAvailable)
 	h.log.appendErr = nil
 	if got := h.fetch("g", "t", 0); got != 1 {
 		t.Fatalf("failed commits must not show: %d", got)

@@ -104,7 +104,8 @@ func (c *Coordinator) syncGroup(req *kmsg.SyncGroupRequest, respond func(syncRes
 		}
 		for _, a := range req.GroupAssignment {
 			if _, ok := assignment[a.MemberID]; ok {
-				assignment[a.MemberID] = a.MemberAssignment
+				// Copied: the request's bytes alias its whole frame.
+				assignment[a.MemberID] = append([]byte{}, a.MemberAssignment...)
 			}
 		}
 		gen := g.generation
@@ -381,13 +382,13 @@ func (c *Coordinator) storeGroup(g *group, assignment map[string][]byte, done fu
 		done(kerrUnknownServerError)
 		return
 	}
-	end, err := c.log.Append(g.shard.partition, batch)
+	pos, err := c.log.Append(g.shard.partition, batch)
 	if err != nil {
 		done(storeGroupError(err))
 		return
 	}
 	if !c.async(func() {
-		err := c.log.WaitDurable(g.shard.partition, end)
+		err := c.log.WaitDurable(g.shard.partition, pos)
 		g.mu.Lock()
 		defer g.mu.Unlock()
 		done(storeGroupError(err))
@@ -403,6 +404,8 @@ func storeGroupError(err error) int16 {
 		return 0
 	case errors.Is(err, ErrTooLarge):
 		return kerrUnknownServerError
+	case errors.Is(err, ErrUnavailable):
+		return kerrCoordinatorNotAvailable
 	default:
 		return kerrNotCoordinator
 	}

@@ -51,7 +51,7 @@ func TestCleanerCompactsCompactedTopicsOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := NewManager(dir, b, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	m := NewManager(dir, b, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	defer m.Close()
 	topic := func(name, policy string) *metadata.Topic {
 		return &metadata.Topic{Name: name, ID: metadata.NewTopicID(),

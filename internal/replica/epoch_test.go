@@ -7,12 +7,13 @@ import (
 	"time"
 
 	"strand/internal/log"
+	"strand/internal/metadata"
 	"strand/internal/record"
 )
 
 func TestPartitionLeaderEpochCache(t *testing.T) {
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	p, err := openPartition(t.TempDir(), "t", 0, log.DefaultConfig(), false, logger)
+	p, err := openPartition(t.TempDir(), "t", 0, 1, log.DefaultConfig(), false, logger)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -26,20 +27,20 @@ func TestPartitionLeaderEpochCache(t *testing.T) {
 		}
 	}
 	// Another node leads: nothing is recorded.
-	p.setLeader(2, 3)
-	p.assignLeaderEpoch(1)
+	lead := func(leader, epoch int32) {
+		p.applyMetadata(metadata.Partition{Leader: leader, LeaderEpoch: epoch, Replicas: []int32{1, 2}, ISR: []int32{leader}}, 1, time.Now())
+	}
+	lead(2, 3)
 	if e, o := p.EndOffsetForEpoch(3); e != -1 || o != -1 {
 		t.Fatalf("follower: (%d, %d)", e, o)
 	}
 	// This node leads epoch 3: the epoch answers before it has data.
-	p.setLeader(1, 3)
-	p.assignLeaderEpoch(1)
+	lead(1, 3)
 	if e, o := p.EndOffsetForEpoch(3); e != 3 || o != 0 {
 		t.Fatalf("new leader: (%d, %d)", e, o)
 	}
 	appendOne()
-	p.setLeader(1, 5)
-	p.assignLeaderEpoch(1)
+	lead(1, 5)
 	appendOne()
 	appendOne()
 	if got := p.log.EpochEntries(); len(got) != 2 || got[0] != (log.EpochEntry{Epoch: 3, StartOffset: 0}) || got[1] != (log.EpochEntry{Epoch: 5, StartOffset: 2}) {

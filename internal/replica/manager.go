@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -25,22 +26,48 @@ type TopicPartition struct {
 }
 
 // Manager opens, configures and removes the partitions this node hosts so that
-// they follow the metadata image (Apply), and runs retention and compaction.
+// they follow the metadata image (Apply), replicates the partitions it
+// follows (one fetcher per leader broker), maintains the ISR of those it
+// leads (RunISR), and runs retention and compaction.
+//
+// Invariant: after Apply, every hosted partition whose leader is another
+// broker is assigned to exactly one fetcher, that of its leader, and no
+// fetcher holds a partition this node leads or no longer hosts.
 type Manager struct {
 	dir    string
 	broker *config.Broker
 	nodeID int32
 	logger *slog.Logger
+	store  ISRStore // nil: no ISR maintenance (RunISR returns at once)
 
-	mu     sync.RWMutex // guards parts, topicIDs
-	parts  map[TopicPartition]*Partition
-	topics map[string]metadata.TopicID // hosted topic -> id
+	mu       sync.RWMutex // guards broker, parts, topics, fetchers, closed
+	parts    map[TopicPartition]*Partition
+	topics   map[string]metadata.TopicID // hosted topic -> id
+	fetchers map[int32]*fetcher          // by leader broker id
+	closed   bool
+
+	fetchCtx    context.Context // parent of every fetcher; cancelled by Close
+	stopFetch   context.CancelFunc
+	fetchWG     sync.WaitGroup // fetcher goroutines
+	fetchConfig fetchConfig
+	isrKick     chan struct{}
 }
 
 // NewManager returns a manager keeping partition directories under dir.
-func NewManager(dir string, broker *config.Broker, logger *slog.Logger) *Manager {
-	return &Manager{dir: dir, broker: broker, nodeID: broker.NodeID(), logger: logger,
-		parts: map[TopicPartition]*Partition{}, topics: map[string]metadata.TopicID{}}
+// store commits ISR changes (see RunISR); it may be nil.
+func NewManager(dir string, broker *config.Broker, store ISRStore, logger *slog.Logger) *Manager {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Manager{dir: dir, broker: broker, nodeID: broker.NodeID(), logger: logger, store: store,
+		parts: map[TopicPartition]*Partition{}, topics: map[string]metadata.TopicID{}, fetchers: map[int32]*fetcher{},
+		fetchCtx: ctx, stopFetch: cancel, isrKick: make(chan struct{}, 1),
+		fetchConfig: fetchConfig{
+			self:          broker.NodeID(),
+			maxWait:       time.Duration(broker.Int("replica.fetch.wait.max.ms")) * time.Millisecond,
+			maxBytes:      int32(broker.Int("replica.fetch.response.max.bytes")),
+			partMaxBytes:  int32(broker.Int("replica.fetch.max.bytes")),
+			backoff:       time.Duration(broker.Int("replica.fetch.backoff.ms")) * time.Millisecond,
+			socketTimeout: 30 * time.Second, // Kafka's replica.socket.timeout.ms
+		}}
 }
 
 // LogConfig derives a partition log's configuration from a topic's effective config.
@@ -93,13 +120,19 @@ func (m *Manager) partitionDir(tp TopicPartition) string {
 const idFile = "partition.metadata"
 
 // Apply makes the hosted partitions match img: it opens the partitions this node
-// replicates, reconfigures existing ones, and deletes the logs of topics that
-// are gone (or were deleted and re-created under a new id). It returns the
-// first error; partitions that failed to open stay absent and are retried on the
-// next Apply.
+// replicates, reconfigures existing ones and gives each its leader, epochs,
+// replicas and ISR (becoming leader or follower as img says), deletes the
+// logs of topics that are gone (or were deleted and re-created under a new
+// id), and points the fetchers at the partitions' leaders. It returns the
+// first error; partitions that failed to open stay absent and are retried on
+// the next Apply. It must not wait for the metadata store (it runs as the
+// store's change listener).
 func (m *Manager) Apply(img *metadata.Image) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.closed {
+		return nil
+	}
 	var firstErr error
 	keep := func(err error) {
 		if err != nil && firstErr == nil {
@@ -112,9 +145,11 @@ func (m *Manager) Apply(img *metadata.Image) error {
 			keep(m.dropTopic(name))
 		}
 	}
+	now := time.Now()
 	for _, t := range img.Topics {
 		tcfg := m.broker.TopicConfig(t.Configs)
 		lcfg, appendTime := LogConfig(tcfg), tcfg.String("message.timestamp.type") == "LogAppendTime"
+		minISR := int(tcfg.Int("min.insync.replicas"))
 		for _, pm := range t.Partitions {
 			if !contains(pm.Replicas, m.nodeID) {
 				continue
@@ -122,8 +157,7 @@ func (m *Manager) Apply(img *metadata.Image) error {
 			tp := TopicPartition{t.Name, pm.Index}
 			if p, ok := m.parts[tp]; ok {
 				p.configure(lcfg, appendTime)
-				p.setLeader(pm.Leader, pm.LeaderEpoch)
-				p.assignLeaderEpoch(m.nodeID)
+				p.applyMetadata(pm, minISR, now)
 				continue
 			}
 			dir := m.partitionDir(tp)
@@ -131,18 +165,61 @@ func (m *Manager) Apply(img *metadata.Image) error {
 				keep(err)
 				continue
 			}
-			p, err := openPartition(dir, t.Name, pm.Index, lcfg, appendTime, m.logger.With("topic", t.Name, "partition", pm.Index))
+			p, err := openPartition(dir, t.Name, pm.Index, m.nodeID, lcfg, appendTime, m.logger.With("topic", t.Name, "partition", pm.Index))
 			if err != nil {
 				keep(err)
 				continue
 			}
-			p.setLeader(pm.Leader, pm.LeaderEpoch)
-			p.assignLeaderEpoch(m.nodeID)
+			p.kickISR = m.kickISR
+			p.applyMetadata(pm, minISR, now)
 			m.parts[tp] = p
 			m.topics[t.Name] = t.ID
 		}
 	}
+	keep(m.dropMovedReplicas(img))
+	m.syncFetchers(img)
 	return firstErr
+}
+
+// syncFetchers assigns every hosted partition led by another broker to that
+// broker's fetcher, starting fetchers as needed and stopping those left
+// without partitions or whose broker moved. Called with m.mu held.
+func (m *Manager) syncFetchers(img *metadata.Image) {
+	want := map[int32]map[TopicPartition]*Partition{}
+	for tp, p := range m.parts {
+		if leader := p.Leader(); leader >= 0 && leader != m.nodeID {
+			if want[leader] == nil {
+				want[leader] = map[TopicPartition]*Partition{}
+			}
+			want[leader][tp] = p
+		}
+	}
+	addrOf := func(id int32) (string, bool) {
+		b, ok := img.Broker(id)
+		if !ok || b.Host == "" {
+			return "", false
+		}
+		return net.JoinHostPort(b.Host, strconv.Itoa(int(b.Port))), true
+	}
+	for id, f := range m.fetchers {
+		if addr, ok := addrOf(id); !ok || addr != f.addr || want[id] == nil {
+			f.stop()
+			delete(m.fetchers, id)
+		}
+	}
+	for id, parts := range want {
+		addr, ok := addrOf(id)
+		if !ok {
+			m.logger.Warn("cannot follow partitions of an unregistered broker", "leader", id, "partitions", len(parts))
+			continue
+		}
+		f := m.fetchers[id]
+		if f == nil {
+			f = startFetcher(m.fetchCtx, &m.fetchWG, id, addr, m.fetchConfig, m.logger)
+			m.fetchers[id] = f
+		}
+		f.assign(parts)
+	}
 }
 
 // claimDir makes dir hold the partition of topic id: a directory left by an
@@ -171,17 +248,46 @@ func (m *Manager) claimDir(dir string, id metadata.TopicID) error {
 func (m *Manager) dropTopic(name string) error {
 	var firstErr error
 	for tp, p := range m.parts {
-		if tp.Topic != name {
-			continue
+		if tp.Topic == name {
+			if err := m.dropPartition(tp, p); err != nil && firstErr == nil {
+				firstErr = err
+			}
 		}
-		delete(m.parts, tp)
-		if err := p.log.Delete(); err != nil && firstErr == nil {
-			firstErr = fmt.Errorf("delete %s-%d: %w", tp.Topic, tp.Partition, err)
-		}
-		p.notify()
 	}
 	delete(m.topics, name)
 	m.logger.Info("deleted topic logs", "topic", name)
+	return firstErr
+}
+
+// dropPartition stops hosting a partition and deletes its log. Called with
+// m.mu held.
+func (m *Manager) dropPartition(tp TopicPartition, p *Partition) error {
+	delete(m.parts, tp)
+	p.mu.Lock()
+	p.closed = true // no appends, truncations or fetcher writes from now on
+	p.mu.Unlock()
+	p.notify()
+	if err := p.log.Delete(); err != nil {
+		return fmt.Errorf("delete %s-%d: %w", tp.Topic, tp.Partition, err)
+	}
+	return nil
+}
+
+// dropMovedReplicas deletes the hosted partitions of topics in img that no
+// longer list this node as a replica (a reassignment moved them away).
+// Called with m.mu held.
+func (m *Manager) dropMovedReplicas(img *metadata.Image) error {
+	var firstErr error
+	for tp, p := range m.parts {
+		t, ok := img.Topics[tp.Topic]
+		if !ok || int(tp.Partition) < len(t.Partitions) && contains(t.Partitions[tp.Partition].Replicas, m.nodeID) {
+			continue
+		}
+		m.logger.Info("no longer a replica; deleting the partition log", "topic", tp.Topic, "partition", tp.Partition)
+		if err := m.dropPartition(tp, p); err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
 	return firstErr
 }
 
@@ -297,8 +403,15 @@ func (m *Manager) cleanOnce(ctx context.Context, now time.Time) int {
 	return n
 }
 
-// Close closes every partition log (flushing it and marking a clean shutdown).
+// Close stops the fetchers and closes every partition log (flushing it and
+// marking a clean shutdown). Apply does nothing afterwards.
 func (m *Manager) Close() error {
+	m.mu.Lock()
+	m.closed = true
+	m.fetchers = map[int32]*fetcher{}
+	m.mu.Unlock()
+	m.stopFetch()
+	m.fetchWG.Wait()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var firstErr error

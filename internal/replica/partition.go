@@ -1,20 +1,31 @@
 // Package replica owns the partitions this broker hosts: their logs, their
-// producer (idempotence) state, their high watermark, and the waiters of
-// long-polling fetches.
+// producer (idempotence) state, their replication state, and the waiters of
+// long-polling fetches and acks=all produces. It also replicates partition
+// data as Kafka does: a follower fetches from its partition's leader
+// (fetcher.go) after reconciling its log with the leader's by leader epoch
+// (follower.go); a leader tracks its followers' positions, advances the high
+// watermark (leader.go) and shrinks and expands the ISR through the
+// metadata store (isr.go).
 //
-// In the single-node broker every hosted partition is led by this node and the
-// high watermark equals the log end offset. Replication (followers, ISR, a
-// high watermark below the LEO) builds on this package.
-//
-// Invariants: appends to one partition are serialised, so offsets are dense and
-// monotonic and the idempotence check sees every earlier batch; HW <= LEO.
+// Invariants:
+//   - appends to one partition are serialised (Partition.mu), so offsets are
+//     dense and monotonic and the idempotence check sees every earlier batch;
+//   - only the leader named by the latest metadata applied appends as leader,
+//     stamping its leader epoch; only a follower, at the leader epoch it
+//     follows, appends as follower or truncates;
+//   - HW <= LEO; on the leader, HW <= the LEO of every ISR member (and of
+//     every member an ISR change in flight would add), and the HW never
+//     decreases while it leads;
+//   - consumers read only below the HW; followers read up to the LEO.
 package replica
 
 import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"strand/internal/log"
@@ -26,38 +37,60 @@ import (
 // with a producer id; idempotent clients send one batch per partition.
 var ErrMultipleProducerBatches = errors.New("an idempotent produce must carry one batch per partition")
 
+// Errors of leader appends and of waiting for replication; the server maps
+// them to Kafka error codes.
+var (
+	// ErrNotLeader: this node does not (or no longer) lead the partition at
+	// the epoch of the append.
+	ErrNotLeader = errors.New("not the leader of the partition")
+	// ErrNotEnoughReplicas: an acks=all append was refused because the ISR
+	// is smaller than min.insync.replicas.
+	ErrNotEnoughReplicas = errors.New("ISR is smaller than min.insync.replicas")
+	// ErrNotEnoughReplicasAfterAppend: an acks=all append reached the high
+	// watermark, but the ISR had shrunk below min.insync.replicas by then.
+	ErrNotEnoughReplicasAfterAppend = errors.New("ISR shrank below min.insync.replicas after the append")
+)
+
 // Partition is one hosted partition.
 type Partition struct {
 	Topic string
 	Index int32
 
-	log    *log.Log
-	logger *slog.Logger
+	self    int32 // this node's id
+	log     *log.Log
+	logger  *slog.Logger
+	kickISR func() // asks the manager's ISR maintenance to run soon; nil for none
 
-	mu          sync.Mutex // guards producers, leaderEpoch, logAppendTime; serialises appends
+	mu          sync.Mutex // guards producers, leader, leaderEpoch, appendTime, closed; serialises appends and truncations
 	producers   *txn.State
-	leaderEpoch int32
+	leaderEpoch int32 // the leader epoch of the latest metadata (-1 before any)
 	leader      int32 // the partition's leader per metadata (-1: none)
 	appendTime  bool  // message.timestamp.type=LogAppendTime
+	closed      bool  // dropped by the manager: no more writes
+
+	rmu sync.Mutex // guards rs; lock order: mu, then rmu
+	rs  replState
+	hw  atomic.Int64 // the high watermark; written with rmu held
 
 	wmu     sync.Mutex // guards waiters
 	waiters map[chan struct{}]struct{}
 }
 
-func openPartition(dir, topic string, index int32, cfg log.Config, appendTime bool, logger *slog.Logger) (*Partition, error) {
+func openPartition(dir, topic string, index, self int32, cfg log.Config, appendTime bool, logger *slog.Logger) (*Partition, error) {
 	l, err := log.Open(dir, cfg, logger)
 	if err != nil {
 		return nil, fmt.Errorf("partition %s-%d: %w", topic, index, err)
 	}
-	p := &Partition{Topic: topic, Index: index, log: l, logger: logger, producers: txn.NewState(),
-		appendTime: appendTime, waiters: map[chan struct{}]struct{}{}}
+	p := &Partition{Topic: topic, Index: index, self: self, log: l, logger: logger,
+		leader: -1, leaderEpoch: -1, appendTime: appendTime, waiters: map[chan struct{}]struct{}{}}
+	p.rs.blockedEpoch = -1
+	// Until a leader tells it more (or it leads and its followers catch
+	// up), a replica only knows its log start to be committed.
+	p.hw.Store(l.LogStartOffset())
 	start := time.Now()
-	if err := l.ScanHeaders(l.LogStartOffset(), func(h record.Header) error {
-		p.producers.Update(h)
-		return nil
-	}); err != nil {
+	if err := p.rebuildProducers(); err != nil {
 		l.Close()
-		return nil, fmt.Errorf("partition %s-%d: rebuild producer state: %w", topic, index, err)
+		return nil, fmt.Errorf("partition %s-%d: %w", topic, index, err)
 	}
 	if p.producers.Len() > 0 {
 		logger.Debug("rebuilt producer state", "producers", p.producers.Len(), "took", time.Since(start))
@@ -68,6 +101,21 @@ func openPartition(dir, topic string, index int32, cfg log.Config, appendTime bo
 	return p, nil
 }
 
+// rebuildProducers replays the log's batch headers into a fresh producer
+// table (at open, and after a truncation removed batches). Called with mu
+// held or before the partition is shared.
+func (p *Partition) rebuildProducers() error {
+	st := txn.NewState()
+	if err := p.log.ScanHeaders(p.log.LogStartOffset(), func(h record.Header) error {
+		st.Update(h)
+		return nil
+	}); err != nil {
+		return fmt.Errorf("rebuild producer state: %w", err)
+	}
+	p.producers = st
+	return nil
+}
+
 // AppendResult is the outcome of a leader append.
 type AppendResult struct {
 	BaseOffset    int64
@@ -76,12 +124,25 @@ type AppendResult struct {
 	// Duplicate is true when the batch was a retry of one already written; the
 	// offsets are the original ones and nothing new was appended.
 	Duplicate bool
+	// LeaderEpoch is the epoch the append was made in (see WaitReplicated).
+	LeaderEpoch int32
 }
 
-// Append validates records (a produce request's record set for this partition)
-// against the producer table and appends them as leader. It does not wait for
-// durability; call WaitDurable.
+// Append validates records (a produce request's record set for this
+// partition) against the producer table and appends them as leader, with
+// acks=1 semantics. See AppendAcks.
 func (p *Partition) Append(records []byte, now time.Time) (AppendResult, error) {
+	return p.AppendAcks(records, now, 1)
+}
+
+// AppendAcks validates records against the producer table and appends them
+// as leader. It fails with ErrNotLeader unless this node leads the partition
+// per the latest metadata applied, and, for acks=-1 (all), with
+// ErrNotEnoughReplicas while the ISR is smaller than min.insync.replicas.
+// It does not wait for durability (WaitDurable) or replication
+// (WaitReplicated). With an ISR of only this node the high watermark moves
+// to the new LEO before it returns.
+func (p *Partition) AppendAcks(records []byte, now time.Time, acks int16) (AppendResult, error) {
 	// The producer check needs the batch headers before the log validates the
 	// CRCs; an invalid batch is rejected by the log without touching the table.
 	var hdrs []record.Header
@@ -97,6 +158,17 @@ func (p *Partition) Append(records []byte, now time.Time) (AppendResult, error) 
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.closed || p.leader != p.self {
+		return AppendResult{}, fmt.Errorf("%s-%d: %w (leader %d)", p.Topic, p.Index, ErrNotLeader, p.leader)
+	}
+	if acks == -1 {
+		p.rmu.Lock()
+		isr, minISR := len(p.rs.isr), p.rs.minISR
+		p.rmu.Unlock()
+		if isr < minISR {
+			return AppendResult{}, fmt.Errorf("%s-%d: %w: ISR has %d, min.insync.replicas is %d", p.Topic, p.Index, ErrNotEnoughReplicas, isr, minISR)
+		}
+	}
 	if len(hdrs) > 1 {
 		for _, h := range hdrs {
 			if h.HasProducerID() {
@@ -110,7 +182,7 @@ func (p *Partition) Append(records []byte, now time.Time) (AppendResult, error) 
 			return AppendResult{}, err
 		}
 		if dup != nil {
-			return AppendResult{BaseOffset: dup.FirstOffset, LastOffset: dup.LastOffset, LogAppendTime: -1, Duplicate: true}, nil
+			return AppendResult{BaseOffset: dup.FirstOffset, LastOffset: dup.LastOffset, LogAppendTime: -1, Duplicate: true, LeaderEpoch: p.leaderEpoch}, nil
 		}
 	}
 	info, err := p.log.AppendAsLeader(records, log.AppendOptions{LeaderEpoch: p.leaderEpoch, LogAppendTime: p.appendTime, Now: now})
@@ -120,21 +192,36 @@ func (p *Partition) Append(records []byte, now time.Time) (AppendResult, error) 
 	for _, h := range info.Headers {
 		p.producers.Update(h)
 	}
+	p.rmu.Lock()
+	p.advanceHWLocked()
+	p.rmu.Unlock()
 	p.notify()
-	return AppendResult{BaseOffset: info.BaseOffset, LastOffset: info.LastOffset, LogAppendTime: info.LogAppendTime}, nil
+	return AppendResult{BaseOffset: info.BaseOffset, LastOffset: info.LastOffset, LogAppendTime: info.LogAppendTime, LeaderEpoch: p.leaderEpoch}, nil
 }
 
 // WaitDurable returns once every offset below upTo is as durable as the
 // topic's flush policy requires (fsynced, by default).
 func (p *Partition) WaitDurable(upTo int64) error { return p.log.WaitFlushed(upTo) }
 
-// Read returns batches from offset up to the high watermark (see log.Log.Read).
+// Read returns batches from offset up to the high watermark (see
+// log.Log.Read): what consumers may see.
 func (p *Partition) Read(offset int64, maxBytes int, minOne bool) ([]byte, error) {
 	return p.log.Read(offset, maxBytes, p.HighWatermark(), minOne)
 }
 
-// HighWatermark is the offset below which records are committed and readable.
-func (p *Partition) HighWatermark() int64 { return p.log.LogEndOffset() }
+// ReadReplica returns batches from offset up to the log end offset: what a
+// follower fetches.
+func (p *Partition) ReadReplica(offset int64, maxBytes int, minOne bool) ([]byte, error) {
+	return p.log.Read(offset, maxBytes, math.MaxInt64, minOne)
+}
+
+// HighWatermark is the offset below which records are committed and
+// readable by consumers: on the leader the smallest LEO of the ISR members,
+// on a follower the leader's HW as of its last fetch (capped at its own
+// LEO). It is never below the log start offset nor above the LEO.
+func (p *Partition) HighWatermark() int64 {
+	return max(p.hw.Load(), p.log.LogStartOffset())
+}
 
 // LogEndOffset is the offset the next record will get.
 func (p *Partition) LogEndOffset() int64 { return p.log.LogEndOffset() }
@@ -154,33 +241,6 @@ func (p *Partition) Leader() int32 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.leader
-}
-
-// setLeader records the leader and epoch of the latest metadata. The epoch
-// never goes back.
-func (p *Partition) setLeader(leader, epoch int32) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if epoch >= p.leaderEpoch {
-		p.leader, p.leaderEpoch = leader, epoch
-	}
-}
-
-// assignLeaderEpoch records in the log's leader epoch cache that the current
-// leader epoch starts at the log end offset if self leads the partition (what
-// Kafka's leader does when elected), so that OffsetForLeaderEpoch answers for
-// the current epoch before any batch of it is written. Epochs at or below the
-// latest one in the log are ignored by the log.
-func (p *Partition) assignLeaderEpoch(self int32) {
-	p.mu.Lock()
-	leader, epoch := p.leader, p.leaderEpoch
-	p.mu.Unlock()
-	if leader != self {
-		return
-	}
-	if err := p.log.AssignEpoch(epoch); err != nil {
-		p.logger.Warn("cannot record the leader epoch start", "epoch", epoch, "err", err)
-	}
 }
 
 // EndOffsetForEpoch answers OffsetForLeaderEpoch (KIP-101/KIP-279) for a

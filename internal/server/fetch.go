@@ -16,6 +16,13 @@ import (
 // are available, MaxWaitMillis passes, an error is to be reported, or the
 // connection ends. Fetch sessions (KIP-227) are not kept: every response is a
 // full one with session id 0, which clients treat as "no session".
+//
+// A fetch with a replica id (>= 0) comes from a follower: every partition
+// must be led here and have that replica; the follower reads up to the log
+// end offset rather than the high watermark, its fetch offset is recorded as
+// its log end offset (which may advance the HW, see
+// replica.Partition.UpdateFollower), and a last fetched epoch that diverges
+// from this log is answered with DivergingEpoch instead of records.
 func (s *Server) handleFetch(ctx context.Context, req *kmsg.FetchRequest) kmsg.Response {
 	if req.SessionID != 0 || req.SessionEpoch > 0 {
 		resp := req.ResponseKind().(*kmsg.FetchResponse)
@@ -30,18 +37,19 @@ func (s *Server) handleFetch(ctx context.Context, req *kmsg.FetchRequest) kmsg.R
 			}
 		}
 	}
+	replicaID := req.ReplicaID // the field of v0-v14 (v15+ are not supported)
 	maxWait := time.Duration(req.MaxWaitMillis) * time.Millisecond
 	timer := time.NewTimer(maxWait)
 	defer timer.Stop()
-	for {
-		resp, n, done := s.fetchOnce(req)
+	for first := true; ; first = false {
+		resp, n, done := s.fetchOnce(req, replicaID, first)
 		if done || n >= int(req.MinBytes) || maxWait <= 0 {
 			return resp
 		}
 		select {
 		case <-wake:
 		case <-timer.C:
-			resp, _, _ = s.fetchOnce(req)
+			resp, _, _ = s.fetchOnce(req, replicaID, false)
 			return resp
 		case <-ctx.Done():
 			return resp
@@ -50,8 +58,11 @@ func (s *Server) handleFetch(ctx context.Context, req *kmsg.FetchRequest) kmsg.R
 }
 
 // fetchOnce builds a response from what is readable now. It returns the bytes
-// of records it holds and whether the fetch should answer at once (an error).
-func (s *Server) fetchOnce(req *kmsg.FetchRequest) (*kmsg.FetchResponse, int, bool) {
+// of records it holds and whether the fetch should answer at once (an error
+// or a diverging epoch). replicaID is the fetching follower (-1: a
+// consumer); first marks the first pass of a fetch, which records the
+// follower's position.
+func (s *Server) fetchOnce(req *kmsg.FetchRequest, replicaID int32, first bool) (*kmsg.FetchResponse, int, bool) {
 	resp := req.ResponseKind().(*kmsg.FetchResponse)
 	maxTotal := int(req.MaxBytes)
 	if req.Version < 3 || maxTotal <= 0 {
@@ -70,15 +81,32 @@ func (s *Server) fetchOnce(req *kmsg.FetchRequest) (*kmsg.FetchResponse, int, bo
 			// librdkafka rejects a null MessageSetSize.
 			out.RecordBatches = []byte{}
 			p, code := s.leaderPartition(rt.Topic, rp.Partition)
+			if code == 0 && replicaID >= 0 && !p.IsReplica(replicaID) {
+				code = kerr.NotLeaderForPartition.Code
+			}
+			if code == 0 {
+				code = checkLeaderEpoch(p, rp.CurrentLeaderEpoch)
+			}
 			if code != 0 {
+				if p != nil {
+					hw := p.HighWatermark()
+					out.HighWatermark, out.LastStableOffset, out.LogStartOffset = hw, hw, p.LogStartOffset()
+				}
 				out.ErrorCode, done = code, true
 				topic.Partitions = append(topic.Partitions, out)
 				continue
 			}
+			if replicaID >= 0 {
+				if epoch, end, ok := divergence(p, rp.LastFetchedEpoch, rp.FetchOffset); ok {
+					out.DivergingEpoch.Epoch, out.DivergingEpoch.EndOffset = epoch, end
+					done = true
+				} else if first {
+					p.UpdateFollower(replicaID, rp.FetchOffset, time.Now())
+				}
+			}
 			hw := p.HighWatermark()
 			out.HighWatermark, out.LastStableOffset, out.LogStartOffset = hw, hw, p.LogStartOffset()
-			if code := checkLeaderEpoch(p, rp.CurrentLeaderEpoch); code != 0 {
-				out.ErrorCode, done = code, true
+			if out.DivergingEpoch.EndOffset >= 0 {
 				topic.Partitions = append(topic.Partitions, out)
 				continue
 			}
@@ -87,7 +115,11 @@ func (s *Server) fetchOnce(req *kmsg.FetchRequest) (*kmsg.FetchResponse, int, bo
 				limit = room
 			}
 			if limit > 0 || total == 0 {
-				batches, err := p.Read(rp.FetchOffset, limit, total == 0)
+				read := p.Read
+				if replicaID >= 0 {
+					read = p.ReadReplica
+				}
+				batches, err := read(rp.FetchOffset, limit, total == 0)
 				switch {
 				case errors.Is(err, log.ErrOffsetOutOfRange):
 					out.ErrorCode, done = kerr.OffsetOutOfRange.Code, true
@@ -104,6 +136,26 @@ func (s *Server) fetchOnce(req *kmsg.FetchRequest) (*kmsg.FetchResponse, int, bo
 		resp.Topics = append(resp.Topics, topic)
 	}
 	return resp, total, done
+}
+
+// divergence reports whether a follower's log diverges from this leader's
+// (KIP-595's check in Fetch): its last fetched epoch is unknown here (the
+// largest epoch at or below it is lower) or ends here before its fetch
+// offset. It returns that largest epoch and where it ends, which the
+// follower truncates to. An undefined answer (-1) is left to the follower's
+// OffsetForLeaderEpoch reconciliation.
+func divergence(p *replica.Partition, lastFetchedEpoch int32, fetchOffset int64) (int32, int64, bool) {
+	if lastFetchedEpoch < 0 {
+		return 0, 0, false
+	}
+	epoch, end := p.EndOffsetForEpoch(lastFetchedEpoch)
+	if epoch < 0 || end < 0 {
+		return 0, 0, false
+	}
+	if epoch < lastFetchedEpoch || end < fetchOffset {
+		return epoch, end, true
+	}
+	return 0, 0, false
 }
 
 func (s *Server) handleListOffsets(req *kmsg.ListOffsetsRequest) kmsg.Response {

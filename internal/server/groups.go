@@ -40,11 +40,12 @@ type groupCoordinator struct {
 	self   int32
 	logger *slog.Logger
 
-	mu   sync.Mutex // guards next
-	next *metadata.Image
-	wake chan struct{}
-	stop chan struct{}
-	done chan struct{}
+	mu       sync.Mutex // guards next
+	next     *metadata.Image
+	wake     chan struct{}
+	stop     chan struct{}
+	stopOnce sync.Once
+	done     chan struct{}
 
 	led map[int32]int32 // loaded partition -> its leader epoch; owned by run
 }
@@ -69,7 +70,7 @@ func (s *Server) openGroups() {
 	}
 	gc := &groupCoordinator{self: s.cfg.NodeID(), logger: cfg.Logger,
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}), led: map[int32]int32{}}
-	gc.Coordinator = group.New(cfg, offsetsLog{parts: s.parts, self: gc.self})
+	gc.Coordinator = group.New(cfg, offsetsLog{parts: s.parts, timeout: ms("offsets.commit.timeout.ms")})
 	s.groups = gc
 	go gc.run()
 }
@@ -147,20 +148,22 @@ func (gc *groupCoordinator) apply(img *metadata.Image) {
 	}
 }
 
-// close stops the loader and the coordinator.
+// close stops the loader and the coordinator. It may be called again.
 func (gc *groupCoordinator) close() {
 	if gc == nil {
 		return
 	}
-	close(gc.stop)
+	gc.stopOnce.Do(func() { close(gc.stop) })
 	<-gc.done
 	gc.Close()
 }
 
 // offsetsLog is group.Log over this broker's replicas of __consumer_offsets.
+// Writes are acks=all: a group write is done once every in-sync replica has
+// it (or fails after offsets.commit.timeout.ms), as Kafka's coordinator does.
 type offsetsLog struct {
-	parts *replica.Manager
-	self  int32
+	parts   *replica.Manager
+	timeout time.Duration
 }
 
 func (l offsetsLog) partition(p int32) (*replica.Partition, error) {
@@ -171,30 +174,45 @@ func (l offsetsLog) partition(p int32) (*replica.Partition, error) {
 	return part, nil
 }
 
-func (l offsetsLog) Append(p int32, records []byte) (int64, error) {
-	part, err := l.partition(p)
-	if err != nil {
-		return 0, err
+// groupLogError maps replica errors to the group package's.
+func groupLogError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, replica.ErrNotLeader):
+		return fmt.Errorf("%w: %v", group.ErrNotLeader, err)
+	case errors.Is(err, replica.ErrNotEnoughReplicas), errors.Is(err, replica.ErrNotEnoughReplicasAfterAppend),
+		errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("%w: %v", group.ErrUnavailable, err)
+	case errors.Is(err, log.ErrMessageTooLarge):
+		return fmt.Errorf("%w: %v", group.ErrTooLarge, err)
 	}
-	if part.Leader() != l.self {
-		return 0, fmt.Errorf("%w: %s-%d is led by %d", group.ErrNotLeader, group.Topic, p, part.Leader())
-	}
-	res, err := part.Append(records, time.Now())
-	if errors.Is(err, log.ErrMessageTooLarge) {
-		return 0, fmt.Errorf("%w: %v", group.ErrTooLarge, err)
-	}
-	if err != nil {
-		return 0, err
-	}
-	return res.LastOffset + 1, nil
+	return err
 }
 
-func (l offsetsLog) WaitDurable(p int32, end int64) error {
+func (l offsetsLog) Append(p int32, records []byte) (group.Position, error) {
+	part, err := l.partition(p)
+	if err != nil {
+		return group.Position{}, err
+	}
+	res, err := part.AppendAcks(records, time.Now(), -1)
+	if err != nil {
+		return group.Position{}, groupLogError(err)
+	}
+	return group.Position{End: res.LastOffset + 1, Epoch: res.LeaderEpoch}, nil
+}
+
+func (l offsetsLog) WaitDurable(p int32, pos group.Position) error {
 	part, err := l.partition(p)
 	if err != nil {
 		return err
 	}
-	return part.WaitDurable(end)
+	if err := part.WaitDurable(pos.End); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
+	defer cancel()
+	return groupLogError(part.WaitReplicated(ctx, pos.End, pos.Epoch))
 }
 
 func (l offsetsLog) Read(p int32, offset int64, maxBytes int) ([]byte, error) {
@@ -202,7 +220,7 @@ func (l offsetsLog) Read(p int32, offset int64, maxBytes int) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return part.Read(offset, maxBytes, true)
+	return part.ReadReplica(offset, maxBytes, true)
 }
 
 func (l offsetsLog) Bounds(p int32) (int64, int64, error) {
@@ -210,7 +228,7 @@ func (l offsetsLog) Bounds(p int32) (int64, int64, error) {
 	if err != nil {
 		return 0, 0, err
 	}
-	return part.LogStartOffset(), part.HighWatermark(), nil
+	return part.LogStartOffset(), part.LogEndOffset(), nil
 }
 
 // offsetsTopic returns __consumer_offsets, creating it on first use:

@@ -54,6 +54,18 @@ func (l *ledger) commit(rs []*kgo.Record) {
 	}
 }
 
+// committedAll reports whether partitions 0..n-1 are committed up to offset.
+func (l *ledger) committedAll(n int32, offset int64) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for p := int32(0); p < n; p++ {
+		if l.committed[p] < offset {
+			return false
+		}
+	}
+	return true
+}
+
 // distinct counts the distinct records delivered.
 func (l *ledger) distinct() int {
 	l.mu.Lock()
@@ -194,7 +206,7 @@ func TestConsumerGroupSharesWorkAndResumes(t *testing.T) {
 		return ms[0].owned() == 3 && ms[1].owned() == 3
 	})
 	produceN(t, prod, "orders", 6, 50, "b")
-	waitFor(t, "all 600 records", 30*time.Second, func() bool { return l.distinct() == 600 })
+	waitFor(t, "all 600 records committed", 30*time.Second, func() bool { return l.distinct() == 600 && l.committedAll(6, 100) })
 
 	adm := kadm.NewClient(n.client())
 	offs, err := adm.FetchOffsets(ctx(t), "g")
@@ -413,6 +425,69 @@ func TestGroupErrorCodes(t *testing.T) {
 		for _, c := range v.Configs {
 			if c.Key == "cleanup.policy" && (c.Value == nil || *c.Value != "compact") {
 				t.Errorf("cleanup.policy %v", c.Value)
+			}
+		}
+	}
+}
+
+// TestStaticMemberRestart: a static member (group.instance.id) that restarts
+// within its session takes its old place without a rebalance and gets its
+// assignment back.
+func TestStaticMemberRestart(t *testing.T) {
+	n := startNode(t, groupNodeSettings...)
+	prod := n.client(kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	createTopic(t, prod, "events", 2, nil)
+	newStatic := func(l *ledger) *kgo.Client {
+		cl := n.client(kgo.ConsumerGroup("static"), kgo.ConsumeTopics("events"), kgo.InstanceID("instance-1"),
+			kgo.HeartbeatInterval(100*time.Millisecond), kgo.FetchMaxWait(100*time.Millisecond), kgo.DisableAutoCommit())
+		go func() {
+			for {
+				fs := cl.PollFetches(context.Background())
+				if fs.IsClientClosed() {
+					return
+				}
+				recs := fs.Records()
+				for _, r := range recs {
+					l.deliver("static", r)
+				}
+				if len(recs) > 0 && cl.CommitRecords(context.Background(), recs...) == nil {
+					l.commit(recs)
+				}
+			}
+		}()
+		return cl
+	}
+	l := newLedger()
+	first := newStatic(l)
+	produceN(t, prod, "events", 2, 10, "a")
+	waitFor(t, "20 records committed", 30*time.Second, func() bool { return l.distinct() == 20 && l.committedAll(2, 10) })
+	adm := kadm.NewClient(n.client())
+	before, err := adm.DescribeGroups(ctx(t), "static")
+	if err != nil || len(before["static"].Members) != 1 {
+		t.Fatalf("describe: %v %+v", err, before)
+	}
+	first.Close() // a static member does not leave the group on close
+
+	l2 := newLedger()
+	second := newStatic(l2)
+	produceN(t, prod, "events", 2, 10, "b")
+	waitFor(t, "the 20 new records", 30*time.Second, func() bool { return l2.distinct() == 20 })
+	second.Close()
+	after, err := adm.DescribeGroups(ctx(t), "static")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := after["static"]
+	if g.State != "Stable" || len(g.Members) != 1 || g.Members[0].InstanceID == nil || *g.Members[0].InstanceID != "instance-1" ||
+		g.Members[0].MemberID == before["static"].Members[0].MemberID {
+		t.Fatalf("after restart: %+v", g)
+	}
+	l2.mu.Lock()
+	defer l2.mu.Unlock()
+	for p, offs := range l2.delivered {
+		for off := range offs {
+			if off < 10 {
+				t.Errorf("p%d@%d delivered again after the restart", p, off)
 			}
 		}
 	}

@@ -18,18 +18,27 @@ import (
 var errTransactionsUnsupported = errors.New("transactional produce is not supported yet")
 
 // handleProduce appends every partition's records in request order, then
-// returns a continuation that waits for durability (acks=1/all) and builds the
-// response. With acks=0 the continuation sends nothing.
-func (s *Server) handleProduce(_ context.Context, req *kmsg.ProduceRequest) func() kmsg.Response {
+// returns a continuation that waits and builds the response: for acks=1 until
+// the records are as durable as the flush policy asks; for acks=all also
+// until the high watermark passes them (every ISR member has them), at most
+// the request's timeout (REQUEST_TIMED_OUT). acks=all is refused before the
+// append with NOT_ENOUGH_REPLICAS while the ISR is smaller than
+// min.insync.replicas, and answered NOT_ENOUGH_REPLICAS_AFTER_APPEND if it
+// shrank below it by the time the HW passed the records, or
+// NOT_LEADER_OR_FOLLOWER if this node lost the leadership meanwhile. With
+// acks=0 the continuation sends nothing.
+func (s *Server) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) func() kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.ProduceResponse)
 	type pending struct {
-		p   *replica.Partition
-		out *kmsg.ProduceResponseTopicPartition
-		end int64
+		p     *replica.Partition
+		out   *kmsg.ProduceResponseTopicPartition
+		end   int64
+		epoch int32
 	}
 	var waits []pending
 	badAcks := req.Acks != 0 && req.Acks != 1 && req.Acks != -1
 	now := time.Now()
+	deadline := now.Add(time.Duration(req.TimeoutMillis) * time.Millisecond)
 	for _, rt := range req.Topics {
 		topic := kmsg.NewProduceResponseTopic()
 		topic.Topic = rt.Topic
@@ -54,16 +63,16 @@ func (s *Server) handleProduce(_ context.Context, req *kmsg.ProduceRequest) func
 				out.ErrorCode = code
 				continue
 			}
-			res, err := s.appendRecords(p, rp.Records, req.TransactionID != nil, now)
+			res, err := s.appendRecords(p, rp.Records, req.TransactionID != nil, now, req.Acks)
 			if err != nil {
-				out.ErrorCode, out.ErrorMessage = errorCode(err), errorMessage(err)
+				out.ErrorCode, out.ErrorMessage = produceErrorCode(err), errorMessage(err)
 				if out.ErrorCode == kerr.KafkaStorageError.Code {
 					s.logger.Error("produce", "topic", rt.Topic, "partition", rp.Partition, "err", err)
 				}
 				continue
 			}
 			out.BaseOffset, out.LogAppendTime, out.LogStartOffset = res.BaseOffset, res.LogAppendTime, p.LogStartOffset()
-			waits = append(waits, pending{p, out, res.LastOffset + 1})
+			waits = append(waits, pending{p, out, res.LastOffset + 1, res.LeaderEpoch})
 		}
 		resp.Topics = append(resp.Topics, topic)
 	}
@@ -80,10 +89,20 @@ func (s *Server) handleProduce(_ context.Context, req *kmsg.ProduceRequest) func
 		return func() kmsg.Response { return nil }
 	}
 	return func() kmsg.Response {
+		wctx, cancel := context.WithDeadline(ctx, deadline)
+		defer cancel()
 		for _, w := range waits {
 			if err := w.p.WaitDurable(w.end); err != nil {
 				s.logger.Error("flush failed; answering KAFKA_STORAGE_ERROR", "topic", w.p.Topic, "partition", w.p.Index, "err", err)
 				w.out.ErrorCode, w.out.ErrorMessage = kerr.KafkaStorageError.Code, errorMessage(err)
+				w.out.BaseOffset = -1
+				continue
+			}
+			if req.Acks != -1 {
+				continue
+			}
+			if err := w.p.WaitReplicated(wctx, w.end, w.epoch); err != nil {
+				w.out.ErrorCode, w.out.ErrorMessage = produceErrorCode(err), errorMessage(err)
 				w.out.BaseOffset = -1
 			}
 		}
@@ -91,12 +110,25 @@ func (s *Server) handleProduce(_ context.Context, req *kmsg.ProduceRequest) func
 	}
 }
 
-func (s *Server) appendRecords(p *replica.Partition, records []byte, transactional bool, now time.Time) (replica.AppendResult, error) {
+// produceErrorCode maps an append or replication error to its Kafka code.
+func produceErrorCode(err error) int16 {
+	switch {
+	case errors.Is(err, replica.ErrNotLeader):
+		return kerr.NotLeaderForPartition.Code
+	case errors.Is(err, replica.ErrNotEnoughReplicas):
+		return kerr.NotEnoughReplicas.Code
+	case errors.Is(err, replica.ErrNotEnoughReplicasAfterAppend):
+		return kerr.NotEnoughReplicasAfterAppend.Code
+	}
+	return errorCode(err) // a deadline becomes REQUEST_TIMED_OUT
+}
+
+func (s *Server) appendRecords(p *replica.Partition, records []byte, transactional bool, now time.Time, acks int16) (replica.AppendResult, error) {
 	if transactional {
 		return replica.AppendResult{}, errTransactionsUnsupported
 	}
 	if len(records) == 0 {
 		return replica.AppendResult{}, record.ErrInvalid
 	}
-	return p.Append(records, now)
+	return p.AppendAcks(records, now, acks)
 }

@@ -93,7 +93,7 @@ func (s *Server) open() error {
 	}
 	s.ctrl, s.store = node, node
 	s.pids = txn.NewIDAllocator(node.AllocateProducerIDs)
-	s.parts = replica.NewManager(s.dir, s.cfg, s.logger)
+	s.parts = replica.NewManager(s.dir, s.cfg, node, s.logger)
 	s.openGroups()
 	node.OnChange(s.applyImage)
 	return nil
@@ -235,6 +235,11 @@ func (s *Server) Serve(ctx context.Context) error {
 	go func() {
 		defer s.wg.Done()
 		s.parts.RunRetention(ctx, time.Duration(s.cfg.Int("log.retention.check.interval.ms"))*time.Millisecond)
+	}()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.parts.RunISR(ctx)
 	}()
 	if s.cfg.Bool("log.cleaner.enable") {
 		s.wg.Add(1)

@@ -17,7 +17,15 @@ import (
 // TestKcat runs scripts/test-kcat.sh (kcat/librdkafka smoke test) against
 // the binary the harness builds. Without kcat it skips locally but fails on
 // CI (CI=true), where .ci/run installs kcat.
-func TestKcat(t *testing.T) {
+func TestKcat(t *testing.T) { runScript(t, "test-kcat.sh") }
+
+// TestKcatGroups runs scripts/test-groups.sh: a consumer group of kcat -G
+// members (librdkafka) splits a topic, commits, and a new member resumes.
+func TestKcatGroups(t *testing.T) { runScript(t, "test-groups.sh") }
+
+// runScript runs scripts/NAME with the harness's binary and requires its
+// "N passed, 0 failed" summary.
+func runScript(t *testing.T, name string) {
 	if _, err := exec.LookPath("kcat"); err != nil {
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("kcat not found on CI (CI=true): %v; .ci/run installs it with apt-get install -y kcat", err)
@@ -26,7 +34,7 @@ func TestKcat(t *testing.T) {
 	}
 	bin := testcluster.BuildBinary(t)
 	_, file, _, _ := runtime.Caller(0)
-	script := filepath.Join(filepath.Dir(file), "..", "..", "scripts", "test-kcat.sh")
+	script := filepath.Join(filepath.Dir(file), "..", "..", "scripts", name)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
@@ -38,9 +46,9 @@ func TestKcat(t *testing.T) {
 	err := cmd.Run()
 	t.Logf("%s (%v):\n%s", filepath.Base(script), time.Since(start).Round(time.Millisecond), out.String())
 	if err != nil {
-		t.Fatalf("test-kcat.sh: %v", err)
+		t.Fatalf("%s: %v", name, err)
 	}
 	if !strings.Contains(out.String(), " passed, 0 failed") {
-		t.Fatalf("test-kcat.sh exited 0 but its summary does not say 0 failed")
+		t.Fatalf("%s exited 0 but its summary does not say 0 failed", name)
 	}
 }

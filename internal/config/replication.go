@@ -1,0 +1,18 @@
+package config
+
+// replicationDefs are the properties of partition data replication (the
+// follower fetchers and ISR maintenance, internal/replica), with Kafka's
+// names and defaults. They join brokerDefs at init.
+var replicationDefs = []*Def{
+	{Name: "replica.lag.time.max.ms", Type: TypeLong, Default: "30000", Doc: "A follower that has not caught up with the leader's log end for this long is removed from the ISR.", ReadOnly: true, Valid: atLeast(1)},
+	{Name: "replica.fetch.max.bytes", Type: TypeInt, Default: "1048576", Doc: "Bytes a follower asks for per partition in one fetch (at least one batch is returned).", ReadOnly: true, Valid: atLeast(0)},
+	{Name: "replica.fetch.response.max.bytes", Type: TypeInt, Default: "10485760", Doc: "Bytes a follower asks for in one fetch response (at least one batch is returned).", ReadOnly: true, Valid: atLeast(0)},
+	{Name: "replica.fetch.wait.max.ms", Type: TypeInt, Default: "500", Doc: "How long the leader holds a follower's fetch when no data is available.", ReadOnly: true, Valid: atLeast(0)},
+	{Name: "replica.fetch.backoff.ms", Type: TypeInt, Default: "1000", Doc: "How long a follower waits after a fetch error before fetching the partition again.", ReadOnly: true, Valid: atLeast(0)},
+}
+
+func init() {
+	for _, d := range replicationDefs {
+		brokerDefs[d.Name] = d
+	}
+}
