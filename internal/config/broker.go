@@ -193,7 +193,7 @@ func (b *Broker) Listeners() ([]Listener, error) {
 
 // allListeners parses listeners including controller listeners.
 func (b *Broker) allListeners() ([]Listener, error) {
-	return parseListeners("listeners", b.values["listeners"], b.isControllerListener)
+	return parseListeners("listeners", b.values["listeners"], b.listenerAllowed)
 }
 
 // clientListeners drops controller listeners.
@@ -214,7 +214,7 @@ func (b *Broker) AdvertisedListeners() ([]Listener, error) {
 	if v == "" {
 		v = b.values["listeners"]
 	}
-	ls, err := parseListeners("advertised.listeners", v, b.isControllerListener)
+	ls, err := parseListeners("advertised.listeners", v, b.listenerAllowed)
 	ls = b.clientListeners(ls)
 	for i := range ls {
 		if ls[i].Host == "" || ls[i].Host == "0.0.0.0" {
@@ -224,7 +224,7 @@ func (b *Broker) AdvertisedListeners() ([]Listener, error) {
 	return ls, err
 }
 
-func parseListeners(prop, v string, isController func(string) bool) ([]Listener, error) {
+func parseListeners(prop, v string, allowed func(string) bool) ([]Listener, error) {
 	var out []Listener
 	for _, e := range strings.Split(v, ",") {
 		e = strings.TrimSpace(e)
@@ -236,8 +236,8 @@ func parseListeners(prop, v string, isController func(string) bool) ([]Listener,
 			return nil, fmt.Errorf("%s: %q is not NAME://host:port", prop, e)
 		}
 		name := strings.ToUpper(u.Scheme)
-		if name != "PLAINTEXT" && !isController(name) {
-			return nil, fmt.Errorf("%s: listener %s: only PLAINTEXT is supported", prop, name)
+		if !allowed(name) {
+			return nil, fmt.Errorf("%s: listener %s: only PLAINTEXT, the inter-broker listener and controller listeners are supported", prop, name)
 		}
 		host, port, err := net.SplitHostPort(u.Host)
 		if err != nil {

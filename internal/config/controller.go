@@ -18,6 +18,7 @@ var controllerDefs = []*Def{
 	{Name: "controller.quorum.election.timeout.ms", Type: TypeInt, Default: "1000", Doc: "Time without a leader before a controller stands for election.", ReadOnly: true, Valid: atLeast(10)},
 	{Name: "broker.session.timeout.ms", Type: TypeInt, Default: "9000", Doc: "A broker without a heartbeat for this long is fenced.", ReadOnly: true, Valid: atLeast(10)},
 	{Name: "broker.heartbeat.interval.ms", Type: TypeInt, Default: "2000", Doc: "Interval between broker heartbeats to the controller.", ReadOnly: true, Valid: atLeast(1)},
+	{Name: "inter.broker.listener.name", Type: TypeString, Default: "PLAINTEXT", Doc: "Listener followers fetch from; any name other than PLAINTEXT is a second plaintext listener, advertised separately (e.g. on a cluster network).", ReadOnly: true},
 	{Name: "broker.rack", Type: TypeString, Default: "", Doc: "Rack of this broker, for rack-aware replica placement.", ReadOnly: true},
 	{Name: "metadata.log.max.snapshot.interval.records", Type: TypeInt, Default: "8192", Doc: "Metadata log entries between snapshots (hashicorp/raft SnapshotThreshold).", ReadOnly: true, Valid: atLeast(1)},
 	{Name: "controlled.shutdown.enable", Type: TypeBoolean, Default: "true", Doc: "Move leadership away before stopping.", ReadOnly: true},
@@ -107,7 +108,43 @@ func (b *Broker) ControllerListener() (string, error) {
 }
 
 // isControllerListener reports whether name is one of controller.listener.names.
-func (b *Broker) isControllerListener(name string) bool {
+func (b *Broker) isControllerListener(name string) bool { return b.controllerName(name) }
+
+// listenerAllowed reports whether a listener name may appear in listeners.
+func (b *Broker) listenerAllowed(name string) bool {
+	return name == "PLAINTEXT" || strings.EqualFold(name, b.values["inter.broker.listener.name"]) || b.controllerName(name)
+}
+
+// Endpoints returns this broker's advertised client endpoint (the first
+// advertised listener that is not the inter-broker one, unless that is the
+// only one) and its inter-broker endpoint.
+func (b *Broker) Endpoints() (client, interBroker Listener, err error) {
+	adv, err := b.AdvertisedListeners()
+	if err != nil {
+		return client, interBroker, err
+	}
+	inter := strings.ToUpper(b.values["inter.broker.listener.name"])
+	var haveClient, haveInter bool
+	for _, l := range adv {
+		switch {
+		case l.Name == inter && !haveInter:
+			interBroker, haveInter = l, true
+		case l.Name != inter && !haveClient:
+			client, haveClient = l, true
+		}
+	}
+	switch {
+	case !haveClient && !haveInter:
+		return client, interBroker, fmt.Errorf("no advertised listener for clients")
+	case !haveClient:
+		client = interBroker
+	case !haveInter:
+		interBroker = client
+	}
+	return client, interBroker, nil
+}
+
+func (b *Broker) controllerName(name string) bool {
 	for _, n := range strings.Split(b.values["controller.listener.names"], ",") {
 		if strings.EqualFold(strings.TrimSpace(n), name) {
 			return true

@@ -12,8 +12,10 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"sort"
+	"strconv"
 )
 
 // TopicID is a topic's 16-byte UUID.
@@ -49,6 +51,17 @@ type Broker struct {
 	Fenced bool `json:",omitempty"`
 	// RaftAddr is where the broker's metadata replica listens ("" for none).
 	RaftAddr string `json:",omitempty"`
+	// ReplicaAddr is where followers fetch from (inter.broker.listener.name),
+	// when it differs from the client endpoint.
+	ReplicaAddr string `json:",omitempty"`
+}
+
+// ReplicationAddr is the host:port followers fetch from.
+func (b Broker) ReplicationAddr() string {
+	if b.ReplicaAddr != "" {
+		return b.ReplicaAddr
+	}
+	return net.JoinHostPort(b.Host, strconv.Itoa(int(b.Port)))
 }
 
 // Partition is one partition's replica state.
@@ -71,7 +84,9 @@ type Partition struct {
 }
 
 // Reassigning reports whether a reassignment is in progress.
-func (p Partition) Reassigning() bool { return len(p.AddingReplicas) > 0 || len(p.RemovingReplicas) > 0 }
+func (p Partition) Reassigning() bool {
+	return len(p.AddingReplicas) > 0 || len(p.RemovingReplicas) > 0
+}
 
 // TargetReplicas is the replica set a reassignment moves to (Replicas when
 // none is in progress).

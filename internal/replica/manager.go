@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -199,7 +198,7 @@ func (m *Manager) syncFetchers(img *metadata.Image) {
 		if !ok || b.Host == "" {
 			return "", false
 		}
-		return net.JoinHostPort(b.Host, strconv.Itoa(int(b.Port))), true
+		return b.ReplicationAddr(), true
 	}
 	for id, f := range m.fetchers {
 		if addr, ok := addrOf(id); !ok || addr != f.addr || want[id] == nil {

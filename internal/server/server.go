@@ -180,14 +180,14 @@ func (s *Server) openController() (*controller.Node, error) {
 		cfg.RebalanceInterval = time.Duration(s.cfg.Int("leader.imbalance.check.interval.seconds")) * time.Second
 	}
 	if isBroker {
-		adv, err := s.cfg.AdvertisedListeners()
+		client, inter, err := s.cfg.Endpoints()
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("process.roles includes broker: %w", err)
 		}
-		if len(adv) == 0 {
-			return nil, errors.New("process.roles includes broker but listeners has no PLAINTEXT listener")
+		b := &metadata.Broker{Host: client.Host, Port: client.Port}
+		if inter != client {
+			b.ReplicaAddr = inter.Addr()
 		}
-		b := &metadata.Broker{Host: adv[0].Host, Port: adv[0].Port}
 		if rack := s.cfg.String("broker.rack"); rack != "" {
 			b.Rack = &rack
 		}
