@@ -14,7 +14,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"strings"
 	"time"
@@ -22,6 +21,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"strand/internal/cliflags"
 )
 
 // Options configures a benchmark run. DefaultOptions returns the values Main
@@ -129,10 +130,8 @@ func parseFlags(args []string, out io.Writer) (Options, bool, error) {
 	o := DefaultOptions()
 	fs := flag.NewFlagSet("strand bench", flag.ContinueOnError)
 	fs.SetOutput(out)
-	brokers := fs.String("brokers", strings.Join(o.Brokers, ","), "comma-separated seed brokers")
+	topicFlags := cliflags.Register(fs, o.Brokers, o.Partitions, o.ReplicationFactor)
 	fs.StringVar(&o.Topic, "topic", o.Topic, "topic (created if absent; deleted at the end unless --keep or it already existed)")
-	partitions := fs.Int("partitions", int(o.Partitions), "partitions of a newly created topic")
-	rf := fs.Int("replication-factor", int(o.ReplicationFactor), "replication factor of a newly created topic")
 	fs.BoolVar(&o.Keep, "keep", o.Keep, "do not delete the topic afterwards")
 	fs.IntVar(&o.RecordSize, "record-size", o.RecordSize, "bytes per record value")
 	fs.IntVar(&o.Records, "records", o.Records, "records to produce and consume")
@@ -151,20 +150,11 @@ func parseFlags(args []string, out io.Writer) (Options, bool, error) {
 	if fs.NArg() > 0 {
 		return o, false, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	if *partitions < 1 || *partitions > math.MaxInt32 {
-		return o, false, fmt.Errorf("--partitions %d out of range", *partitions)
+	var err error
+	if o.Brokers, o.Partitions, o.ReplicationFactor, err = topicFlags.Values(); err != nil {
+		return o, false, err
 	}
-	if *rf < 1 || *rf > math.MaxInt16 {
-		return o, false, fmt.Errorf("--replication-factor %d out of range", *rf)
-	}
-	o.Partitions, o.ReplicationFactor = int32(*partitions), int16(*rf)
-	o.Brokers = nil
-	for b := range strings.SplitSeq(*brokers, ",") {
-		if b = strings.TrimSpace(b); b != "" {
-			o.Brokers = append(o.Brokers, b)
-		}
-	}
-	_, _, err := o.check()
+	_, _, err = o.check()
 	return o, *asJSON, err
 }
 

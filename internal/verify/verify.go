@@ -39,6 +39,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"strand/internal/cliflags"
 )
 
 // settleTime is how long the read phase keeps re-listing end offsets when it
@@ -147,10 +149,8 @@ func parseFlags(args []string, out io.Writer) (Options, bool, error) {
 	o := DefaultOptions()
 	fs := flag.NewFlagSet("strand verify", flag.ContinueOnError)
 	fs.SetOutput(out)
-	brokers := fs.String("brokers", strings.Join(o.Brokers, ","), "comma-separated seed brokers")
+	topicFlags := cliflags.Register(fs, o.Brokers, o.Partitions, o.ReplicationFactor)
 	fs.StringVar(&o.Topic, "topic", o.Topic, "topic (created if absent, never deleted; other runs' records are ignored)")
-	partitions := fs.Int("partitions", int(o.Partitions), "partitions of a newly created topic")
-	rf := fs.Int("replication-factor", int(o.ReplicationFactor), "replication factor of a newly created topic")
 	fs.IntVar(&o.MinInsync, "min-insync", o.MinInsync, "min.insync.replicas of a newly created topic (0: 1 if replication factor is 1, else 2)")
 	fs.DurationVar(&o.Duration, "duration", o.Duration, "stop producing after this long (0: no limit)")
 	fs.IntVar(&o.Records, "records", o.Records, "stop producing after this many records (0: no limit); the first limit reached wins")
@@ -169,20 +169,11 @@ func parseFlags(args []string, out io.Writer) (Options, bool, error) {
 	if fs.NArg() > 0 {
 		return o, false, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	if *partitions < 1 || *partitions > math.MaxInt32 {
-		return o, false, fmt.Errorf("--partitions %d out of range", *partitions)
+	var err error
+	if o.Brokers, o.Partitions, o.ReplicationFactor, err = topicFlags.Values(); err != nil {
+		return o, false, err
 	}
-	if *rf < 1 || *rf > math.MaxInt16 {
-		return o, false, fmt.Errorf("--replication-factor %d out of range", *rf)
-	}
-	o.Partitions, o.ReplicationFactor = int32(*partitions), int16(*rf)
 	o.Idempotent = !*noIdem
-	o.Brokers = nil
-	for b := range strings.SplitSeq(*brokers, ",") {
-		if b = strings.TrimSpace(b); b != "" {
-			o.Brokers = append(o.Brokers, b)
-		}
-	}
 	if *faultCmd != "" {
 		o.Fault = ShellFault(*faultCmd)
 	}
