@@ -281,11 +281,22 @@ func Run(ctx context.Context, o Options) (rep Report, err error) {
 	return rep, nil
 }
 
-// endOffsets returns the end offset of every partition of topic.
+// endOffsets returns the end offset of every partition of topic. Retriable
+// errors (a just-created topic whose leaders have not applied it yet) are
+// retried for up to 10 s.
 func endOffsets(ctx context.Context, adm *kadm.Client, topic string) (map[int32]int64, error) {
-	lo, err := adm.ListEndOffsets(ctx, topic)
-	if err == nil {
-		err = lo.Error()
+	deadline := time.Now().Add(10 * time.Second)
+	var lo kadm.ListedOffsets
+	var err error
+	for {
+		lo, err = adm.ListEndOffsets(ctx, topic)
+		if err == nil {
+			err = lo.Error()
+		}
+		if err == nil || !kerr.IsRetriable(err) || time.Now().After(deadline) || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("list end offsets of %q: %w", topic, err)

@@ -148,8 +148,8 @@ type Log struct {
 	fsyncs   atomic.Int64 // number of flush passes that fsynced a log file
 	stopOnce sync.Once
 	kick     chan struct{}
-	stop   chan struct{}
-	done   chan struct{}
+	stop     chan struct{}
+	done     chan struct{}
 }
 
 // LogStartOffset returns the first offset that may be read.

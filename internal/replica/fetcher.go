@@ -90,6 +90,10 @@ func (f *fetcher) stop() { f.cancel() }
 // over with reconciliation; one no longer in parts is no longer fetched.
 // It reports whether any partition is left.
 func (f *fetcher) assign(parts map[TopicPartition]*Partition) bool {
+	epochs := make(map[TopicPartition]int32, len(parts))
+	for tp, p := range parts {
+		epochs[tp] = p.LeaderEpoch()
+	}
 	f.mu.Lock()
 	for tp := range f.parts {
 		if parts[tp] == nil {
@@ -97,7 +101,7 @@ func (f *fetcher) assign(parts map[TopicPartition]*Partition) bool {
 		}
 	}
 	for tp, p := range parts {
-		epoch := p.LeaderEpoch()
+		epoch := epochs[tp]
 		if fp := f.parts[tp]; fp != nil && fp.p == p && fp.epoch == epoch {
 			continue
 		}

@@ -281,10 +281,12 @@ func TestReplicationLeaderKilledVerify(t *testing.T) {
 // TestReplicationISRShrinkExpandAndMinInsync: a follower paused (SIGSTOP)
 // longer than replica.lag.time.max.ms (2 s; the session timeout is raised
 // to 20 s so the controller does not fence it first) leaves the ISR, and
-// rejoins once resumed and caught up with what was produced meanwhile. Then,
-// with the other follower killed too, the ISR is the leader alone and an
-// acks=all produce is refused with NOT_ENOUGH_REPLICAS (min.insync.replicas
-// is 2), while acks=1 still succeeds.
+// rejoins once resumed and caught up with what was produced meanwhile (a
+// replica joins only with the high watermark reached). Then, on a second
+// partition replicated on the leader and that follower only, pausing the
+// follower again leaves the leader alone in the ISR: an acks=all produce is
+// refused with NOT_ENOUGH_REPLICAS (min.insync.replicas is 2), while acks=1
+// still succeeds.
 func TestReplicationISRShrinkExpandAndMinInsync(t *testing.T) {
 	c := replicationCluster(t, testcluster.WithSet("broker.session.timeout.ms", "20000"))
 	const topic = "repl-isr"
@@ -299,6 +301,9 @@ func TestReplicationISRShrinkExpandAndMinInsync(t *testing.T) {
 	}
 	leader, paused := others[0], others[1]
 	createTopic(t, c, topic, []int32{leader, paused, ctrl})
+	if l, _, err := partitionState(c.Node(leader).Addr(), topic); l != leader {
+		t.Fatalf("%s-0 led by %d (%v), want the first replica %d", topic, l, err, leader)
+	}
 	cl := producer(t, []string{c.Node(leader).Addr()}, topic)
 	produceN(t, cl, 0, 100)
 
@@ -334,6 +339,9 @@ func TestReplicationISRShrinkExpandAndMinInsync(t *testing.T) {
 	// stop the metadata quorum), whose follower is paused again.
 	const topic2 = "repl-isr-min"
 	createTopic(t, c, topic2, []int32{leader, paused})
+	if l, _, err := partitionState(c.Node(leader).Addr(), topic2); l != leader {
+		t.Fatalf("%s-0 led by %d (%v), want the first replica %d", topic2, l, err, leader)
+	}
 	if err := c.Node(paused).Pause(); err != nil {
 		t.Fatal(err)
 	}
