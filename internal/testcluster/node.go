@@ -35,6 +35,12 @@ type nodeConfig struct {
 	logLevel string
 	dataDir  string
 	ctrlAddr string // CONTROLLER listener, "" for none
+
+	// Set by StartNetCluster (netns.go); zero values keep the defaults.
+	addr     string   // PLAINTEXT listener instead of a free loopback port
+	replAddr string   // REPLICATION listener, "" for none
+	wrap     []string // command prefix, e.g. ip netns exec <ns>
+	bin      string   // broker binary instead of BuildBinary's
 }
 
 // WithSet passes `--set key=value` (any Kafka broker property) to the node.
@@ -102,7 +108,7 @@ func StartNode(t testing.TB, opts ...Option) *Node {
 		if err == nil {
 			return n
 		}
-		if attempt < 3 && !n.Running() && strings.Contains(n.LogTail(20), "address already in use") {
+		if attempt < 3 && n.cfg.addr == "" && !n.Running() && strings.Contains(n.LogTail(20), "address already in use") {
 			t.Logf("testcluster: node %d: port %s taken, retrying on another port", n.cfg.nodeID, n.addr)
 			n.addr = freeAddr(t)
 			continue
@@ -119,7 +125,13 @@ func NewNode(t testing.TB, opts ...Option) *Node {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	n := &Node{bin: BuildBinary(t), cfg: cfg, addr: freeAddr(t), dataDir: cfg.dataDir}
+	n := &Node{bin: cfg.bin, cfg: cfg, addr: cfg.addr, dataDir: cfg.dataDir}
+	if n.bin == "" {
+		n.bin = BuildBinary(t)
+	}
+	if n.addr == "" {
+		n.addr = freeAddr(t)
+	}
 	if n.dataDir == "" {
 		n.dataDir = filepath.Join(t.TempDir(), "data")
 	}
@@ -163,6 +175,9 @@ func (n *Node) start(t testing.TB) {
 		t.Fatalf("testcluster: node %d already running (pid %d)", n.cfg.nodeID, n.cmd.Process.Pid)
 	}
 	listeners := "PLAINTEXT://" + n.addr
+	if n.cfg.replAddr != "" {
+		listeners += ",REPLICATION://" + n.cfg.replAddr
+	}
 	if n.cfg.ctrlAddr != "" {
 		listeners += ",CONTROLLER://" + n.cfg.ctrlAddr
 	}
@@ -176,10 +191,11 @@ func (n *Node) start(t testing.TB) {
 		args = append(args, "--set", kv[0]+"="+kv[1])
 	}
 	args = append(args, n.cfg.args...)
+	argv := append(append(append([]string(nil), n.cfg.wrap...), n.bin), args...)
 	n.starts++
-	fmt.Fprintf(n.logFile, "=== testcluster %s: start #%d: %s %s\n",
-		time.Now().Format(time.RFC3339Nano), n.starts, n.bin, strings.Join(args, " "))
-	cmd := exec.Command(n.bin, args...)
+	fmt.Fprintf(n.logFile, "=== testcluster %s: start #%d: %s\n",
+		time.Now().Format(time.RFC3339Nano), n.starts, strings.Join(argv, " "))
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout = n.logFile
 	cmd.Stderr = n.logFile
 	cmd.SysProcAttr = sysProcAttr()
