@@ -330,7 +330,7 @@ func TestMinorityCannotChangeMetadata(t *testing.T) {
 	}
 	// The frozen node may be the controller clients were told about; a short
 	// request timeout lets the client give up on it and refresh metadata.
-	adm := admin(t, []string{c.Node(2).Addr(), c.Node(3).Addr()}, kgo.RequestTimeoutOverhead(2*time.Second), kgo.MetadataMaxAge(time.Second))
+	adm := admin(t, []string{c.Node(2).Addr(), c.Node(3).Addr()}, kgo.RequestTimeoutOverhead(2*time.Second), kgo.MetadataMinAge(250*time.Millisecond), kgo.MetadataMaxAge(time.Second))
 	adm.SetTimeoutMillis(3000)
 	ctx, cancel = context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
