@@ -44,13 +44,21 @@ func StartCluster(t testing.TB, n int, opts ...Option) *Cluster {
 		}, opts...)
 		c.Nodes = append(c.Nodes, NewNode(t, o...))
 	}
+	c.startAll(t)
+	return c
+}
+
+// startAll starts every node and waits, in parallel, until each serves
+// metadata listing itself.
+func (c *Cluster) startAll(t testing.TB) {
+	t.Helper()
 	for _, nd := range c.Nodes {
 		nd.Start(t)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), StartTimeout)
 	defer cancel()
 	var wg sync.WaitGroup
-	errs := make([]error, n)
+	errs := make([]error, len(c.Nodes))
 	for i, nd := range c.Nodes {
 		wg.Add(1)
 		go func() {
@@ -64,7 +72,6 @@ func StartCluster(t testing.TB, n int, opts ...Option) *Cluster {
 			t.Fatalf("testcluster: node %d not ready: %v\n%s", i+1, err, c.Nodes[i].LogTail(40))
 		}
 	}
-	return c
 }
 
 // Node returns the node with id.

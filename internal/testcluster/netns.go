@@ -1,7 +1,6 @@
 package testcluster
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -124,26 +123,7 @@ func StartNetCluster(t testing.TB, n int, opts ...Option) *Cluster {
 	t.Helper()
 	env := setupNet(t, n)
 	c := newNetCluster(t, env, opts...)
-	for _, nd := range c.Nodes {
-		nd.Start(t)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), StartTimeout)
-	defer cancel()
-	var wg sync.WaitGroup
-	errs := make([]error, n)
-	for i, nd := range c.Nodes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = nd.WaitReady(ctx)
-		}()
-	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Fatalf("testcluster: node %d not ready: %v\n%s", i+1, err, c.Nodes[i].LogTail(40))
-		}
-	}
+	c.startAll(t)
 	return c
 }
 
