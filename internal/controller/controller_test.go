@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -238,5 +239,18 @@ func TestProducerIDsAreUnique(t *testing.T) {
 				seen[i] = id
 			}
 		}
+	}
+}
+
+func TestRaftLinesBecomeSlogRecords(t *testing.T) {
+	var buf strings.Builder
+	logger := slog.New(slog.NewTextHandler(&buf, nil))
+	l := raftLogger(logger, 0)
+	l.Warn("heartbeat timeout reached", "last-leader-id", "2")
+	l.Debug("hidden at the default level")
+	out := buf.String()
+	if !strings.Contains(out, "level=WARN") || !strings.Contains(out, `msg="heartbeat timeout reached"`) ||
+		!strings.Contains(out, "component=raft") || !strings.Contains(out, "last-leader-id=2") {
+		t.Fatalf("slog output: %s", out)
 	}
 }

@@ -159,7 +159,7 @@ func (n *Node) startRaft() error {
 	if len(n.cfg.Voters) == 0 {
 		level = hclog.Error // a quorum of one: elections are routine, not news
 	}
-	rc.Logger = hclog.New(&hclog.LoggerOptions{Name: fmt.Sprintf("raft-%d", n.cfg.NodeID), Level: level, Output: os.Stderr})
+	rc.Logger = raftLogger(n.cfg.Logger, level)
 
 	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(n.cfg.Dir, "raft.db")})
 	if err != nil {
