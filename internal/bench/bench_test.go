@@ -7,8 +7,6 @@ import (
 	"errors"
 	"flag"
 	"io"
-	"log/slog"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -16,42 +14,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"strand/internal/config"
-	"strand/internal/server"
+	"strand/internal/server/servertest"
 )
-
-// startBroker runs an in-process broker on a loopback port for the test's
-// lifetime and returns its address.
-func startBroker(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	cfg, err := config.Load("", [][2]string{{"log.dirs", t.TempDir()}, {"listeners", "PLAINTEXT://" + addr}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	return addr
-}
 
 func testCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -93,7 +57,7 @@ func checkReport(t *testing.T, rep Report, records int) {
 }
 
 func TestRun(t *testing.T) {
-	addr := startBroker(t)
+	addr := servertest.Start(t).Addr
 	o := DefaultOptions()
 	o.Brokers, o.Topic, o.Records, o.RecordSize, o.Partitions = []string{addr}, "bench-run", 2000, 512, 3
 	o.FsyncDir, o.FsyncBytes, o.FsyncOpsTime = t.TempDir(), 4<<20, 100*time.Millisecond
@@ -119,7 +83,7 @@ func TestRun(t *testing.T) {
 // TestRunKeepReuse runs twice on one kept topic: the second run reuses it and
 // reads back only its own records.
 func TestRunKeepReuse(t *testing.T) {
-	addr := startBroker(t)
+	addr := servertest.Start(t).Addr
 	o := DefaultOptions()
 	o.Brokers, o.Topic, o.Records, o.RecordSize, o.Partitions = []string{addr}, "bench-keep", 700, 100, 2
 	o.Keep, o.SkipFsync, o.Producers = true, true, 3
@@ -139,7 +103,7 @@ func TestRunKeepReuse(t *testing.T) {
 }
 
 func TestMainJSON(t *testing.T) {
-	addr := startBroker(t)
+	addr := servertest.Start(t).Addr
 	var out bytes.Buffer
 	args := []string{"--brokers", addr, "--topic", "bench-json", "--records", "1500", "--record-size", "300",
 		"--acks", "1", "--compression", "zstd", "--linger", "2ms", "--producers", "2", "--skip-fsync", "--json"}
@@ -158,7 +122,7 @@ func TestMainJSON(t *testing.T) {
 }
 
 func TestMainText(t *testing.T) {
-	addr := startBroker(t)
+	addr := servertest.Start(t).Addr
 	var out bytes.Buffer
 	// The full disk phase (64 MiB, 2s) is too slow for a unit test.
 	args := []string{"--brokers", addr, "--records", "300", "--acks", "0", "--skip-fsync"}

@@ -7,85 +7,14 @@ import (
 	"errors"
 	"flag"
 	"io"
-	"log/slog"
-	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"strand/internal/config"
-	"strand/internal/server"
+	"strand/internal/server/servertest"
 )
-
-// broker is an in-process broker on a fixed loopback port and data
-// directory, so it can be stopped and started again on both.
-type broker struct {
-	t    *testing.T
-	addr string
-	dir  string
-
-	mu     sync.Mutex // guards cancel and done
-	cancel context.CancelFunc
-	done   chan error
-}
-
-func startBroker(t *testing.T) *broker {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &broker{t: t, addr: ln.Addr().String(), dir: t.TempDir()}
-	ln.Close()
-	if err := b.start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := b.stop(); err != nil {
-			t.Errorf("stop broker: %v", err)
-		}
-	})
-	return b
-}
-
-// start runs the broker; it may be called from any goroutine.
-func (b *broker) start() error {
-	cfg, err := config.Load("", [][2]string{{"log.dirs", b.dir}, {"listeners", "PLAINTEXT://" + b.addr}})
-	if err != nil {
-		return err
-	}
-	srv, err := server.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		return err
-	}
-	if err := srv.Listen(); err != nil {
-		srv.Close()
-		return err
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx) }()
-	b.mu.Lock()
-	b.cancel, b.done = cancel, done
-	b.mu.Unlock()
-	return nil
-}
-
-// stop shuts the broker down cleanly; stopping a stopped broker is a no-op.
-func (b *broker) stop() error {
-	b.mu.Lock()
-	cancel, done := b.cancel, b.done
-	b.cancel = nil
-	b.mu.Unlock()
-	if cancel == nil {
-		return nil
-	}
-	cancel()
-	return <-done
-}
 
 func testCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -112,8 +41,8 @@ func checkClean(t *testing.T, rep Report, produced int64) {
 }
 
 func TestRunClean(t *testing.T) {
-	b := startBroker(t)
-	o := options(b.addr, "verify-clean")
+	b := servertest.Start(t)
+	o := options(b.Addr, "verify-clean")
 	rep, err := Run(testCtx(t), o)
 	if err != nil {
 		t.Fatal(err)
@@ -144,11 +73,11 @@ func TestRunClean(t *testing.T) {
 // producer retries through the outage and nothing may be lost, duplicated
 // or reordered.
 func TestRunBrokerRestart(t *testing.T) {
-	b := startBroker(t)
-	o := options(b.addr, "verify-restart")
+	b := servertest.Start(t)
+	o := options(b.Addr, "verify-restart")
 	o.Duration, o.Records, o.FaultAt = 4*time.Second, 0, 500*time.Millisecond
 	o.Fault = func(ctx context.Context) error {
-		if err := b.stop(); err != nil {
+		if err := b.Stop(); err != nil {
 			return err
 		}
 		select {
@@ -156,7 +85,7 @@ func TestRunBrokerRestart(t *testing.T) {
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		return b.start()
+		return b.Start()
 	}
 	rep, err := Run(testCtx(t), o)
 	if err != nil {
@@ -175,11 +104,11 @@ func TestRunBrokerRestart(t *testing.T) {
 // TestRunDetectsViolations appends copies of this run's records behind the
 // producer's back and checks the verdict catches them.
 func TestRunDetectsViolations(t *testing.T) {
-	b := startBroker(t)
-	o := options(b.addr, "verify-violations")
+	b := servertest.Start(t)
+	o := options(b.Addr, "verify-violations")
 	o.RunID, o.Records, o.Partitions, o.FaultAt = "evil", 500, 1, 0
 	o.Fault = func(ctx context.Context) error {
-		cl, err := kgo.NewClient(kgo.SeedBrokers(b.addr), kgo.DefaultProduceTopic(o.Topic))
+		cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr), kgo.DefaultProduceTopic(o.Topic))
 		if err != nil {
 			return err
 		}
@@ -204,9 +133,9 @@ func TestRunDetectsViolations(t *testing.T) {
 }
 
 func TestMainText(t *testing.T) {
-	b := startBroker(t)
+	b := servertest.Start(t)
 	var out bytes.Buffer
-	args := []string{"--brokers", b.addr, "--records", "300", "--partitions", "2", "--fault-cmd", "true", "--fault-at", "0s"}
+	args := []string{"--brokers", b.Addr, "--records", "300", "--partitions", "2", "--fault-cmd", "true", "--fault-at", "0s"}
 	if err := Main(testCtx(t), args, &out); err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
@@ -220,9 +149,9 @@ func TestMainText(t *testing.T) {
 }
 
 func TestMainJSON(t *testing.T) {
-	b := startBroker(t)
+	b := servertest.Start(t)
 	var out bytes.Buffer
-	args := []string{"--brokers", b.addr, "--topic", "verify-json", "--records", "400", "--no-idempotent", "--json"}
+	args := []string{"--brokers", b.Addr, "--topic", "verify-json", "--records", "400", "--no-idempotent", "--json"}
 	if err := Main(testCtx(t), args, &out); err != nil {
 		t.Fatal(err)
 	}
@@ -240,9 +169,9 @@ func TestMainJSON(t *testing.T) {
 }
 
 func TestMainFaultCmdFails(t *testing.T) {
-	b := startBroker(t)
+	b := servertest.Start(t)
 	var out bytes.Buffer
-	args := []string{"--brokers", b.addr, "--records", "100", "--fault-cmd", "echo boom; exit 3", "--fault-at", "0s"}
+	args := []string{"--brokers", b.Addr, "--records", "100", "--fault-cmd", "echo boom; exit 3", "--fault-at", "0s"}
 	err := Main(testCtx(t), args, &out)
 	if err == nil || !strings.Contains(err.Error(), "boom") || !strings.Contains(out.String(), "verify: PASS") {
 		t.Errorf("Main with a failing fault command = %v, want an error with its output (and a PASS verdict):\n%s", err, out.String())
