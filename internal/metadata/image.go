@@ -88,6 +88,18 @@ func (p Partition) Reassigning() bool {
 	return len(p.AddingReplicas) > 0 || len(p.RemovingReplicas) > 0
 }
 
+// OriginalReplicas is the replica set a reassignment moves from (Replicas
+// when none is in progress).
+func (p Partition) OriginalReplicas() []int32 {
+	var out []int32
+	for _, r := range p.Replicas {
+		if !slices.Contains(p.AddingReplicas, r) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
 // TargetReplicas is the replica set a reassignment moves to (Replicas when
 // none is in progress).
 func (p Partition) TargetReplicas() []int32 {

@@ -30,14 +30,7 @@ func PlanReassign(im *Image, topic string, partition int32, target []int32, uncl
 		if !orig.Reassigning() {
 			return nil, fmt.Errorf("%w: %s-%d has no reassignment in progress", ErrNoReassignment, topic, partition)
 		}
-		// Cancel: back to the original replicas (current minus adding).
-		var back []int32
-		for _, r := range orig.Replicas {
-			if !slices.Contains(orig.AddingReplicas, r) {
-				back = append(back, r)
-			}
-		}
-		p = settle(im, p, back, unclean(t))
+		p = settle(im, p, orig.OriginalReplicas(), unclean(t))
 	} else {
 		if len(target) == 0 {
 			return nil, fmt.Errorf("%w: empty replica set for %s-%d", ErrInvalidAssignment, topic, partition)
@@ -52,15 +45,7 @@ func PlanReassign(im *Image, topic string, partition int32, target []int32, uncl
 			}
 			seen[r] = true
 		}
-		base := orig.TargetReplicas() // a new target replaces one in progress
-		if orig.Reassigning() {
-			base = nil
-			for _, r := range orig.Replicas {
-				if !slices.Contains(orig.AddingReplicas, r) {
-					base = append(base, r)
-				}
-			}
-		}
+		base := orig.OriginalReplicas() // a new target replaces one in progress
 		p.Replicas = slices.Clone(target)
 		p.AddingReplicas, p.RemovingReplicas = nil, nil
 		for _, r := range target {
