@@ -107,12 +107,9 @@ func (b *Broker) ControllerListener() (string, error) {
 	return "", nil
 }
 
-// isControllerListener reports whether name is one of controller.listener.names.
-func (b *Broker) isControllerListener(name string) bool { return b.controllerName(name) }
-
 // listenerAllowed reports whether a listener name may appear in listeners.
 func (b *Broker) listenerAllowed(name string) bool {
-	return name == "PLAINTEXT" || strings.EqualFold(name, b.values["inter.broker.listener.name"]) || b.controllerName(name)
+	return name == "PLAINTEXT" || strings.EqualFold(name, b.values["inter.broker.listener.name"]) || b.isControllerListener(name)
 }
 
 // Endpoints returns this broker's advertised client endpoint (the first
@@ -144,7 +141,8 @@ func (b *Broker) Endpoints() (client, interBroker Listener, err error) {
 	return client, interBroker, nil
 }
 
-func (b *Broker) controllerName(name string) bool {
+// isControllerListener reports whether name is one of controller.listener.names.
+func (b *Broker) isControllerListener(name string) bool {
 	for _, n := range strings.Split(b.values["controller.listener.names"], ",") {
 		if strings.EqualFold(strings.TrimSpace(n), name) {
 			return true
