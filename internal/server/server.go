@@ -48,7 +48,11 @@ type Server struct {
 	applyMu  sync.Mutex      // guards latest, caughtUp; serialises partition manager updates
 	latest   *metadata.Image // the newest image seen
 	caughtUp bool            // the node registered, so images are current
-	pids     *txn.IDAllocator
+
+	dynMu  sync.Mutex      // guards dynImg, dynCfg
+	dynImg *metadata.Image // the image dynCfg was layered for
+	dynCfg *config.Broker  // cfg with dynImg's cluster-wide dynamic configs
+	pids   *txn.IDAllocator
 
 	groups    *groupCoordinator // consumer group coordinator (groups.go)
 	offsetsMu sync.Mutex        // serialises the creation of __consumer_offsets
@@ -111,7 +115,7 @@ func (s *Server) applyImage(img *metadata.Image) {
 	if !s.caughtUp {
 		return
 	}
-	s.parts.SetBrokerConfig(s.cfg.WithDynamic(img.ClusterConfigs))
+	s.parts.SetBrokerConfig(s.dynFor(img))
 	if err := s.parts.Apply(img); err != nil {
 		s.logger.Error("applying metadata to partitions", "err", err)
 	}
@@ -126,7 +130,7 @@ func (s *Server) catchUp() {
 	s.applyMu.Lock()
 	s.caughtUp = true
 	img := s.latest
-	s.parts.SetBrokerConfig(s.cfg.WithDynamic(img.ClusterConfigs))
+	s.parts.SetBrokerConfig(s.dynFor(img))
 	if err := s.parts.Apply(img); err != nil {
 		s.logger.Error("applying metadata to partitions", "err", err)
 	}
@@ -431,6 +435,16 @@ func (s *Server) writeReplies(c net.Conn, replies <-chan reply, logger *slog.Log
 
 // dyn is the node's configuration with the cluster-wide dynamic configs of
 // the current metadata applied.
-func (s *Server) dyn() *config.Broker {
-	return s.cfg.WithDynamic(s.store.Image().ClusterConfigs)
+func (s *Server) dyn() *config.Broker { return s.dynFor(s.store.Image()) }
+
+// dynFor layers img's cluster-wide dynamic configs over the static
+// configuration, once per image (images are immutable and replaced on every
+// change).
+func (s *Server) dynFor(img *metadata.Image) *config.Broker {
+	s.dynMu.Lock()
+	defer s.dynMu.Unlock()
+	if s.dynImg != img {
+		s.dynImg, s.dynCfg = img, s.cfg.WithDynamic(img.ClusterConfigs)
+	}
+	return s.dynCfg
 }
