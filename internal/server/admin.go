@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -264,11 +263,8 @@ func (s *Server) handleElectLeaders(ctx context.Context, req *kmsg.ElectLeadersR
 			topics = append(topics, rt)
 		}
 	}
-	if req.TimeoutMillis > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, time.Duration(req.TimeoutMillis)*time.Millisecond)
-		defer cancel()
-	}
+	ctx, cancel := withRequestTimeout(ctx, req.TimeoutMillis)
+	defer cancel()
 	for _, rt := range topics {
 		out := kmsg.NewElectLeadersResponseTopic()
 		out.Topic = rt.Topic

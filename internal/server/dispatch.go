@@ -197,3 +197,12 @@ func (s *Server) leaderPartition(topic string, partition int32) (*replica.Partit
 	}
 	return p, 0
 }
+
+// withRequestTimeout bounds ctx by a request's timeout field (0 or less:
+// no bound beyond ctx's own).
+func withRequestTimeout(ctx context.Context, millis int32) (context.Context, context.CancelFunc) {
+	if millis <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, time.Duration(millis)*time.Millisecond)
+}

@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"sort"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -12,11 +11,8 @@ import (
 // reassignments through the active controller.
 func (s *Server) handleAlterReassignments(ctx context.Context, req *kmsg.AlterPartitionAssignmentsRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.AlterPartitionAssignmentsResponse)
-	if req.TimeoutMillis > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, time.Duration(req.TimeoutMillis)*time.Millisecond)
-		defer cancel()
-	}
+	ctx, cancel := withRequestTimeout(ctx, req.TimeoutMillis)
+	defer cancel()
 	for _, rt := range req.Topics {
 		out := kmsg.NewAlterPartitionAssignmentsResponseTopic()
 		out.Topic = rt.Topic
