@@ -223,17 +223,7 @@ func (c *Coordinator) OffsetFetch(req *kmsg.OffsetFetchRequest) *kmsg.OffsetFetc
 	resp := req.ResponseKind().(*kmsg.OffsetFetchResponse)
 	if req.Version >= 8 {
 		for _, rg := range req.Groups {
-			var want map[string][]int32
-			var order []string
-			if rg.Topics != nil {
-				want = map[string][]int32{}
-				for _, t := range rg.Topics {
-					if _, ok := want[t.Topic]; !ok {
-						order = append(order, t.Topic)
-					}
-					want[t.Topic] = append(want[t.Topic], t.Partitions...)
-				}
-			}
+			want, order := wantedTopics(rg.Topics, func(t kmsg.OffsetFetchRequestGroupTopic) (string, []int32) { return t.Topic, t.Partitions })
 			og := kmsg.NewOffsetFetchResponseGroup()
 			og.Group = rg.Group
 			code, topics := c.fetchOffsets(rg.Group, want, order)
@@ -253,17 +243,7 @@ func (c *Coordinator) OffsetFetch(req *kmsg.OffsetFetchRequest) *kmsg.OffsetFetc
 		}
 		return resp
 	}
-	var want map[string][]int32
-	var order []string
-	if req.Topics != nil {
-		want = map[string][]int32{}
-		for _, t := range req.Topics {
-			if _, ok := want[t.Topic]; !ok {
-				order = append(order, t.Topic)
-			}
-			want[t.Topic] = append(want[t.Topic], t.Partitions...)
-		}
-	}
+	want, order := wantedTopics(req.Topics, func(t kmsg.OffsetFetchRequestTopic) (string, []int32) { return t.Topic, t.Partitions })
 	code, topics := c.fetchOffsets(req.Group, want, order)
 	if code != 0 {
 		if req.Version >= 2 {
@@ -428,4 +408,22 @@ func (c *Coordinator) OffsetDelete(req *kmsg.OffsetDeleteRequest) func() *kmsg.O
 		}
 		return resp
 	}
+}
+
+// wantedTopics gathers the partitions an OffsetFetch asks for per topic, and
+// the topics in first-seen order; a nil list (all topics) gives a nil map.
+func wantedTopics[T any](topics []T, fields func(T) (string, []int32)) (map[string][]int32, []string) {
+	if topics == nil {
+		return nil, nil
+	}
+	want := map[string][]int32{}
+	var order []string
+	for _, t := range topics {
+		name, parts := fields(t)
+		if _, ok := want[name]; !ok {
+			order = append(order, name)
+		}
+		want[name] = append(want[name], parts...)
+	}
+	return want, order
 }
