@@ -229,14 +229,11 @@ func (f *fetcher) reconcile(c *brokerConn, items []fetchItem) error {
 		}
 		rp := kmsg.NewOffsetForLeaderEpochRequestTopicPartition()
 		rp.Partition, rp.CurrentLeaderEpoch, rp.LeaderEpoch = it.tp.Partition, it.epoch, it.lastEpoch
-		ti, ok := topics[it.tp.Topic]
-		if !ok {
-			ti = len(req.Topics)
-			topics[it.tp.Topic] = ti
+		ti := topicSlot(topics, &req.Topics, it.tp.Topic, func() kmsg.OffsetForLeaderEpochRequestTopic {
 			rt := kmsg.NewOffsetForLeaderEpochRequestTopic()
 			rt.Topic = it.tp.Topic
-			req.Topics = append(req.Topics, rt)
-		}
+			return rt
+		})
 		req.Topics[ti].Partitions = append(req.Topics[ti].Partitions, rp)
 		asked[it.tp] = it
 	}
@@ -341,14 +338,11 @@ func (f *fetcher) fetch(c *brokerConn, items []fetchItem) error {
 		rp := kmsg.NewFetchRequestTopicPartition()
 		rp.Partition, rp.CurrentLeaderEpoch, rp.FetchOffset = it.tp.Partition, it.epoch, it.offset
 		rp.LastFetchedEpoch, rp.LogStartOffset, rp.PartitionMaxBytes = it.lastEpoch, it.p.LogStartOffset(), f.cfg.partMaxBytes
-		ti, ok := topics[it.tp.Topic]
-		if !ok {
-			ti = len(req.Topics)
-			topics[it.tp.Topic] = ti
+		ti := topicSlot(topics, &req.Topics, it.tp.Topic, func() kmsg.FetchRequestTopic {
 			rt := kmsg.NewFetchRequestTopic()
 			rt.Topic = it.tp.Topic
-			req.Topics = append(req.Topics, rt)
-		}
+			return rt
+		})
 		req.Topics[ti].Partitions = append(req.Topics[ti].Partitions, rp)
 		byTP[it.tp] = it
 	}
@@ -448,4 +442,17 @@ func (f *fetcher) outOfRange(it *fetchItem, rp *kmsg.FetchResponseTopicPartition
 		}
 		f.truncate(it, min(rp.HighWatermark, it.offset), true)
 	}
+}
+
+// topicSlot returns the index of topic's entry in *list (a request's topic
+// list), appending a new entry made by mk the first time; index remembers
+// the positions.
+func topicSlot[T any](index map[string]int, list *[]T, topic string, mk func() T) int {
+	i, ok := index[topic]
+	if !ok {
+		i = len(*list)
+		index[topic] = i
+		*list = append(*list, mk())
+	}
+	return i
 }
