@@ -83,15 +83,7 @@ func (m *Manager) fetcherParts() map[int32][]TopicPartition {
 }
 
 func TestManagerFetchersFollowLeaders(t *testing.T) {
-	dir := t.TempDir()
-	b, err := config.Load("", [][2]string{{"log.dirs", dir}, {"node.id", "1"}, {"replica.fetch.backoff.ms", "10"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	store := &fakeStore{}
-	m := NewManager(dir, b, store, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	store.m = m
-	defer m.Close()
+	m, store := newTestManager(t, [2]string{"replica.fetch.backoff.ms", "10"})
 	// Nothing listens on these ports: the fetchers just retry.
 	brokers := []metadata.Broker{{ID: 1, Host: "127.0.0.1", Port: 1}, {ID: 2, Host: "127.0.0.1", Port: 2}, {ID: 3, Host: "127.0.0.1", Port: 3}}
 	all := []int32{1, 2, 3}
@@ -155,15 +147,7 @@ func TestManagerFetchersFollowLeaders(t *testing.T) {
 }
 
 func TestManagerISRMaintenance(t *testing.T) {
-	dir := t.TempDir()
-	b, err := config.Load("", [][2]string{{"log.dirs", dir}, {"node.id", "1"}, {"replica.lag.time.max.ms", "1000"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	store := &fakeStore{}
-	m := NewManager(dir, b, store, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	store.m = m
-	defer m.Close()
+	m, store := newTestManager(t, [2]string{"replica.lag.time.max.ms", "1000"})
 	brokers := []metadata.Broker{{ID: 1, Host: "127.0.0.1", Port: 1}, {ID: 2, Host: "127.0.0.1", Port: 2}, {ID: 3, Host: "127.0.0.1", Port: 3, Fenced: true}}
 	all := []int32{1, 2, 3}
 	store.set(&metadata.Image{Brokers: brokers, Topics: map[string]*metadata.Topic{"a": {Name: "a", ID: metadata.NewTopicID(),
@@ -216,4 +200,20 @@ func TestManagerISRMaintenance(t *testing.T) {
 	if n := m.maintainISR(context.Background(), now.Add(4*lag), lag); n != 1 || !slices.Equal(p.ISR(), []int32{1}) {
 		t.Fatalf("after newer metadata: %d changes, ISR %v", n, p.ISR())
 	}
+}
+
+// newTestManager returns a Manager for node 1 on a fresh directory with the
+// given broker properties, backed by a fakeStore; both are closed with the test.
+func newTestManager(t *testing.T, props ...[2]string) (*Manager, *fakeStore) {
+	t.Helper()
+	dir := t.TempDir()
+	b, err := config.Load("", append([][2]string{{"log.dirs", dir}, {"node.id", "1"}}, props...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := &fakeStore{}
+	m := NewManager(dir, b, store, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	store.m = m
+	t.Cleanup(func() { m.Close() })
+	return m, store
 }
