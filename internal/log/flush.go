@@ -217,3 +217,16 @@ func (l *Log) Delete() error {
 	}
 	return nil
 }
+
+// Retire closes the log and renames its directory to newDir (on the same
+// file system), fsyncing the parent: the caller removes newDir later (in the
+// background). A compaction in progress is waited for first.
+func (l *Log) Retire(newDir string) error {
+	cerr := l.Close()
+	l.cleanMu.Lock()
+	defer l.cleanMu.Unlock()
+	if err := os.Rename(l.dir, newDir); err != nil {
+		return fmt.Errorf("retire log %s: %w", l.dir, errors.Join(cerr, err))
+	}
+	return syncDir(filepath.Dir(l.dir))
+}

@@ -294,7 +294,14 @@ func (l *Log) recoverSegment(s *segment, last bool, nextBase int64) error {
 	if err != nil {
 		return fmt.Errorf("segment %d: %w", s.base, err)
 	}
-	fileSize := st.Size()
+	return l.recoverRange(s, st.Size(), last, nextBase)
+}
+
+// recoverRange is recoverSegment over the first fileSize bytes of the
+// segment. With last, a bad tail with no valid batch after it is cut off (a
+// torn write); without, it is recorded as corrupt up to nextBase.
+func (l *Log) recoverRange(s *segment, fileSize int64, last bool, nextBase int64) error {
+	var err error
 	s.resetState()
 	var buf []byte
 	pos, expected := int64(0), s.base

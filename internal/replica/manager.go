@@ -48,6 +48,8 @@ type Manager struct {
 	fetchCtx    context.Context // parent of every fetcher; cancelled by Close
 	stopFetch   context.CancelFunc
 	fetchWG     sync.WaitGroup // fetcher goroutines
+	deleteWG    sync.WaitGroup // background removals of directories renamed for deletion
+	verify      verifier       // background verification of opened logs (damage.go)
 	fetchConfig fetchConfig
 	isrKick     chan struct{}
 }
@@ -157,6 +159,7 @@ func (m *Manager) Apply(img *metadata.Image) error {
 			if p, ok := m.parts[tp]; ok {
 				p.configure(lcfg, appendTime)
 				p.applyMetadata(pm, minISR, now)
+				p.healIfFollower()
 				continue
 			}
 			dir := m.partitionDir(tp)
@@ -169,10 +172,12 @@ func (m *Manager) Apply(img *metadata.Image) error {
 				keep(err)
 				continue
 			}
-			p.kickISR = m.kickISR
+			p.kickISR, p.verifyHook = m.kickISR, m.queueVerify
 			p.applyMetadata(pm, minISR, now)
 			m.parts[tp] = p
 			m.topics[t.Name] = t.ID
+			p.healIfFollower() // damage found while opening
+			m.queueVerify(p)
 		}
 	}
 	keep(m.dropMovedReplicas(img))
@@ -231,7 +236,7 @@ func (m *Manager) claimDir(dir string, id metadata.TopicID) error {
 		return nil
 	case err == nil:
 		m.logger.Warn("removing the log of an earlier topic with the same name", "dir", dir, "had", strings.TrimSpace(string(b)))
-		if err := os.RemoveAll(dir); err != nil {
+		if err := m.renameForDelete(dir); err != nil {
 			return fmt.Errorf("remove stale %s: %w", dir, err)
 		}
 	case !os.IsNotExist(err):
@@ -266,9 +271,14 @@ func (m *Manager) dropPartition(tp TopicPartition, p *Partition) error {
 	p.closed = true // no appends, truncations or fetcher writes from now on
 	p.mu.Unlock()
 	p.notify()
-	if err := p.log.Delete(); err != nil {
+	to, err := deleteName(p.log.Dir())
+	if err == nil {
+		err = p.log.Retire(to)
+	}
+	if err != nil {
 		return fmt.Errorf("delete %s-%d: %w", tp.Topic, tp.Partition, err)
 	}
+	m.removeInBackground(to)
 	return nil
 }
 
@@ -288,39 +298,6 @@ func (m *Manager) dropMovedReplicas(img *metadata.Image) error {
 		}
 	}
 	return firstErr
-}
-
-// RemoveStrays deletes partition directories under the data dir that belong to
-// no topic in img (for example a topic deleted while the node was down). Call
-// it after the first Apply.
-func (m *Manager) RemoveStrays(img *metadata.Image) {
-	entries, err := os.ReadDir(m.dir)
-	if err != nil {
-		return
-	}
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	for _, e := range entries {
-		if !e.IsDir() {
-			continue
-		}
-		if _, err := os.Stat(filepath.Join(m.dir, e.Name(), idFile)); err != nil {
-			continue // not a partition directory of ours
-		}
-		i := strings.LastIndexByte(e.Name(), '-')
-		if i < 0 {
-			continue
-		}
-		n, err := strconv.Atoi(e.Name()[i+1:])
-		if err != nil {
-			continue
-		}
-		if _, ok := m.parts[TopicPartition{e.Name()[:i], int32(n)}]; ok {
-			continue
-		}
-		m.logger.Warn("removing partition directory of a topic that no longer exists", "dir", e.Name())
-		os.RemoveAll(filepath.Join(m.dir, e.Name()))
-	}
 }
 
 // RunRetention applies retention to every partition every interval until ctx ends.
@@ -411,6 +388,7 @@ func (m *Manager) Close() error {
 	m.mu.Unlock()
 	m.stopFetch()
 	m.fetchWG.Wait()
+	m.deleteWG.Wait()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var firstErr error

@@ -60,6 +60,10 @@ type Partition struct {
 	log     *log.Log
 	logger  *slog.Logger
 	kickISR func() // asks the manager's ISR maintenance to run soon; nil for none
+	// verifyHook asks for a background verification of the log (set by the
+	// manager; nil for none).
+	verifyHook func(*Partition)
+	readErrs   readErrLog
 
 	mu          sync.Mutex // guards producers, leader, leaderEpoch, appendTime, closed; serialises appends and truncations
 	producers   *txn.State
@@ -88,7 +92,18 @@ func openPartition(dir, topic string, index, self int32, cfg log.Config, appendT
 	// up), a replica only knows its log start to be committed.
 	p.hw.Store(l.LogStartOffset())
 	start := time.Now()
-	if err := p.rebuildProducers(); err != nil {
+	err = p.rebuildProducers()
+	if errors.Is(err, record.ErrCorrupt) {
+		// Damage that a clean start-up did not read: find and record it all,
+		// then replay the intact batches.
+		logger.Error("partition log is damaged on disk; verifying it", "dir", dir, "err", err)
+		if verr := l.Verify(nil); verr != nil && !errors.Is(verr, record.ErrCorrupt) {
+			err = errors.Join(err, verr)
+		} else {
+			err = p.rebuildProducers()
+		}
+	}
+	if err != nil {
 		l.Close()
 		return nil, fmt.Errorf("partition %s-%d: %w", topic, index, err)
 	}
