@@ -59,8 +59,12 @@ func (l *Log) flushLocked() error {
 		return err
 	}
 	target := l.leo
-	needCkpt := l.needCkpt
-	l.needCkpt = false
+	// A checkpoint waits for data above the last one (a new log's first
+	// flush with data writes its first checkpoint).
+	needCkpt := l.needCkpt && target > l.checkpointed
+	if needCkpt {
+		l.needCkpt = false
+	}
 	var segs []*segment
 	var persistErr error
 	for _, s := range l.segs {
