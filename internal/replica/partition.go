@@ -67,6 +67,7 @@ type Partition struct {
 
 	mu          sync.Mutex // guards producers, leader, leaderEpoch, appendTime, closed; serialises appends and truncations
 	producers   *txn.State
+	snapOffset  int64 // offset of the newest producer-state snapshot on disk, -1 if none (snapshot.go)
 	leaderEpoch int32 // the leader epoch of the latest metadata (-1 before any)
 	leader      int32 // the partition's leader per metadata (-1: none)
 	appendTime  bool  // message.timestamp.type=LogAppendTime
@@ -114,21 +115,6 @@ func openPartition(dir, topic string, index, self int32, cfg log.Config, appendT
 		logger.Error("partition log is corrupt; reads of the damaged range fail with KAFKA_STORAGE_ERROR", "err", err)
 	}
 	return p, nil
-}
-
-// rebuildProducers replays the log's batch headers into a fresh producer
-// table (at open, and after a truncation removed batches). Called with mu
-// held or before the partition is shared.
-func (p *Partition) rebuildProducers() error {
-	st := txn.NewState()
-	if err := p.log.ScanHeaders(p.log.LogStartOffset(), func(h record.Header) error {
-		st.Update(h)
-		return nil
-	}); err != nil {
-		return fmt.Errorf("rebuild producer state: %w", err)
-	}
-	p.producers = st
-	return nil
 }
 
 // AppendResult is the outcome of a leader append.
