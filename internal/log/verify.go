@@ -41,7 +41,7 @@ func (l *Log) Verify(cancel <-chan struct{}) error {
 				err error
 				end bool
 			)
-			h, buf, pos, expected, end, err = l.verifyStep(s, pos, expected, buf)
+			h, buf, pos, _, end, err = l.verifyStep(s, pos, expected, buf)
 			if err != nil {
 				return err
 			}
