@@ -64,7 +64,7 @@ func (l *Log) verifyStep(s *segment, pos, expected int64, buf []byte) (h record.
 		l.mu.RUnlock()
 		return h, buf, pos, expected, true, fmt.Errorf("verify %s: %w", l.dir, ErrClosed)
 	}
-	if !slices.Contains(l.segs, s) {
+	if !l.hasSegment(s) {
 		l.mu.RUnlock()
 		return h, buf, pos, expected, true, nil // removed by retention, truncation or compaction
 	}
@@ -159,4 +159,11 @@ func (l *Log) FirstCorruptOffset() (offset int64, ok bool) {
 		}
 	}
 	return 0, false
+}
+
+// hasSegment reports whether s is still one of the log's segments (not
+// removed by retention, truncation or compaction). Caller holds mu.
+func (l *Log) hasSegment(s *segment) bool {
+	i := l.segmentFor(s.base)
+	return i < len(l.segs) && l.segs[i] == s
 }
