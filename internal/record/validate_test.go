@@ -179,7 +179,7 @@ func TestCheckProduceRules(t *testing.T) {
 // TestCheckProduceBombs checks that bombs of every compressing codec are
 // refused at the ceiling, four at once, quickly and in bounded memory.
 func TestCheckProduceBombs(t *testing.T) {
-	const limit = 16 << 20
+	const limit = 4 << 20
 	bombs := map[string][]byte{
 		"gzip 1 GiB":  recordtest.Bomb(record.CodecGzip, 1024),
 		"lz4 256 MiB": recordtest.Bomb(record.CodecLZ4, 256),

@@ -8,6 +8,7 @@ package recordtest
 import (
 	"bytes"
 	"encoding/binary"
+	"hash/crc32"
 	"sync"
 	"time"
 
@@ -46,9 +47,22 @@ func gzipMember(data []byte, level int) []byte {
 	return buf.Bytes()
 }
 
+// appendGzipStored appends a gzip member holding data (< 64 KiB) in one
+// stored deflate block, built by hand: much cheaper than a gzip writer.
+func appendGzipStored(b, data []byte) []byte {
+	b = append(b, 0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff) // header, no name, unknown OS
+	b = append(b, 1)                                     // final stored block
+	b = binary.LittleEndian.AppendUint16(b, uint16(len(data)))
+	b = binary.LittleEndian.AppendUint16(b, ^uint16(len(data)))
+	b = append(b, data...)
+	b = binary.LittleEndian.AppendUint32(b, crc32.ChecksumIEEE(data))
+	return binary.LittleEndian.AppendUint32(b, uint32(len(data)))
+}
+
 func lz4Frame(data []byte) []byte {
 	var buf bytes.Buffer
 	w := lz4.NewWriter(&buf)
+	_ = w.Apply(lz4.BlockSizeOption(lz4.Block64Kb))
 	_, _ = w.Write(data)
 	_ = w.Close()
 	return buf.Bytes()
@@ -72,13 +86,27 @@ func recordHead(i int, valueLen int) []byte {
 // well-formed records, each with a value of about MiB zero bytes, so that
 // it decompresses to about records MiB; its header (count, offsets,
 // CRC) is consistent, so only a ceiling on the decompressed size stops it.
+// The result is a fresh copy.
 func Bomb(c record.Codec, records int) []byte {
+	key := [2]int{int(c), records}
+	if b, ok := bombs.Load(key); ok {
+		return append([]byte(nil), b.([]byte)...)
+	}
+	b := buildBomb(c, records)
+	bombs.Store(key, b)
+	return append([]byte(nil), b...)
+}
+
+// bombs caches the bombs built, by codec and record count.
+var bombs sync.Map
+
+func buildBomb(c record.Codec, records int) []byte {
 	zerosOnce.Do(initZeros)
 	var payload []byte
 	switch c {
 	case record.CodecGzip:
 		for i := range records {
-			payload = append(payload, gzipMember(recordHead(i, zeroRun-1), gzip.NoCompression)...)
+			payload = appendGzipStored(payload, recordHead(i, zeroRun-1))
 			payload = append(payload, gzipZeros...) // value and header count
 		}
 	case record.CodecLZ4:
