@@ -24,6 +24,17 @@ var brokerDefs = index([]*Def{
 	{Name: "delete.topic.enable", Type: TypeBoolean, Default: "true", Doc: "Allow DeleteTopics."},
 	{Name: "socket.request.max.bytes", Type: TypeInt, Default: "104857600", Doc: "Largest request accepted.", Valid: atLeast(1024)},
 	{Name: "message.max.bytes", Type: TypeInt, Default: "1048588", Doc: "Largest record batch accepted.", Valid: atLeast(0)},
+	// Not a Kafka property: Kafka has no ceiling on decompression. 64 MiB is
+	// also the most the broker decodes whole (record.MaxDecompressedSize).
+	{Name: "message.max.decompressed.bytes", Type: TypeInt, Default: "67108864", Doc: "Largest decompressed size of a produced batch's records; larger batches are refused with INVALID_RECORD.", Valid: func(v string) error {
+		if err := atLeast(1024)(v); err != nil {
+			return err
+		}
+		if n, _ := strconv.ParseInt(v, 10, 64); n > 64<<20 {
+			return fmt.Errorf("%s is above the maximum %d", v, 64<<20)
+		}
+		return nil
+	}},
 	{Name: "log.segment.bytes", Type: TypeInt, Default: "1073741824", Doc: "Segment size before a roll.", Valid: atLeast(14)},
 	{Name: "log.roll.ms", Type: TypeLong, Default: "604800000", Doc: "Segment age before a roll.", Valid: atLeast(1)},
 	{Name: "log.retention.ms", Type: TypeLong, Default: "604800000", Doc: "Time to keep a segment; -1 keeps forever.", Valid: atLeast(-1)},

@@ -98,6 +98,8 @@ func errorCode(err error) int16 {
 		return kerr.MessageTooLarge.Code
 	case errors.Is(err, record.ErrCorrupt):
 		return kerr.CorruptMessage.Code
+	case errors.Is(err, record.ErrInvalidTimestamp):
+		return kerr.InvalidTimestamp.Code
 	case errors.Is(err, record.ErrInvalid), errors.Is(err, replica.ErrMultipleProducerBatches):
 		return kerr.InvalidRecord.Code
 	case errors.Is(err, errTransactionsUnsupported):
