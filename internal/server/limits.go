@@ -2,12 +2,14 @@ package server
 
 import (
 	"container/list"
+	"context"
 	"errors"
 	"log/slog"
 	"math"
 	"net"
 	"net/netip"
 	"os"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -91,8 +93,9 @@ var errPoolWait = errors.New("timed out waiting for request memory (queued.max.r
 type memPool struct {
 	cap int64
 
-	mu      sync.Mutex // guards used, waiters
+	mu      sync.Mutex // guards used, peak, waiters
 	used    int64
+	peak    int64     // largest used since the last reclaim check
 	waiters list.List // of *poolWaiter, in arrival order
 }
 
@@ -118,6 +121,7 @@ func (p *memPool) acquire(n int64, deadline time.Time) error {
 	p.mu.Lock()
 	if p.waiters.Len() == 0 && p.used+n <= p.cap {
 		p.used += n
+		p.peak = max(p.peak, p.used)
 		p.mu.Unlock()
 		return nil
 	}
@@ -162,6 +166,7 @@ func (p *memPool) grantLocked() {
 			return
 		}
 		p.used += w.n
+		p.peak = max(p.peak, p.used)
 		p.waiters.Remove(e)
 		close(w.ready)
 	}
@@ -173,6 +178,39 @@ func (p *memPool) limit() int64 {
 		return math.MaxInt64
 	}
 	return p.cap
+}
+
+// reclaimThreshold is the request memory a burst must have held for its end
+// to return memory to the operating system at once.
+const reclaimThreshold = 16 << 20
+
+// runReclaim returns freed request memory to the operating system after a
+// burst (a flood of large or half-sent requests) has ended: the garbage
+// collector alone would wait for the next collection (up to two minutes on
+// an idle broker) and the scavenger would release it slowly. It checks
+// every interval until ctx ends.
+func (p *memPool) runReclaim(ctx context.Context, interval time.Duration) {
+	if p == nil {
+		return
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		p.mu.Lock()
+		peak, used := p.peak, p.used
+		if used < peak/8 {
+			p.peak = used
+		}
+		p.mu.Unlock()
+		if peak >= reclaimThreshold && used < peak/8 {
+			debug.FreeOSMemory()
+		}
+	}
 }
 
 // inUse returns the bytes taken.

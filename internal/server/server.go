@@ -267,6 +267,11 @@ func (s *Server) Serve(ctx context.Context) error {
 		defer s.wg.Done()
 		s.parts.RunISR(bg)
 	}()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.mem.runReclaim(bg, 2*time.Second)
+	}()
 	if s.cfg.Bool("log.cleaner.enable") {
 		s.wg.Add(1)
 		go func() {
