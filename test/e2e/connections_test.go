@@ -18,6 +18,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"golang.org/x/sys/unix"
 
 	"strand/internal/testcluster"
 )
@@ -353,4 +354,115 @@ func TestConnectionFloodHealthyProducer(t *testing.T) {
 // or closed.
 func isRefused(err error) bool {
 	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) || errors.Is(err, syscall.EPIPE)
+}
+
+// lowestFreeFD returns the lowest descriptor number process pid has not
+// open: with its open-file limit at that number, it can open no more.
+func lowestFreeFD(t testing.TB, pid int) int {
+	t.Helper()
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Fatalf("list fds of pid %d: %v", pid, err)
+	}
+	open := map[int]bool{}
+	for _, e := range ents {
+		n, _ := strconv.Atoi(e.Name())
+		open[n] = true
+	}
+	for fd := 0; ; fd++ {
+		if !open[fd] {
+			return fd
+		}
+	}
+}
+
+// TestFDExhaustion lowers a running broker's open-file limit to the
+// descriptors it already has: new connections are refused at once (not left
+// hanging in the listen backlog), the accept loop does not spin, and
+// produce and fetch on the connections already open go on. Once the limit
+// is raised again, new clients are served.
+func TestFDExhaustion(t *testing.T) {
+	n := testcluster.StartNode(t)
+	pid := n.Pid()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	createTopic(ctx, t, newAdmin(t, n), "fd", 1, nil)
+	prod := newClient(t, n, kgo.DefaultProduceTopic("fd"), kgo.ProducerLinger(0))
+	cons := newClient(t, n, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{"fd": {0: kgo.NewOffset().At(0)}}),
+		kgo.FetchMaxWait(100*time.Millisecond))
+	produced, consumed := 0, 0
+	produce := func(k int) {
+		t.Helper()
+		for range k {
+			if err := prod.ProduceSync(ctx, &kgo.Record{Value: []byte(strconv.Itoa(produced))}).FirstErr(); err != nil {
+				t.Fatalf("produce record %d: %v", produced, err)
+			}
+			produced++
+		}
+	}
+	consume := func() {
+		t.Helper()
+		for consumed < produced {
+			fs := cons.PollFetches(ctx)
+			if ctx.Err() != nil {
+				t.Fatalf("consumed %d of %d records: %v", consumed, produced, ctx.Err())
+			}
+			fs.EachError(func(_ string, _ int32, err error) { t.Fatalf("fetch: %v", err) })
+			fs.EachRecord(func(r *kgo.Record) {
+				if string(r.Value) != strconv.Itoa(consumed) {
+					t.Fatalf("record %d has value %q", consumed, r.Value)
+				}
+				consumed++
+			})
+		}
+	}
+	produce(20)
+	consume()
+
+	var old unix.Rlimit
+	if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, nil, &old); err != nil {
+		t.Fatalf("prlimit: %v", err)
+	}
+	fds := lowestFreeFD(t, pid)
+	if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: uint64(fds), Max: old.Max}, nil); err != nil {
+		t.Fatalf("prlimit: %v", err)
+	}
+	t.Logf("broker open-file limit lowered to %d (its open descriptors)", fds)
+	cpu0, t0 := procCPU(t, pid), time.Now()
+	for i := range 20 {
+		c, err := net.DialTimeout("tcp", n.Addr(), 5*time.Second)
+		if err != nil {
+			continue // refused by the kernel: fine
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		err = apiVersions(c, 1)
+		c.Close()
+		if err == nil {
+			t.Fatalf("connection %d served although the broker has no descriptor left", i)
+		}
+		if !isRefused(err) {
+			t.Fatalf("connection %d not refused cleanly: %v", i, err)
+		}
+	}
+	produce(100)
+	consume()
+	cpu, wall := procCPU(t, pid)-cpu0, time.Since(t0)
+	t.Logf("out of descriptors for %v: 20 new connections refused, 100 records produced and consumed on open connections; broker CPU %v", wall.Round(time.Millisecond), cpu)
+	if cpu > wall/2 {
+		t.Errorf("broker used %v of CPU in %v while out of descriptors: accept loop spinning?", cpu, wall)
+	}
+	log, _ := os.ReadFile(n.LogPath())
+	if k := bytes.Count(log, []byte("out of file descriptors")); k == 0 || k > 3 {
+		t.Errorf("%d log lines about running out of descriptors, want 1 to 3 (rate-limited)", k)
+	}
+
+	if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, &old, nil); err != nil {
+		t.Fatalf("prlimit: %v", err)
+	}
+	fresh := newClient(t, n, kgo.DefaultProduceTopic("fd"))
+	if err := fresh.ProduceSync(ctx, &kgo.Record{Value: []byte(strconv.Itoa(produced))}).FirstErr(); err != nil {
+		t.Fatalf("produce on a new connection after the limit was raised: %v", err)
+	}
+	produced++
+	consume()
 }
