@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 )
 
@@ -77,6 +78,14 @@ func (l *Log) flushLocked() error {
 		}
 	}
 	l.mu.Unlock()
+	if errors.Is(persistErr, syscall.ENOSPC) {
+		// Out of space writing the index files of sealed segments: nothing
+		// is lost (the in-memory indexes are authoritative while the log is
+		// open, Close writes them again, recovery rebuilds them), so this is
+		// not the sticky failure an fsync error is.
+		l.logger.Warn("index files not written: no space left; written again at close", "err", persistErr)
+		persistErr = nil
+	}
 	err := persistErr
 	for _, s := range segs {
 		err = errors.Join(err, s.syncLog())
@@ -95,8 +104,16 @@ func (l *Log) flushLocked() error {
 	l.mu.Unlock()
 	if needCkpt && target > l.checkpointed {
 		if err := writeCheckpoint(l.dir, recoveryPointFile, target); err != nil {
-			l.fail(err)
-			return err
+			if !errors.Is(err, syscall.ENOSPC) {
+				l.fail(err)
+				return err
+			}
+			// Out of space: the data is fsynced and the previous checkpoint
+			// is intact (checkpoints are replaced by rename); a recovery
+			// point that lags only means more to check after a crash. The
+			// next roll writes it again.
+			l.logger.Warn("recovery point not written: no space left", "err", err)
+			return nil
 		}
 		l.checkpointed = target // guarded by flushMu
 	}
