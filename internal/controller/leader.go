@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sync"
 	"time"
@@ -68,28 +69,29 @@ func (l *liveness) expired(img *metadata.Image, deadline time.Time) []metadata.B
 	return out
 }
 
-// leadership runs the active controller's duties whenever this node is the
-// Raft leader, and stops them when it is not.
+// leadership runs the active controller's duties (lead) for each stretch of
+// this node being the Raft leader, driven by Raft's leadership notifications:
+// a true while a term runs means leadership was lost and regained meanwhile,
+// so the old term stops and a new one (with a new barrier) starts.
 func (n *Node) leadership() {
 	defer n.wg.Done()
 	var term *leaderTerm
 	defer func() { term.stop() }()
-	t := time.NewTicker(50 * time.Millisecond)
-	defer t.Stop()
 	for {
 		select {
 		case <-n.ctx.Done():
 			return
-		case <-t.C:
-		}
-		leader := n.raft.State() == raft.Leader
-		switch {
-		case leader && term == nil:
-			term = n.startTerm()
-		case !leader && term != nil:
-			n.logger.Info("no longer the active controller")
-			term.stop()
-			term = nil
+		case leader := <-n.raft.LeaderCh():
+			if term != nil {
+				if !leader {
+					n.logger.Info("no longer the active controller")
+				}
+				term.stop()
+				term = nil
+			}
+			if leader {
+				term = n.startTerm()
+			}
 		}
 	}
 }
@@ -117,14 +119,35 @@ func (t *leaderTerm) stop() {
 	}
 }
 
+// takeOffice waits until a Raft barrier of the current term has applied
+// every earlier entry, and returns the office of that term (nil if ctx ends
+// or leadership is lost first: Raft's notification then ends this term).
+func (n *Node) takeOffice(ctx context.Context) *office {
+	for ctx.Err() == nil {
+		term := n.raft.CurrentTerm()
+		err := n.raft.Barrier(10 * time.Second).Error()
+		if err == nil && n.raft.CurrentTerm() == term && n.raft.State() == raft.Leader {
+			return &office{term: term, ctx: ctx}
+		}
+		if err == nil || errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return nil
+		}
+		n.logger.Warn("controller barrier failed; retrying", "err", err)
+		sleep(ctx, 100*time.Millisecond)
+	}
+	return nil
+}
+
 // lead is the active controller's loop: take office, then fence brokers whose
 // session expired and, if enabled, restore preferred leaders.
 func (n *Node) lead(ctx context.Context) {
-	if err := n.raft.Barrier(10 * time.Second).Error(); err != nil {
-		n.logger.Warn("controller barrier failed", "err", err)
+	o := n.takeOffice(ctx)
+	if o == nil {
 		return
 	}
 	n.live.reset(n.Image(), time.Now())
+	n.setOffice(o)
+	defer n.setOffice(nil)
 	id := n.cfg.NodeID
 	if _, err := n.commit(ctx, func(img *metadata.Image) ([]metadata.Record, error) {
 		var recs []metadata.Record
@@ -137,7 +160,7 @@ func (n *Node) lead(ctx context.Context) {
 		n.logger.Warn("taking office as controller", "err", err)
 		return
 	}
-	n.logger.Info("became the active controller", "node", id)
+	n.logger.Info("became the active controller", "node", id, "term", o.term)
 	tick := time.NewTicker(max(n.cfg.SessionTimeout/10, 20*time.Millisecond))
 	defer tick.Stop()
 	lastBalance := time.Now()
@@ -186,7 +209,7 @@ func (n *Node) balance(ctx context.Context) {
 // its new epoch. Broker-only nodes are added to Raft as non-voters so they
 // replicate the metadata log.
 func (n *Node) register(ctx context.Context, b metadata.Broker) (uint64, error) {
-	if !n.IsActive() {
+	if n.currentOffice() == nil {
 		return 0, metadata.ErrNotController
 	}
 	if b.RaftAddr != "" && !n.isVoter(b.ID) {
@@ -216,7 +239,7 @@ func (n *Node) isVoter(id int32) bool {
 // heartbeat records a broker's heartbeat, unfences it if it was fenced, or,
 // for a controlled shutdown, fences it and moves its leadership away.
 func (n *Node) heartbeat(ctx context.Context, r heartbeatReq) (heartbeatResp, uint64, error) {
-	if !n.IsActive() {
+	if n.currentOffice() == nil {
 		return heartbeatResp{}, 0, metadata.ErrNotController
 	}
 	b, ok := n.Image().Broker(r.ID)
