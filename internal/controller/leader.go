@@ -206,7 +206,8 @@ func (n *Node) balance(ctx context.Context) {
 }
 
 // register commits a broker's (re-)registration; the result's log index is
-// its new epoch. Broker-only nodes are added to Raft as non-voters so they
+// its new epoch. A new incarnation does not keep its old one's leadership
+// or ISR membership (see metadata.PlanRegisterBroker). Broker-only nodes are added to Raft as non-voters so they
 // replicate the metadata log.
 func (n *Node) register(ctx context.Context, b metadata.Broker) (uint64, error) {
 	if n.currentOffice() == nil {
@@ -218,8 +219,8 @@ func (n *Node) register(ctx context.Context, b metadata.Broker) (uint64, error) 
 		}
 	}
 	n.live.registered(b.ID, time.Now())
-	idx, err := n.commit(ctx, func(*metadata.Image) ([]metadata.Record, error) {
-		return []metadata.Record{{RegisterBroker: &b}}, nil
+	idx, err := n.commit(ctx, func(img *metadata.Image) ([]metadata.Record, error) {
+		return metadata.PlanRegisterBroker(img, b, n.cfg.Unclean), nil
 	})
 	if err == nil {
 		n.logger.Info("broker registered", "broker", b.ID, "epoch", idx, "addr", b.Host, "port", b.Port)

@@ -171,19 +171,40 @@ func PlanFence(im *Image, id int32, epoch int64, unclean Unclean) []Record {
 	}
 	recs := []Record{{BrokerFenced: &BrokerFenceRecord{ID: id, Epoch: epoch, Fenced: true}}}
 	after, _ := im.Apply(recs, im.Offset) // the image as the election must see it
-	changes := forEachPartition(after, func(t *Topic, p Partition) Partition {
+	changes := moveAway(after, id, unclean)
+	if b.Fenced && len(changes) == 0 {
+		return nil
+	}
+	return append(recs, changes...)
+}
+
+// PlanRegisterBroker registers broker b; the entry's log index becomes its
+// new epoch, and it starts fenced. A new incarnation of a broker the
+// partitions still name (restarted after kill -9 or a power loss within its
+// session timeout) is fenced at once like its old incarnation would have
+// been: its log may have lost records it had acknowledged, so it must not
+// resume leading at a leader epoch its followers already know, nor count as
+// in sync. Its partitions get another live ISR member as leader, or none
+// until it is unfenced and elected at a new leader epoch; it leaves every
+// ISR with another member and rejoins once it has caught up.
+func PlanRegisterBroker(im *Image, b Broker, unclean Unclean) []Record {
+	recs := []Record{{RegisterBroker: &b}}
+	after, _ := im.Apply(recs, im.Offset)
+	return append(recs, moveAway(after, b.ID, unclean)...)
+}
+
+// moveAway returns the changes taking fenced broker id out of every ISR that
+// has another member and re-electing the partitions it led.
+func moveAway(im *Image, id int32, unclean Unclean) []Record {
+	return forEachPartition(im, func(t *Topic, p Partition) Partition {
 		if !slices.Contains(p.Replicas, id) {
 			return p
 		}
 		if isr := remove(p.ISR, id); len(isr) > 0 {
 			p.ISR = isr
 		}
-		return elect(after, p, p.Leader == id || p.Leader < 0, unclean(t))
+		return elect(im, p, p.Leader == id || p.Leader < 0, unclean(t))
 	})
-	if b.Fenced && len(changes) == 0 {
-		return nil
-	}
-	return append(recs, changes...)
 }
 
 // PlanUnfence unfences broker id and gives leaderless partitions it can lead
