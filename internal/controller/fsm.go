@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -34,6 +36,16 @@ type fsm struct {
 	done     chan struct{} // closed when the notifier goroutine exits
 
 	listeners []func(*metadata.Image) // only the notifier goroutine reads it outside mu
+
+	heardMu sync.Mutex           // guards heard
+	heard   map[int32]heardFrom // from BrokerHeartbeats records; not part of the image
+}
+
+// heardFrom is when (by this node's clock) the active controller last heard
+// from one incarnation of a broker, as the log told this node.
+type heardFrom struct {
+	epoch int64
+	at    time.Time
 }
 
 // notifyItem is a published image, or the registration of a new listener
@@ -45,7 +57,8 @@ type notifyItem struct {
 }
 
 func newFSM(logger *slog.Logger) *fsm {
-	f := &fsm{logger: logger, img: metadata.Empty(), changed: make(chan struct{}), wake: make(chan struct{}, 1), done: make(chan struct{})}
+	f := &fsm{logger: logger, img: metadata.Empty(), changed: make(chan struct{}), wake: make(chan struct{}, 1), done: make(chan struct{}),
+		heard: map[int32]heardFrom{}}
 	go f.notifier()
 	return f
 }
@@ -75,6 +88,9 @@ func (f *fsm) Apply(l *raft.Log) any {
 		f.publish(img)
 		return err
 	}
+	if f.noteHeartbeats(e.Records) {
+		return nil // liveness only: the image is unchanged, listeners need not hear of it
+	}
 	img, err := f.current().Apply(e.Records, l.Index)
 	f.publish(img)
 	if err != nil {
@@ -82,6 +98,35 @@ func (f *fsm) Apply(l *raft.Log) any {
 		return err
 	}
 	return nil
+}
+
+// noteHeartbeats remembers the broker heartbeats recs carry and reports
+// whether that is all they carry.
+func (f *fsm) noteHeartbeats(recs []metadata.Record) (only bool) {
+	now := time.Now()
+	only = len(recs) > 0
+	f.heardMu.Lock()
+	defer f.heardMu.Unlock()
+	for _, r := range recs {
+		if r.BrokerHeartbeats == nil {
+			only = false
+			continue
+		}
+		for _, b := range r.BrokerHeartbeats.Brokers {
+			at := now.Add(-time.Duration(max(b.AgoMs, 0)) * time.Millisecond)
+			if h, ok := f.heard[b.ID]; !ok || h.epoch != b.Epoch || h.at.Before(at) {
+				f.heard[b.ID] = heardFrom{epoch: b.Epoch, at: at}
+			}
+		}
+	}
+	return only
+}
+
+// lastHeard returns what the log said about broker heartbeats.
+func (f *fsm) lastHeard() map[int32]heardFrom {
+	f.heardMu.Lock()
+	defer f.heardMu.Unlock()
+	return maps.Clone(f.heard)
 }
 
 func (f *fsm) current() *metadata.Image {

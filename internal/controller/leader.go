@@ -12,9 +12,12 @@ import (
 	"strand/internal/metadata"
 )
 
-// liveness is the active controller's view of broker heartbeats. It is not
-// replicated: a new active controller gives every broker a full session
-// timeout from the moment it takes office.
+// liveness is the active controller's view of broker heartbeats. The
+// active controller copies it into the log a few times per session timeout
+// (BrokerHeartbeats records); a new active controller starts from that copy,
+// so a broker's session counts from its last heartbeat the quorum heard of,
+// not from the election, and a broker that died before a controller
+// failover (or in it) is fenced about one session timeout after its death.
 type liveness struct {
 	mu       sync.Mutex
 	lastSeen map[int32]time.Time
@@ -25,13 +28,38 @@ func newLiveness() *liveness {
 	return &liveness{lastSeen: map[int32]time.Time{}, shutdown: map[int32]bool{}}
 }
 
-func (l *liveness) reset(img *metadata.Image, now time.Time) {
+// takeOver starts a term's view: each broker was last seen when the log
+// says (a full session from now for a broker it says nothing about), but
+// never less than grace before its session expires, so that live brokers
+// have time to find the new controller.
+func (l *liveness) takeOver(img *metadata.Image, heard map[int32]heardFrom, now time.Time, session, grace time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.lastSeen, l.shutdown = map[int32]time.Time{}, map[int32]bool{}
+	floor := now.Add(grace - session)
 	for _, b := range img.Brokers {
-		l.lastSeen[b.ID] = now
+		at := now
+		if h, ok := heard[b.ID]; ok && h.epoch == b.Epoch {
+			at = h.at
+		}
+		if at.Before(floor) {
+			at = floor
+		}
+		l.lastSeen[b.ID] = at
 	}
+}
+
+// record returns the heartbeats of img's unfenced brokers as of now.
+func (l *liveness) record(img *metadata.Image, now time.Time) *metadata.BrokerHeartbeatsRecord {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	rec := &metadata.BrokerHeartbeatsRecord{}
+	for _, b := range img.Brokers {
+		if t, ok := l.lastSeen[b.ID]; ok && !b.Fenced {
+			rec.Brokers = append(rec.Brokers, metadata.BrokerHeartbeat{ID: b.ID, Epoch: b.Epoch, AgoMs: now.Sub(t).Milliseconds()})
+		}
+	}
+	return rec
 }
 
 func (l *liveness) seen(id int32, now time.Time, shutdown bool) {
@@ -145,7 +173,7 @@ func (n *Node) lead(ctx context.Context) {
 	if o == nil {
 		return
 	}
-	n.live.reset(n.Image(), time.Now())
+	n.live.takeOver(n.Image(), n.fsm.lastHeard(), time.Now(), n.cfg.SessionTimeout, n.sessionGrace())
 	n.setOffice(o)
 	defer n.setOffice(nil)
 	id := n.cfg.NodeID
@@ -163,7 +191,7 @@ func (n *Node) lead(ctx context.Context) {
 	n.logger.Info("became the active controller", "node", id, "term", o.term)
 	tick := time.NewTicker(max(n.cfg.SessionTimeout/10, 20*time.Millisecond))
 	defer tick.Stop()
-	lastBalance := time.Now()
+	lastBalance, lastRecord := time.Now(), time.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -179,11 +207,30 @@ func (n *Node) lead(ctx context.Context) {
 				n.logger.Warn("fencing broker", "broker", b.ID, "err", err)
 			}
 		}
+		if now.Sub(lastRecord) >= n.cfg.SessionTimeout/4 {
+			lastRecord = now
+			if _, err := n.commit(ctx, func(img *metadata.Image) ([]metadata.Record, error) {
+				return []metadata.Record{{BrokerHeartbeats: n.live.record(img, now)}}, nil
+			}); err != nil {
+				n.logger.Debug("recording broker heartbeats", "err", err)
+			}
+		}
 		if n.cfg.RebalanceInterval > 0 && now.Sub(lastBalance) >= n.cfg.RebalanceInterval {
 			lastBalance = now
 			n.balance(ctx)
 		}
 	}
+}
+
+// sessionGrace is the least time a new active controller gives each broker
+// to heartbeat before fencing it: two heartbeat intervals and a little to
+// find the new controller, at most half a session.
+func (n *Node) sessionGrace() time.Duration {
+	hb := n.cfg.HeartbeatInterval
+	if hb <= 0 {
+		hb = 2 * time.Second
+	}
+	return min(n.cfg.SessionTimeout/2, 2*hb+500*time.Millisecond)
 }
 
 // balance moves leadership back to each partition's preferred replica where

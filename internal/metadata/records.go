@@ -15,18 +15,35 @@ import (
 // and every replica applies them the same way, so replicas that applied the
 // same log prefix hold identical images.
 type Record struct {
-	ClusterID        *string                `json:",omitempty"`
-	Controller       *int32                 `json:",omitempty"`
-	RegisterBroker   *Broker                `json:",omitempty"`
-	BrokerFenced     *BrokerFenceRecord     `json:",omitempty"`
-	UnregisterBroker *int32                 `json:",omitempty"`
-	Topic            *Topic                 `json:",omitempty"`
-	RemoveTopic      *string                `json:",omitempty"`
-	PartitionChange  *PartitionChangeRecord `json:",omitempty"`
-	Configs          *TopicConfigRecord     `json:",omitempty"`
-	ProducerIDs      *ProducerIDsRecord     `json:",omitempty"`
-	Partitions       *AddPartitionsRecord   `json:",omitempty"`
-	ClusterConfigs   *map[string]string     `json:",omitempty"`
+	ClusterID        *string                 `json:",omitempty"`
+	Controller       *int32                  `json:",omitempty"`
+	RegisterBroker   *Broker                 `json:",omitempty"`
+	BrokerFenced     *BrokerFenceRecord      `json:",omitempty"`
+	UnregisterBroker *int32                  `json:",omitempty"`
+	Topic            *Topic                  `json:",omitempty"`
+	RemoveTopic      *string                 `json:",omitempty"`
+	PartitionChange  *PartitionChangeRecord  `json:",omitempty"`
+	Configs          *TopicConfigRecord      `json:",omitempty"`
+	ProducerIDs      *ProducerIDsRecord      `json:",omitempty"`
+	Partitions       *AddPartitionsRecord    `json:",omitempty"`
+	ClusterConfigs   *map[string]string      `json:",omitempty"`
+	BrokerHeartbeats *BrokerHeartbeatsRecord `json:",omitempty"`
+}
+
+// BrokerHeartbeatsRecord carries the active controller's view of broker
+// liveness into the log, coarse-grained (a few times per session timeout),
+// so that a new active controller counts each broker's session from its
+// last heartbeat, not from its own election. It does not change the image.
+type BrokerHeartbeatsRecord struct {
+	Brokers []BrokerHeartbeat
+}
+
+// BrokerHeartbeat is how long before the record was planned the active
+// controller last heard from one incarnation of a broker.
+type BrokerHeartbeat struct {
+	ID    int32
+	Epoch int64
+	AgoMs int64
 }
 
 // BrokerFenceRecord fences or unfences a broker of the given epoch.
@@ -197,6 +214,8 @@ func (im *Image) apply(r Record, offset uint64) error {
 		}
 	case r.ClusterConfigs != nil:
 		im.ClusterConfigs = *r.ClusterConfigs
+	case r.BrokerHeartbeats != nil:
+		// Liveness hints for the controller; not part of the image.
 	case r.Partitions != nil:
 		if t, ok := im.Topics[r.Partitions.Topic]; ok {
 			for _, p := range r.Partitions.Partitions {
