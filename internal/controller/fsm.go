@@ -37,7 +37,7 @@ type fsm struct {
 
 	listeners []func(*metadata.Image) // only the notifier goroutine reads it outside mu
 
-	heardMu sync.Mutex           // guards heard
+	heardMu sync.Mutex          // guards heard
 	heard   map[int32]heardFrom // from BrokerHeartbeats records; not part of the image
 }
 
