@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -36,6 +37,10 @@ type fsm struct {
 	done     chan struct{} // closed when the notifier goroutine exits
 
 	listeners []func(*metadata.Image) // only the notifier goroutine reads it outside mu
+
+	// beforeApply, when set (tests only), runs before each entry is applied:
+	// a test holds a replica's state machine back with it.
+	beforeApply atomic.Pointer[func(index uint64)]
 
 	heardMu sync.Mutex          // guards heard
 	heard   map[int32]heardFrom // from BrokerHeartbeats records; not part of the image
@@ -69,6 +74,9 @@ func newFSM(logger *slog.Logger) *fsm {
 func (f *fsm) Apply(l *raft.Log) any {
 	if l.Type != raft.LogCommand {
 		return nil
+	}
+	if hook := f.beforeApply.Load(); hook != nil {
+		(*hook)(l.Index)
 	}
 	e, err := metadata.DecodeEntry(l.Data)
 	if err != nil {
