@@ -108,9 +108,14 @@ func StartNode(t testing.TB, opts ...Option) *Node {
 		if err == nil {
 			return n
 		}
-		if attempt < 3 && n.cfg.addr == "" && !n.Running() && strings.Contains(n.LogTail(20), "address already in use") {
-			t.Logf("testcluster: node %d: port %s taken, retrying on another port", n.cfg.nodeID, n.addr)
-			n.addr = freeAddr(t)
+		if lost, client := n.lostPortRace(); attempt < 3 && lost {
+			if client && n.cfg.addr == "" {
+				t.Logf("testcluster: node %d: port %s taken, retrying on another port", n.cfg.nodeID, n.addr)
+				n.addr = freeAddr(t)
+			} else {
+				t.Logf("testcluster: node %d: a listen address was taken, retrying", n.cfg.nodeID)
+				time.Sleep(200 * time.Millisecond)
+			}
 			continue
 		}
 		t.Fatalf("testcluster: node %d did not become ready: %v\n%s", n.cfg.nodeID, err, n.LogTail(40))
@@ -357,16 +362,50 @@ func (n *Node) current() (*exec.Cmd, chan struct{}) {
 	return n.cmd, n.done
 }
 
-// freeAddr returns a loopback address whose port was free a moment ago.
+// handedOut remembers every address freeAddr returned in this test process:
+// a port the kernel offers again after its probe listener closed (or that
+// one node has not bound yet) is never given to a second listener.
+var handedOut = struct {
+	sync.Mutex
+	addrs map[string]bool
+}{addrs: map[string]bool{}}
+
+// freeAddr returns a loopback address whose port was free a moment ago and
+// that no earlier call in this process returned. Another process can still
+// take the port before the node binds it; StartNode and StartCluster retry a
+// node that lost such a race (see lostPortRace).
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("testcluster: pick port: %v", err)
+	for range 1000 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("testcluster: pick port: %v", err)
+		}
+		addr := l.Addr().String()
+		l.Close()
+		handedOut.Lock()
+		fresh := !handedOut.addrs[addr]
+		handedOut.addrs[addr] = true
+		handedOut.Unlock()
+		if fresh {
+			return addr
+		}
 	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
+	t.Fatalf("testcluster: pick port: the kernel keeps offering ports this process already handed out")
+	return ""
+}
+
+// lostPortRace reports whether the node's last start exited because one of
+// its listen addresses was taken, and whether that was its client address.
+func (n *Node) lostPortRace() (lost, client bool) {
+	if n.Running() {
+		return false, false
+	}
+	tail := n.LogTail(20)
+	if !strings.Contains(tail, "address already in use") {
+		return false, false
+	}
+	return true, strings.Contains(tail, n.addr+": bind: address already in use")
 }
 
 func isClosed(c chan struct{}) bool {
