@@ -99,6 +99,10 @@ type Report struct {
 	Fault string `json:"fault,omitempty"`
 	// FirstProduceError is the first error a record's promise reported.
 	FirstProduceError string `json:"first_produce_error,omitempty"`
+	// Recovery is the time-to-recover figure: the longest gap between
+	// acknowledgements per partition, and acknowledgements during and
+	// after the fault.
+	Recovery Recovery `json:"recovery"`
 	Counts
 	Pass bool `json:"pass"` // Violations() == 0
 }
@@ -276,6 +280,7 @@ func Run(ctx context.Context, o Options) (rep Report, err error) {
 		return rep, err
 	}
 	rep.ProduceSeconds, rep.Fault, rep.FirstProduceError = prod.seconds, prod.fault, prod.firstErr
+	rep.Recovery = prod.recovery
 
 	ch, err := NewChecker(o.RunID, sent)
 	if err != nil {
@@ -334,6 +339,20 @@ type tracker struct {
 	statuses [][]Status // by partition index, then seq
 	closed   bool       // set when the producer gave up; later promises are ignored
 	firstErr error
+	gaps     *gapMeter
+}
+
+// faultStarted and faultEnded record when the fault ran (for Recovery).
+func (t *tracker) faultStarted(now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.gaps.faultStarted(now)
+}
+
+func (t *tracker) faultEnded(now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.gaps.faultEnded(now)
 }
 
 // add registers a new record of partition index p and returns its seq.
@@ -353,6 +372,7 @@ func (t *tracker) done(p int, seq int64, err error) {
 	}
 	if err == nil {
 		t.statuses[p][seq] = Acked
+		t.gaps.ack(p, time.Now())
 		return
 	}
 	t.statuses[p][seq] = Failed
@@ -361,12 +381,17 @@ func (t *tracker) done(p int, seq int64, err error) {
 	}
 }
 
-// close stops recording and returns the final statuses.
-func (t *tracker) close() ([][]Status, error) {
+// close stops recording and returns the final statuses and the recovery
+// measure.
+func (t *tracker) close() ([][]Status, Recovery, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.closed = true
-	return t.statuses, t.firstErr
+	pending := make([]bool, len(t.statuses))
+	for i, st := range t.statuses {
+		pending[i] = slices.Contains(st, Unknown)
+	}
+	return t.statuses, t.gaps.result(time.Now(), pending), t.firstErr
 }
 
 // produceResult is what the produce phase reports besides the statuses.
@@ -374,6 +399,7 @@ type produceResult struct {
 	seconds  float64
 	fault    string
 	firstErr string
+	recovery Recovery
 }
 
 // produce runs the produce phase and the fault, and returns what every key
@@ -415,6 +441,7 @@ func produce(ctx context.Context, o Options, partitions []int32) ([]Sent, produc
 		defer cancel()
 	}
 
+	tr := &tracker{statuses: make([][]Status, len(partitions)), gaps: newGapMeter(time.Now(), partitions)}
 	faultDone := make(chan string, 1)
 	if o.Fault != nil {
 		go func() {
@@ -428,7 +455,10 @@ func produce(ctx context.Context, o Options, partitions []int32) ([]Sent, produc
 					return
 				}
 			}
-			if err := o.Fault(ctx); err != nil {
+			tr.faultStarted(time.Now())
+			err := o.Fault(ctx)
+			tr.faultEnded(time.Now())
+			if err != nil {
 				faultDone <- "failed: " + err.Error()
 				return
 			}
@@ -436,13 +466,12 @@ func produce(ctx context.Context, o Options, partitions []int32) ([]Sent, produc
 		}()
 	}
 
-	tr := &tracker{statuses: make([][]Status, len(partitions))}
 	keys := make([]string, len(partitions))
 	for i, p := range partitions {
 		keys[i] = fmt.Sprintf("p%d", p)
 	}
 	sem := make(chan struct{}, o.InFlight)
-	start := time.Now()
+	start := tr.gaps.start
 produce:
 	for i := 0; o.Records == 0 || i < o.Records; i++ {
 		if o.Rate > 0 {
@@ -491,7 +520,8 @@ produce:
 	dctx, cancel := context.WithTimeout(ctx, o.DrainTimeout)
 	_ = cl.Flush(dctx)
 	cancel()
-	statuses, firstErr := tr.close()
+	statuses, recovery, firstErr := tr.close()
+	res.recovery = recovery
 	cancelRecs()
 	cl.Close()
 	closed = true
@@ -653,6 +683,16 @@ func (r Report) WriteText(w io.Writer) error {
 	}
 	if r.FirstProduceError != "" {
 		fmt.Fprintf(&b, "first produce error: %s\n", r.FirstProduceError)
+	}
+	rec := r.Recovery
+	fmt.Fprintf(&b, "longest gap between acks:   %.2fs", rec.MaxAckGapSeconds)
+	for _, pg := range rec.Partitions {
+		fmt.Fprintf(&b, " (p%d %.2fs at %.1fs)", pg.Partition, pg.GapSeconds, pg.AtSeconds)
+	}
+	b.WriteString("\n")
+	if r.Fault != "" {
+		fmt.Fprintf(&b, "acked during/after fault:   %d / %d (fault ran %.1fs-%.1fs)\n",
+			rec.AckedDuringFault, rec.AckedAfterFault, rec.FaultStartSeconds, rec.FaultEndSeconds)
 	}
 	c := r.Counts
 	for _, l := range []struct {
