@@ -33,6 +33,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -96,6 +97,9 @@ type Node struct {
 	brokerEpoch int64      // this node's registration epoch (0: not registered)
 	registered  chan struct{}
 	regOnce     sync.Once
+	// lastHeartbeat is when the last heartbeat the controller accepted
+	// unfenced was sent (nil: none yet); see LastHeartbeat.
+	lastHeartbeat atomic.Pointer[time.Time]
 
 	raftReady chan struct{} // closed once raft is set; RPCs wait for it
 }

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"strand/internal/atomicfile"
@@ -50,6 +51,7 @@ type Manager struct {
 	fetchWG     sync.WaitGroup // fetcher goroutines
 	fetchConfig fetchConfig
 	isrKick     chan struct{}
+	lease       atomic.Pointer[lease] // nil: no lease (always valid); see lease.go
 }
 
 // NewManager returns a manager keeping partition directories under dir.
@@ -170,6 +172,7 @@ func (m *Manager) Apply(img *metadata.Image) error {
 				continue
 			}
 			p.kickISR = m.kickISR
+			p.leaseValid, p.leaseTimeout = m.LeaseValid, m.leaseTimeout
 			p.applyMetadata(pm, minISR, now)
 			m.parts[tp] = p
 			m.topics[t.Name] = t.ID
