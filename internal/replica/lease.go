@@ -76,12 +76,16 @@ func (m *Manager) RunLease(ctx context.Context) {
 	}
 	t := time.NewTicker(max(timeout/20, 10*time.Millisecond))
 	defer t.Stop()
-	held := true
+	held := true // no loss logged before the first heartbeat (Serve waits for it)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
+			l := m.lease.Load()
+			if l.last().IsZero() {
+				continue // not registered yet
+			}
 			valid := m.LeaseValid(now)
 			switch {
 			case held && !valid:

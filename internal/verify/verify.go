@@ -65,6 +65,11 @@ type Options struct {
 	DrainTimeout      time.Duration // after producing stops, wait this long for outstanding acknowledgements; the rest are "unknown"
 	ReadTimeout       time.Duration // bound on the read phase: listing end offsets (retried) and reading up to them
 	RunID             string        // identifies this run's records; "" picks a random one; must not contain ':'
+	// MetadataMinAge is the least time between the producer's metadata
+	// refreshes (kgo.MetadataMinAge). It bounds how soon the producer
+	// finds a new leader after NOT_LEADER_OR_FOLLOWER, so it is part of
+	// every recovery time measured; 0 keeps franz-go's default (5 s).
+	MetadataMinAge time.Duration
 
 	// Fault, if set, runs concurrently with the produce phase, FaultAt
 	// after it starts, with the context given to Run. Producing stops at
@@ -81,6 +86,8 @@ func DefaultOptions() Options {
 		Brokers: []string{"127.0.0.1:9092"}, Topic: "strand-verify", Partitions: 3, ReplicationFactor: 1,
 		Duration: 30 * time.Second, InFlight: 1000, Idempotent: true,
 		DrainTimeout: 30 * time.Second, ReadTimeout: 60 * time.Second, FaultAt: 5 * time.Second,
+		// As the Java client's retry.backoff.ms (100 ms) allows about.
+		MetadataMinAge: 500 * time.Millisecond,
 	}
 }
 
@@ -163,6 +170,7 @@ func parseFlags(args []string, out io.Writer) (Options, bool, error) {
 	noIdem := fs.Bool("no-idempotent", false, "disable the idempotent producer (acks=all still)")
 	fs.DurationVar(&o.DeliveryTimeout, "delivery-timeout", o.DeliveryTimeout, "fail records not acknowledged this long after produce (0: retry until --drain-timeout)")
 	fs.DurationVar(&o.DrainTimeout, "drain-timeout", o.DrainTimeout, "after producing, wait this long for outstanding acks (the rest count as unknown)")
+	fs.DurationVar(&o.MetadataMinAge, "metadata-min-age", o.MetadataMinAge, "least time between the producer's metadata refreshes (0: franz-go's default, 5s); part of every recovery time")
 	fs.DurationVar(&o.ReadTimeout, "read-timeout", o.ReadTimeout, "bound on listing end offsets and reading every partition back")
 	faultCmd := fs.String("fault-cmd", "", "shell command run --fault-at into the produce phase (e.g. 'kill -9 1234'); a failure fails the run")
 	fs.DurationVar(&o.FaultAt, "fault-at", o.FaultAt, "when --fault-cmd runs, from the start of the produce phase")
@@ -234,7 +242,7 @@ func (o Options) check() error {
 	if o.InFlight < 1 {
 		bad("in-flight %d: want at least 1", o.InFlight)
 	}
-	if o.DeliveryTimeout < 0 || o.DrainTimeout < 0 || o.ReadTimeout <= 0 || o.FaultAt < 0 {
+	if o.DeliveryTimeout < 0 || o.DrainTimeout < 0 || o.ReadTimeout <= 0 || o.FaultAt < 0 || o.MetadataMinAge < 0 {
 		bad("timeouts must not be negative, and the read timeout must be positive")
 	}
 	if strings.Contains(o.RunID, ":") {
@@ -418,6 +426,9 @@ func produce(ctx context.Context, o Options, partitions []int32) ([]Sent, produc
 	}
 	if o.DeliveryTimeout > 0 {
 		opts = append(opts, kgo.RecordDeliveryTimeout(o.DeliveryTimeout))
+	}
+	if o.MetadataMinAge > 0 {
+		opts = append(opts, kgo.MetadataMinAge(o.MetadataMinAge))
 	}
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
