@@ -133,6 +133,8 @@ func Open(cfg Config) (*Node, error) {
 	}
 	n.wg.Add(1)
 	go n.leadership()
+	n.wg.Add(1)
+	go n.probeLoop() // probe.go: fence dead brokers before their session times out
 	if cfg.Broker != nil {
 		n.wg.Add(1)
 		go n.brokerLoop()

@@ -70,6 +70,10 @@ type Options struct {
 	// finds a new leader after NOT_LEADER_OR_FOLLOWER, so it is part of
 	// every recovery time measured; 0 keeps franz-go's default (5 s).
 	MetadataMinAge time.Duration
+	// AfterFault, when positive, keeps producing at least this long after
+	// the fault returned, even past Duration, so acknowledgements after the
+	// fault (liveness) can be observed whatever the fault's length.
+	AfterFault time.Duration
 
 	// Fault, if set, runs concurrently with the produce phase, FaultAt
 	// after it starts, with the context given to Run. Producing stops at
@@ -174,6 +178,7 @@ func parseFlags(args []string, out io.Writer) (Options, bool, error) {
 	fs.DurationVar(&o.ReadTimeout, "read-timeout", o.ReadTimeout, "bound on listing end offsets and reading every partition back")
 	faultCmd := fs.String("fault-cmd", "", "shell command run --fault-at into the produce phase (e.g. 'kill -9 1234'); a failure fails the run")
 	fs.DurationVar(&o.FaultAt, "fault-at", o.FaultAt, "when --fault-cmd runs, from the start of the produce phase")
+	fs.DurationVar(&o.AfterFault, "after-fault", o.AfterFault, "keep producing at least this long after --fault-cmd returned, even past --duration (0: stop at --duration)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	if err := fs.Parse(args); err != nil {
 		return o, false, err
@@ -242,7 +247,7 @@ func (o Options) check() error {
 	if o.InFlight < 1 {
 		bad("in-flight %d: want at least 1", o.InFlight)
 	}
-	if o.DeliveryTimeout < 0 || o.DrainTimeout < 0 || o.ReadTimeout <= 0 || o.FaultAt < 0 || o.MetadataMinAge < 0 {
+	if o.DeliveryTimeout < 0 || o.DrainTimeout < 0 || o.ReadTimeout <= 0 || o.FaultAt < 0 || o.MetadataMinAge < 0 || o.AfterFault < 0 {
 		bad("timeouts must not be negative, and the read timeout must be positive")
 	}
 	if strings.Contains(o.RunID, ":") {
@@ -444,23 +449,32 @@ func produce(ctx context.Context, o Options, partitions []int32) ([]Sent, produc
 	// producing stops, so that stopping does not fail them.
 	recCtx, cancelRecs := context.WithCancel(ctx)
 	defer cancelRecs()
+	// pctx ends producing: at o.Duration (dctx), or, with o.AfterFault,
+	// no earlier than that long after the fault returned.
 	pctx, stopProducing := context.WithCancel(ctx)
 	defer stopProducing()
+	dctx := ctx
 	if o.Duration > 0 {
 		var cancel context.CancelFunc
-		pctx, cancel = context.WithTimeout(pctx, o.Duration)
+		dctx, cancel = context.WithTimeout(ctx, o.Duration)
 		defer cancel()
 	}
 
 	tr := &tracker{statuses: make([][]Status, len(partitions)), gaps: newGapMeter(time.Now(), partitions)}
 	faultDone := make(chan string, 1)
+	faultReturned := make(chan struct{}) // closed once the fault returned or was skipped
+	var faultEnd time.Time               // written before faultReturned closes
 	if o.Fault != nil {
 		go func() {
+			defer close(faultReturned)
 			if o.FaultAt > 0 {
 				t := time.NewTimer(o.FaultAt)
 				defer t.Stop()
 				select {
 				case <-t.C:
+				case <-dctx.Done():
+					faultDone <- fmt.Sprintf("skipped: producing ended before %v", o.FaultAt)
+					return
 				case <-pctx.Done():
 					faultDone <- fmt.Sprintf("skipped: producing ended before %v", o.FaultAt)
 					return
@@ -468,7 +482,8 @@ func produce(ctx context.Context, o Options, partitions []int32) ([]Sent, produc
 			}
 			tr.faultStarted(time.Now())
 			err := o.Fault(ctx)
-			tr.faultEnded(time.Now())
+			faultEnd = time.Now()
+			tr.faultEnded(faultEnd)
 			if err != nil {
 				faultDone <- "failed: " + err.Error()
 				return
@@ -476,6 +491,30 @@ func produce(ctx context.Context, o Options, partitions []int32) ([]Sent, produc
 			faultDone <- "ok"
 		}()
 	}
+	go func() {
+		select {
+		case <-dctx.Done():
+		case <-pctx.Done():
+			return
+		}
+		if o.Fault != nil && o.AfterFault > 0 {
+			select {
+			case <-faultReturned:
+			case <-pctx.Done():
+				return
+			}
+			if !faultEnd.IsZero() {
+				t := time.NewTimer(time.Until(faultEnd.Add(o.AfterFault)))
+				defer t.Stop()
+				select {
+				case <-t.C:
+				case <-pctx.Done():
+					return
+				}
+			}
+		}
+		stopProducing()
+	}()
 
 	keys := make([]string, len(partitions))
 	for i, p := range partitions {
