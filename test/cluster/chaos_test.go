@@ -27,7 +27,9 @@ func leaderOf(ctx context.Context, c *testcluster.Cluster, topic string, partiti
 		if !n.Running() {
 			continue
 		}
-		v, err := nodeView(ctx, n.Addr())
+		nctx, cancel := context.WithTimeout(ctx, time.Second) // a paused node never answers
+		v, err := nodeView(nctx, n.Addr())
+		cancel()
 		if err != nil {
 			continue
 		}
@@ -102,7 +104,10 @@ func TestChaosRounds(t *testing.T) {
 	ctrl := func(ctx context.Context) (int32, error) {
 		for _, n := range c.Nodes {
 			if n.Running() {
-				if v, err := nodeView(ctx, n.Addr()); err == nil && v.controller > 0 {
+				nctx, cancel := context.WithTimeout(ctx, time.Second)
+				v, err := nodeView(nctx, n.Addr())
+				cancel()
+				if err == nil && v.controller > 0 {
 					return v.controller, nil
 				}
 			}
