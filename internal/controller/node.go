@@ -35,6 +35,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -101,6 +102,9 @@ type Node struct {
 	brokerEpoch int64      // this node's registration epoch (0: not registered)
 	registered  chan struct{}
 	regOnce     sync.Once
+	// lastHeartbeat is when the last heartbeat the controller accepted
+	// unfenced was sent (nil: none yet); see LastHeartbeat.
+	lastHeartbeat atomic.Pointer[time.Time]
 
 	raftReady chan struct{} // closed once raft is set; RPCs wait for it
 }
@@ -134,6 +138,8 @@ func Open(cfg Config) (*Node, error) {
 	}
 	n.wg.Add(1)
 	go n.leadership()
+	n.wg.Add(1)
+	go n.probeLoop() // probe.go: fence dead brokers before their session times out
 	if cfg.Broker != nil {
 		n.wg.Add(1)
 		go n.brokerLoop()

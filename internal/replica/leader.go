@@ -224,7 +224,8 @@ func (p *Partition) ISR() []int32 {
 
 // WaitReplicated blocks until the high watermark reaches end (every ISR
 // member has the offsets below it) while this node still leads at epoch
-// (else ErrNotLeader), or ctx ends (its error, wrapped). If the HW is
+// and acts as its leader (else ErrNotLeader; see ActsAsLeader), or ctx ends
+// (its error, wrapped). If the HW is
 // reached but the ISR is smaller than min.insync.replicas by then, it
 // returns ErrNotEnoughReplicasAfterAppend, as Kafka answers acks=all.
 func (p *Partition) WaitReplicated(ctx context.Context, end int64, epoch int32) error {
@@ -245,6 +246,11 @@ func (p *Partition) WaitReplicated(ctx context.Context, end int64, epoch int32) 
 				return fmt.Errorf("%s-%d: %w: ISR has %d, min.insync.replicas is %d", p.Topic, p.Index, ErrNotEnoughReplicasAfterAppend, isr, minISR)
 			}
 			return nil
+		}
+		if !p.ActsAsLeader(time.Now()) {
+			// Stepped down (lease.go): the new leader, if any, decides
+			// whether the records survive; the client retries there.
+			return fmt.Errorf("%s-%d: %w at epoch %d (stepped down before the high watermark reached %d)", p.Topic, p.Index, ErrNotLeader, epoch, end)
 		}
 		select {
 		case <-wake:

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"strand/internal/atomicfile"
@@ -54,6 +55,7 @@ type Manager struct {
 	startHWs    map[TopicPartition]int64 // checkpointed high watermarks read at start (checkpoint.go); guarded by mu
 	fetchConfig fetchConfig
 	isrKick     chan struct{}
+	lease       atomic.Pointer[lease] // nil: no lease (always valid); see lease.go
 }
 
 // NewManager returns a manager keeping partition directories under dir.
@@ -180,6 +182,7 @@ func (m *Manager) Apply(img *metadata.Image) error {
 		}
 		p := j.p
 		p.kickISR, p.verifyHook = m.kickISR, m.queueVerify
+		p.leaseValid, p.leaseTimeout = m.LeaseValid, m.leaseTimeout
 		if hw, ok := m.startHWs[j.tp]; ok {
 			p.hw.Store(min(hw, p.log.LogEndOffset()))
 			delete(m.startHWs, j.tp) // only the first open of a run trusts the file

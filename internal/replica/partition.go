@@ -11,7 +11,8 @@
 //   - appends to one partition are serialised (Partition.mu), so offsets are
 //     dense and monotonic and the idempotence check sees every earlier batch;
 //   - only the leader named by the latest metadata applied appends as leader,
-//     stamping its leader epoch; only a follower, at the leader epoch it
+//     stamping its leader epoch, and only while it holds its lease or an
+//     ISR follower fetches from it (lease.go); only a follower, at the leader epoch it
 //     follows, appends as follower or truncates;
 //   - HW <= LEO; on the leader, HW <= the LEO of every ISR member (and of
 //     every member an ISR change in flight would add), and the HW never
@@ -64,6 +65,10 @@ type Partition struct {
 	// manager; nil for none).
 	verifyHook func(*Partition)
 	readErrs   readErrLog
+	// leaseValid and leaseTimeout are the manager's lease (lease.go); nil
+	// leaseValid: always valid.
+	leaseValid   func(time.Time) bool
+	leaseTimeout func() time.Duration
 
 	mu          sync.Mutex // guards producers, leader, leaderEpoch, appendTime, closed; serialises appends and truncations
 	producers   *txn.State
@@ -161,6 +166,9 @@ func (p *Partition) AppendAcks(records []byte, now time.Time, acks int16) (Appen
 	defer p.mu.Unlock()
 	if p.closed || p.leader != p.self {
 		return AppendResult{}, fmt.Errorf("%s-%d: %w (leader %d)", p.Topic, p.Index, ErrNotLeader, p.leader)
+	}
+	if !p.actsAsLeaderLocked(now) {
+		return AppendResult{}, fmt.Errorf("%s-%d: %w (stepped down: lease lost and no ISR follower fetching)", p.Topic, p.Index, ErrNotLeader)
 	}
 	if acks == -1 {
 		p.rmu.Lock()

@@ -183,10 +183,23 @@ func checkLeaderEpoch(p *replica.Partition, current int32) int16 {
 	return 0
 }
 
-// leaderPartition returns the hosted partition if this broker leads it and
-// is unfenced, else the error code to answer: UNKNOWN_TOPIC_OR_PARTITION when
-// the metadata has no such partition, NOT_LEADER_OR_FOLLOWER otherwise.
+// leaderPartition returns the hosted partition if this broker leads it, is
+// unfenced and acts as its leader (replica.Partition.ActsAsLeader), else the
+// error code to answer: UNKNOWN_TOPIC_OR_PARTITION when the metadata has no
+// such partition, NOT_LEADER_OR_FOLLOWER otherwise.
 func (s *Server) leaderPartition(topic string, partition int32) (*replica.Partition, int16) {
+	p, code := s.replicaSource(topic, partition)
+	if code == 0 && !p.ActsAsLeader(time.Now()) {
+		return nil, kerr.NotLeaderForPartition.Code
+	}
+	return p, code
+}
+
+// replicaSource is leaderPartition for followers (Fetch and
+// OffsetForLeaderEpoch with a replica id): a leader that stepped down for
+// want of a lease still serves them, since their fetches are what show it
+// still leads the ISR.
+func (s *Server) replicaSource(topic string, partition int32) (*replica.Partition, int16) {
 	img := s.store.Image()
 	t, ok := img.Topic(topic)
 	if !ok || partition < 0 || int(partition) >= len(t.Partitions) {

@@ -81,7 +81,11 @@ func (s *Server) fetchOnce(req *kmsg.FetchRequest, replicaID int32, first bool) 
 			// An empty record set is encoded as zero bytes, never null:
 			// librdkafka rejects a null MessageSetSize.
 			out.RecordBatches = []byte{}
-			p, code := s.leaderPartition(rt.Topic, rp.Partition)
+			source := s.leaderPartition
+			if replicaID >= 0 {
+				source = s.replicaSource
+			}
+			p, code := source(rt.Topic, rp.Partition)
 			if code == 0 && replicaID >= 0 && !p.IsReplica(replicaID) {
 				code = kerr.NotLeaderForPartition.Code
 			}
@@ -238,7 +242,11 @@ func (s *Server) handleOffsetForLeaderEpoch(req *kmsg.OffsetForLeaderEpochReques
 		for _, rp := range rt.Partitions {
 			out := kmsg.NewOffsetForLeaderEpochResponseTopicPartition()
 			out.Partition, out.LeaderEpoch, out.EndOffset = rp.Partition, -1, -1
-			p, code := s.leaderPartition(rt.Topic, rp.Partition)
+			source := s.leaderPartition
+			if req.ReplicaID >= 0 {
+				source = s.replicaSource // a follower reconciling (see replicaSource)
+			}
+			p, code := source(rt.Topic, rp.Partition)
 			switch {
 			case code != 0:
 				out.ErrorCode = code

@@ -3,6 +3,8 @@ package server
 import (
 	"context"
 	"errors"
+	"slices"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -10,6 +12,7 @@ import (
 	"strand/internal/group"
 	"strand/internal/metadata"
 	"strand/internal/protocol"
+	"strand/internal/replica"
 )
 
 func (s *Server) apiVersions(version int16) *kmsg.ApiVersionsResponse {
@@ -36,6 +39,7 @@ func (s *Server) handleMetadata(ctx context.Context, req *kmsg.MetadataRequest) 
 	resp.AuthorizedOperations = unauthorizedOps
 
 	// v0: an empty list means all topics; v1+: null means all, empty means none.
+	defer s.hideSteppedDown(resp)
 	all := req.Topics == nil || req.Version == 0 && len(req.Topics) == 0
 	if all {
 		for _, n := range img.TopicNames() {
@@ -78,6 +82,40 @@ func (s *Server) handleMetadata(ctx context.Context, req *kmsg.MetadataRequest) 
 		resp.Topics = append(resp.Topics, topicMetadata(t, req.Version))
 	}
 	return resp
+}
+
+// hideSteppedDown adjusts the Metadata answer of a broker that lost its
+// lease (see internal/replica/lease.go), whose image may be stale: the
+// partitions it leads per that image but no longer acts for are reported
+// leaderless (LEADER_NOT_AVAILABLE), so clients refresh their metadata
+// elsewhere; and when it acts as leader of nothing it leaves itself out of
+// the broker list, so clients' next metadata requests go to other brokers
+// (which know the new leaders) rather than back to it.
+func (s *Server) hideSteppedDown(resp *kmsg.MetadataResponse) {
+	now := time.Now()
+	if s.parts.LeaseValid(now) {
+		return
+	}
+	self := s.cfg.NodeID()
+	acting := false
+	for i := range resp.Topics {
+		t := &resp.Topics[i]
+		for j := range t.Partitions {
+			mp := &t.Partitions[j]
+			if mp.Leader != self || t.Topic == nil {
+				continue
+			}
+			if p, ok := s.parts.Get(*t.Topic, mp.Partition); ok && p.ActsAsLeader(now) {
+				acting = true
+				continue
+			}
+			mp.Leader, mp.ErrorCode = -1, kerr.LeaderNotAvailable.Code
+		}
+	}
+	if acting || slices.ContainsFunc(s.parts.All(), func(p *replica.Partition) bool { return p.ActsAsLeader(now) }) {
+		return
+	}
+	resp.Brokers = slices.DeleteFunc(resp.Brokers, func(b kmsg.MetadataResponseBroker) bool { return b.NodeID == self })
 }
 
 // autoCreate creates a topic with the broker's defaults (auto.create.topics.enable).

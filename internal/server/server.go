@@ -111,6 +111,9 @@ func (s *Server) open() error {
 	s.ctrl, s.store = node, node
 	s.pids = txn.NewIDAllocator(node.AllocateProducerIDs)
 	s.parts = replica.NewManager(s.dir, s.cfg, node, s.logger)
+	if isBroker, _ := s.cfg.Roles(); isBroker {
+		s.parts.SetLease(node.LastHeartbeat, time.Duration(s.cfg.Int("broker.session.timeout.ms"))*time.Millisecond)
+	}
 	s.openGroups()
 	node.OnChange(s.applyImage)
 	return nil
@@ -271,6 +274,11 @@ func (s *Server) Serve(ctx context.Context) error {
 	go func() {
 		defer s.wg.Done()
 		s.mem.runReclaim(bg, 2*time.Second)
+	}()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.parts.RunLease(ctx)
 	}()
 	if s.cfg.Bool("log.cleaner.enable") {
 		s.wg.Add(1)
