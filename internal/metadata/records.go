@@ -24,6 +24,8 @@ type Record struct {
 	ProducerIDs      *ProducerIDsRecord     `json:",omitempty"`
 	Partitions       *AddPartitionsRecord   `json:",omitempty"`
 	ClusterConfigs   *map[string]string     `json:",omitempty"`
+	ACLs             *ACLRecord             `json:",omitempty"`
+	Quota            *QuotaRecord           `json:",omitempty"`
 }
 
 // BrokerFenceRecord fences or unfences a broker of the given epoch.
@@ -132,6 +134,10 @@ func (im *Image) apply(r Record, offset uint64) {
 		}
 	case r.ClusterConfigs != nil:
 		im.ClusterConfigs = *r.ClusterConfigs
+	case r.ACLs != nil:
+		im.ACLs = applyACLs(im.ACLs, r.ACLs)
+	case r.Quota != nil:
+		im.ClientQuotas = applyQuota(im.ClientQuotas, r.Quota)
 	case r.Partitions != nil:
 		if t, ok := im.Topics[r.Partitions.Topic]; ok {
 			for _, p := range r.Partitions.Partitions {
