@@ -303,3 +303,14 @@ func (l *decisionLog) record(s *Session, act Action, allowed bool) {
 	}
 	l.logger.Info("denied", append(attrs, "allowed", false)...)
 }
+
+// AllOperations is the authorized-operations bit field with every
+// operation of a resource type set (what a broker without an authorizer
+// reports).
+func AllOperations(resourceType int8) int32 {
+	var bits int32
+	for _, op := range validOps[resourceType] {
+		bits |= 1 << op
+	}
+	return bits
+}

@@ -53,6 +53,7 @@ type Server struct {
 	dynImg *metadata.Image // the image dynCfg was layered for
 	dynCfg *config.Broker  // cfg with dynImg's cluster-wide dynamic configs
 	pids   *txn.IDAllocator
+	sec    *serverSecurity // authorizer and quotas (authz.go)
 
 	groups    *groupCoordinator // consumer group coordinator (groups.go)
 	offsetsMu sync.Mutex        // serialises the creation of __consumer_offsets
@@ -83,6 +84,7 @@ func New(cfg *config.Broker, logger *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("data dir %s is in use by another process: %w", dir, err)
 	}
 	s := &Server{cfg: cfg, logger: logger, dir: dir, lock: lock, conns: map[net.Conn]struct{}{}}
+	s.sec = newServerSecurity(cfg, logger)
 	if err := s.open(); err != nil {
 		s.closeState()
 		return nil, err
