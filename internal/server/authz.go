@@ -28,11 +28,14 @@ import (
 
 // security holds the server's authorizer and client quotas.
 type serverSecurity struct {
-	authz *security.Authorizer // nil: authorization off
+	authz  *security.Authorizer // nil: authorization off
+	quotas *security.Quotas
 }
 
 func newServerSecurity(cfg *config.Broker, logger *slog.Logger) *serverSecurity {
-	sec := &serverSecurity{}
+	sec := &serverSecurity{quotas: security.NewQuotas(security.QuotaConfig{
+		Samples: int(cfg.Int("quota.window.num")), SampleSeconds: int(cfg.Int("quota.window.size.seconds")),
+	})}
 	if cfg.String("authorizer.class.name") != "" {
 		sec.authz = security.NewAuthorizer(security.AuthorizerConfig{
 			SuperUsers:           cfg.String("super.users"),

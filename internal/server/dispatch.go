@@ -34,15 +34,18 @@ func (s *Server) handle(ctx context.Context, req *protocol.Request) func() kmsg.
 	if deny != nil {
 		return func() kmsg.Response { return deny }
 	}
+	began := time.Now()
 	run := s.dispatch(ctx, req)
-	if fix == nil {
-		return run
-	}
+	took := time.Since(began)
 	return func() kmsg.Response {
 		resp := run()
-		if resp != nil && resp != hangUp {
+		if resp == hangUp {
+			return resp
+		}
+		if resp != nil && fix != nil {
 			fix(resp)
 		}
+		s.enforceQuotas(ctx, req, resp, took)
 		return resp
 	}
 }
@@ -108,6 +111,10 @@ func (s *Server) handleSync(ctx context.Context, req *protocol.Request) kmsg.Res
 		return s.handleDescribeACLs(ctx, body)
 	case *kmsg.DeleteACLsRequest:
 		return s.handleDeleteACLs(ctx, body)
+	case *kmsg.DescribeClientQuotasRequest:
+		return s.handleDescribeClientQuotas(ctx, body)
+	case *kmsg.AlterClientQuotasRequest:
+		return s.handleAlterClientQuotas(ctx, body)
 	}
 	// Unreachable: protocol.ParseRequest only decodes supported keys, each handled above.
 	panic("no handler for " + kmsg.NameForKey(req.Key))

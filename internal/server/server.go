@@ -359,6 +359,7 @@ const maxPipelined = 64
 func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 	ctx, cancel := context.WithCancel(context.WithValue(ctx, remoteAddrKey{}, c.RemoteAddr().String()))
 	defer cancel()
+	ctx = withMute(ctx) // client quotas (quotas.go)
 	logger := s.logger.With("remote", c.RemoteAddr().String())
 	replies := make(chan reply, maxPipelined)
 	writerDone := make(chan struct{})
@@ -378,6 +379,9 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 	r := bufio.NewReaderSize(c, 64<<10)
 	max := int32(s.cfg.Int("socket.request.max.bytes"))
 	for {
+		if !waitUnmuted(ctx) { // a throttled client's next request waits
+			return
+		}
 		frame, err := protocol.ReadFrame(r, max)
 		if err != nil {
 			if !errors.Is(err, io.EOF) && ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {

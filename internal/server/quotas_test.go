@@ -1,0 +1,80 @@
+package server
+
+import (
+	"bytes"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"strand/internal/record"
+)
+
+// TestProduceQuota: a producer_byte_rate quota set with AlterClientQuotas
+// throttles its user (throttle_time_ms > 0, the measured rate near the
+// quota) and no one else.
+func TestProduceQuota(t *testing.T) {
+	n := startNode(t, [2]string{"quota.window.num", "3"}, [2]string{"quota.window.size.seconds", "1"},
+		[2]string{"auto.create.topics.enable", "false"})
+	admin := n.client()
+	createTopic(t, admin, "q", 1, nil)
+	adm := kadm.NewClient(admin)
+	const quota = 256 << 10 // bytes a second
+	alice := kadm.ClientQuotaEntity{{Type: "user", Name: kmsg.StringPtr("alice")}}
+	res, err := adm.AlterClientQuotas(ctx(t), []kadm.AlterClientQuotaEntry{
+		{Entity: alice, Ops: []kadm.AlterClientQuotaOp{{Key: "producer_byte_rate", Value: quota}}},
+		{Entity: alice, Ops: []kadm.AlterClientQuotaOp{{Key: "no_such_quota", Value: 1}}},
+		{Entity: kadm.ClientQuotaEntity{{Type: "ip", Name: kmsg.StringPtr("1.2.3.4")}}, Ops: []kadm.AlterClientQuotaOp{{Key: "producer_byte_rate", Value: 1}}},
+	})
+	if err != nil || len(res) != 3 || res[0].Err != nil || res[1].Err == nil || res[2].Err == nil {
+		t.Fatalf("alter client quotas: %v %+v", err, res)
+	}
+	described, err := adm.DescribeClientQuotas(ctx(t), false, []kadm.DescribeClientQuotaComponent{{Type: "user", MatchType: 2}})
+	if err != nil || len(described) != 1 || described[0].Values[0].Key != "producer_byte_rate" || described[0].Values[0].Value != quota {
+		t.Fatalf("describe client quotas: %v %+v", err, described)
+	}
+
+	b, err := record.Build(record.BuildSpec{ProducerEpoch: -1, ProducerID: -1, BaseSequence: -1,
+		Records: []record.Record{{Timestamp: time.Now().UnixMilli(), Value: bytes.Repeat([]byte("x"), 32<<10)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(cl *kgo.Client) *kmsg.ProduceResponse {
+		req := kmsg.NewPtrProduceRequest()
+		req.Acks, req.TimeoutMillis = 1, 5000
+		req.Topics = []kmsg.ProduceRequestTopic{{Topic: "q", Partitions: []kmsg.ProduceRequestTopicPartition{{Partition: 0, Records: b}}}}
+		resp, err := req.RequestWith(ctx(t), cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := resp.Topics[0].Partitions[0].ErrorCode; c != 0 {
+			t.Fatalf("produce: %s", codeName(c))
+		}
+		return resp
+	}
+	cl := n.as("alice")
+	start := time.Now()
+	var warm time.Time
+	sent, warmSent, maxThrottle := 0, 0, int32(0)
+	for time.Since(start) < 4*time.Second {
+		resp := send(cl)
+		maxThrottle = max(maxThrottle, resp.ThrottleMillis)
+		sent += len(b)
+		if warm.IsZero() && time.Since(start) >= time.Second {
+			warm, warmSent = time.Now(), sent
+		}
+	}
+	rate := float64(sent-warmSent) / time.Since(warm).Seconds()
+	t.Logf("quota %d B/s: measured %.0f B/s after the first second (%.2f of the quota), largest throttle %d ms", quota, rate, rate/quota, maxThrottle)
+	if maxThrottle <= 0 {
+		t.Fatal("never throttled")
+	}
+	if rate < 0.5*quota || rate > 1.5*quota {
+		t.Fatalf("measured rate %.0f B/s is not near the quota %d B/s", rate, quota)
+	}
+	if resp := send(n.as("bob")); resp.ThrottleMillis != 0 {
+		t.Fatalf("bob, without a quota, throttled %d ms", resp.ThrottleMillis)
+	}
+}
