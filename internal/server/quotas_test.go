@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -76,5 +77,59 @@ func TestProduceQuota(t *testing.T) {
 	}
 	if resp := send(n.as("bob")); resp.ThrottleMillis != 0 {
 		t.Fatalf("bob, without a quota, throttled %d ms", resp.ThrottleMillis)
+	}
+}
+
+// throttleHook records the largest throttle a kgo client was told of.
+type throttleHook struct{ max atomic.Int64 }
+
+func (h *throttleHook) OnBrokerThrottle(_ kgo.BrokerMetadata, d time.Duration, _ bool) {
+	for cur := h.max.Load(); int64(d) > cur && !h.max.CompareAndSwap(cur, int64(d)); cur = h.max.Load() {
+	}
+}
+
+// TestFetchQuota: a consumer_byte_rate quota on a client id slows a
+// consumer down to about the quota.
+func TestFetchQuota(t *testing.T) {
+	n := startNode(t, [2]string{"quota.window.num", "3"}, [2]string{"quota.window.size.seconds", "1"},
+		[2]string{"auto.create.topics.enable", "false"})
+	admin := n.client(kgo.DefaultProduceTopic("f"), kgo.ProducerBatchCompression(kgo.NoCompression()))
+	createTopic(t, admin, "f", 1, nil)
+	const records, size = 48, 32 << 10 // 1.5 MiB
+	for range records {
+		admin.Produce(ctx(t), kgo.SliceRecord(bytes.Repeat([]byte("y"), size)), nil)
+	}
+	if err := admin.Flush(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	const quota = 512 << 10
+	res, err := kadm.NewClient(admin).AlterClientQuotas(ctx(t), []kadm.AlterClientQuotaEntry{{
+		Entity: kadm.ClientQuotaEntity{{Type: "client-id", Name: kmsg.StringPtr("slow-reader")}},
+		Ops:    []kadm.AlterClientQuotaOp{{Key: "consumer_byte_rate", Value: quota}},
+	}})
+	if err != nil || res[0].Err != nil {
+		t.Fatalf("alter client quotas: %v %+v", err, res)
+	}
+	var hook throttleHook
+	cl := n.client(kgo.ClientID("slow-reader"), kgo.ConsumeTopics("f"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchMaxBytes(64<<10), kgo.FetchMaxPartitionBytes(64<<10), kgo.WithHooks(&hook))
+	start := time.Now()
+	got := 0
+	for got < records {
+		fs := cl.PollFetches(ctx(t))
+		if err := fs.Err(); err != nil {
+			t.Fatal(err)
+		}
+		got += fs.NumRecords()
+	}
+	took := time.Since(start)
+	rate := float64(records*size) / took.Seconds()
+	t.Logf("quota %d B/s: 1.5 MiB in %v, %.0f B/s (%.2f of the quota); largest throttle %v",
+		quota, took.Round(time.Millisecond), rate, rate/quota, time.Duration(hook.max.Load()))
+	if hook.max.Load() <= 0 {
+		t.Fatal("never throttled")
+	}
+	if rate < 0.5*quota || rate > 1.5*quota {
+		t.Fatalf("measured rate %.0f B/s is not near the quota %d B/s", rate, quota)
 	}
 }
