@@ -31,6 +31,9 @@ func (s *Server) handle(ctx context.Context, req *protocol.Request) func() kmsg.
 	}()
 	ctx = s.requestContext(ctx, req)
 	deny, fix := s.authorize(ctx, req)
+	if deny == nil {
+		deny, fix = s.limitMutations(ctx, req, fix)
+	}
 	if deny != nil {
 		return func() kmsg.Response { return deny }
 	}

@@ -122,9 +122,7 @@ func (s *Server) enforceQuotas(ctx context.Context, req *protocol.Request, resp 
 	if throttle <= 0 {
 		return
 	}
-	if tr, ok := resp.(kmsg.SetThrottleResponse); ok {
-		tr.SetThrottle(int32(min(throttle.Milliseconds(), 1<<31-1)))
-	}
+	setThrottle(resp, throttle)
 	muteFor(ctx, throttle)
 }
 

@@ -2,11 +2,13 @@ package server
 
 import (
 	"bytes"
+	"maps"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -131,5 +133,43 @@ func TestFetchQuota(t *testing.T) {
 	}
 	if rate < 0.5*quota || rate > 1.5*quota {
 		t.Fatalf("measured rate %.0f B/s is not near the quota %d B/s", rate, quota)
+	}
+}
+
+// TestControllerMutationQuota: topics created past the
+// controller_mutation_rate are refused with THROTTLING_QUOTA_EXCEEDED and
+// the response is throttled.
+func TestControllerMutationQuota(t *testing.T) {
+	n := startNode(t, [2]string{"quota.window.num", "3"}, [2]string{"quota.window.size.seconds", "1"})
+	res, err := kadm.NewClient(n.client()).AlterClientQuotas(ctx(t), []kadm.AlterClientQuotaEntry{{
+		Entity: kadm.ClientQuotaEntity{{Type: "user", Name: kmsg.StringPtr("carol")}},
+		Ops:    []kadm.AlterClientQuotaOp{{Key: "controller_mutation_rate", Value: 2}},
+	}})
+	if err != nil || res[0].Err != nil {
+		t.Fatalf("alter client quotas: %v %+v", err, res)
+	}
+	// 2 partitions a second, measured over at least 2 s: the first three
+	// topics of 2 partitions take the rate to 3/s, the fourth is refused.
+	req := kmsg.NewPtrCreateTopicsRequest()
+	for _, name := range []string{"m1", "m2", "m3", "m4"} {
+		rt := kmsg.NewCreateTopicsRequestTopic()
+		rt.Topic, rt.NumPartitions, rt.ReplicationFactor = name, 2, 1
+		req.Topics = append(req.Topics, rt)
+	}
+	resp, err := req.RequestWith(ctx(t), n.as("carol"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	codes := map[string]int16{}
+	for _, rt := range resp.Topics {
+		codes[rt.Topic] = rt.ErrorCode
+	}
+	want := map[string]int16{"m1": 0, "m2": 0, "m3": 0, "m4": kerr.ThrottlingQuotaExceeded.Code}
+	if !maps.Equal(codes, want) || resp.ThrottleMillis <= 0 {
+		t.Fatalf("codes %v (want %v), throttle %d ms", codes, want, resp.ThrottleMillis)
+	}
+	// Others are not limited.
+	if r := createTopic(t, n.client(), "free", 8, nil); r.ErrorCode != 0 {
+		t.Fatalf("create without a quota: %s", codeName(r.ErrorCode))
 	}
 }
