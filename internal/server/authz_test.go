@@ -212,13 +212,20 @@ func errorIs(err error, want *kerr.Error) bool {
 }
 
 // TestACLsReachEveryBroker: an ACL created through one broker of a 3-node
-// cluster takes effect on every broker within a second.
+// cluster takes effect on every broker within a second; replication works
+// with the authorizer on.
 func TestACLsReachEveryBroker(t *testing.T) {
-	nodes := startInProcessCluster(t, 3, authzSets...)
+	// Followers fetch as User:ANONYMOUS (a PLAINTEXT listener): as in
+	// Kafka, the broker principal is a super user (or has CLUSTER_ACTION).
+	sets := append(slices.Clone(authzSets), [2]string{"super.users", "User:admin;User:ANONYMOUS"})
+	nodes := startInProcessCluster(t, 3, sets...)
 	admin := nodes[0].as("admin")
-	if r := createTopic(t, admin, "shared", 1, nil); r.ErrorCode != 0 {
-		t.Fatalf("create: %s", codeName(r.ErrorCode))
+	if _, err := kadm.NewClient(admin).CreateTopic(ctx(t), 1, 3, nil, "shared"); err != nil {
+		t.Fatalf("create: %v", err)
 	}
+	waitFor(t, "acks=all with 3 replicas under the authorizer", 10*time.Second, func() bool {
+		return produceRaw(t, admin, "shared", -1, batch(t, -1, 0, 1)).ErrorCode == 0
+	})
 	for i, n := range nodes {
 		// Wait until each broker knows the topic (and denies reading it).
 		waitFor(t, "topic known everywhere", 10*time.Second, func() bool {
