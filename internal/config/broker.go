@@ -76,6 +76,12 @@ var brokerDefs = index([]*Def{
 	{Name: "group.min.session.timeout.ms", Type: TypeInt, Default: "6000", Doc: "Smallest session timeout a member may ask for.", ReadOnly: true, Valid: atLeast(0)},
 	{Name: "group.max.session.timeout.ms", Type: TypeInt, Default: "1800000", Doc: "Largest session timeout a member may ask for.", ReadOnly: true, Valid: atLeast(0)},
 	{Name: "group.max.size", Type: TypeInt, Default: "2147483647", Doc: "Most members a consumer group may have.", ReadOnly: true, Valid: atLeast(1)},
+	// Authorization and client quotas (internal/security).
+	{Name: "authorizer.class.name", Type: TypeString, Default: "", Doc: "The authorizer: org.apache.kafka.metadata.authorizer.StandardAuthorizer enables ACLs; empty authorizes everything.", ReadOnly: true, Valid: oneOf("", "org.apache.kafka.metadata.authorizer.StandardAuthorizer", "strand.StandardAuthorizer")},
+	{Name: "super.users", Type: TypeString, Default: "", Doc: "Semicolon-separated principals (User:admin;User:broker) allowed everything.", ReadOnly: true},
+	{Name: "allow.everyone.if.no.acl.found", Type: TypeBoolean, Default: "false", Doc: "Allow an action on a resource that has no ACL at all.", ReadOnly: true},
+	{Name: "quota.window.num", Type: TypeInt, Default: "11", Doc: "Samples kept to measure client quota rates.", ReadOnly: true, Valid: atLeast(1)},
+	{Name: "quota.window.size.seconds", Type: TypeInt, Default: "1", Doc: "Length of one client quota sample.", ReadOnly: true, Valid: atLeast(1)},
 })
 
 // aliases map older or alternative Kafka property names to the one used here,

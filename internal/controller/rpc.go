@@ -222,7 +222,10 @@ func (n *Node) handle(ctx context.Context, op string, body json.RawMessage) (jso
 			out, idx, err = n.heartbeat(ctx, r)
 		}
 	default:
-		err = fmt.Errorf("%w: unknown op %q", metadata.ErrInvalidRequest, op)
+		var known bool
+		if out, idx, known, err = n.securityOps(ctx, op, body); !known {
+			err = fmt.Errorf("%w: unknown op %q", metadata.ErrInvalidRequest, op)
+		}
 	}
 	if err != nil {
 		return nil, 0, err

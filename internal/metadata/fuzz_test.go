@@ -31,6 +31,11 @@ func FuzzApplyRecords(f *testing.F) {
 		{Partitions: &AddPartitionsRecord{Topic: "t", Partitions: []Partition{{Index: 1}}}},
 		{Configs: &TopicConfigRecord{Topic: "t", Configs: map[string]string{"retention.ms": "1"}}},
 		{ProducerIDs: &ProducerIDsRecord{Broker: 1, Start: 1000, Count: 1000, Exact: true}},
+		{ACLs: &ACLRecord{Add: []ACL{{ID: "a", ResourceType: ResourceTopic, ResourceName: "t", PatternType: PatternLiteral,
+			Principal: "User:x", Host: "*", Operation: OpRead, Permission: PermissionAllow}}}},
+		{ACLs: &ACLRecord{Remove: []string{"a"}}},
+		{Quota: &QuotaRecord{Entity: QuotaEntity{User: QuotaPart{Set: true, Name: "u"}}, Set: map[string]float64{"producer_byte_rate": 1024}}},
+		{Quota: &QuotaRecord{Entity: QuotaEntity{User: QuotaPart{Set: true, Name: "u"}}, Remove: []string{"producer_byte_rate"}}},
 	}
 	b, err := EncodeEntry(Entry{Term: 2, Records: seed})
 	if err != nil {

@@ -28,6 +28,10 @@ type Record struct {
 	Partitions       *AddPartitionsRecord    `json:",omitempty"`
 	ClusterConfigs   *map[string]string      `json:",omitempty"`
 	BrokerHeartbeats *BrokerHeartbeatsRecord `json:",omitempty"`
+
+	// Security (ACLs, client quotas).
+	ACLs  *ACLRecord   `json:",omitempty"`
+	Quota *QuotaRecord `json:",omitempty"`
 }
 
 // BrokerHeartbeatsRecord carries the active controller's view of broker
@@ -216,6 +220,10 @@ func (im *Image) apply(r Record, offset uint64) error {
 		im.ClusterConfigs = *r.ClusterConfigs
 	case r.BrokerHeartbeats != nil:
 		// Liveness hints for the controller; not part of the image.
+	case r.ACLs != nil:
+		im.ACLs = applyACLs(im.ACLs, r.ACLs)
+	case r.Quota != nil:
+		im.ClientQuotas = applyQuota(im.ClientQuotas, r.Quota)
 	case r.Partitions != nil:
 		if t, ok := im.Topics[r.Partitions.Topic]; ok {
 			for _, p := range r.Partitions.Partitions {

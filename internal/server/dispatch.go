@@ -29,6 +29,32 @@ func (s *Server) handle(ctx context.Context, req *protocol.Request) func() kmsg.
 			s.logger.Warn("slow request", "api", kmsg.NameForKey(req.Key), "took", d)
 		}
 	}()
+	ctx = s.requestContext(ctx, req)
+	deny, fix := s.authorize(ctx, req)
+	if deny == nil {
+		deny, fix = s.limitMutations(ctx, req, fix)
+	}
+	if deny != nil {
+		return func() kmsg.Response { return deny }
+	}
+	began := time.Now()
+	run := s.dispatch(ctx, req)
+	took := time.Since(began)
+	return func() kmsg.Response {
+		resp := run()
+		if resp == hangUp {
+			return resp
+		}
+		if resp != nil && fix != nil {
+			fix(resp)
+		}
+		s.enforceQuotas(ctx, req, resp, took)
+		return resp
+	}
+}
+
+// dispatch runs the handler of an authorized request (see handle).
+func (s *Server) dispatch(ctx context.Context, req *protocol.Request) func() kmsg.Response {
 	switch body := req.Body.(type) {
 	case *kmsg.ProduceRequest:
 		return s.handleProduce(ctx, body)
@@ -49,7 +75,7 @@ func (s *Server) handleSync(ctx context.Context, req *protocol.Request) kmsg.Res
 	case *kmsg.MetadataRequest:
 		return s.handleMetadata(ctx, body)
 	case *kmsg.DescribeClusterRequest:
-		return s.handleDescribeCluster(body)
+		return s.handleDescribeCluster(ctx, body)
 	case *kmsg.ListOffsetsRequest:
 		return s.handleListOffsets(body)
 	case *kmsg.OffsetForLeaderEpochRequest:
@@ -82,6 +108,16 @@ func (s *Server) handleSync(ctx context.Context, req *protocol.Request) kmsg.Res
 		return s.groups.Heartbeat(body)
 	case *kmsg.LeaveGroupRequest:
 		return s.groups.LeaveGroup(body)
+	case *kmsg.CreateACLsRequest:
+		return s.handleCreateACLs(ctx, body)
+	case *kmsg.DescribeACLsRequest:
+		return s.handleDescribeACLs(ctx, body)
+	case *kmsg.DeleteACLsRequest:
+		return s.handleDeleteACLs(ctx, body)
+	case *kmsg.DescribeClientQuotasRequest:
+		return s.handleDescribeClientQuotas(ctx, body)
+	case *kmsg.AlterClientQuotasRequest:
+		return s.handleAlterClientQuotas(ctx, body)
 	}
 	// Unreachable: protocol.ParseRequest only decodes supported keys, each handled above.
 	panic("no handler for " + kmsg.NameForKey(req.Key))
@@ -143,7 +179,9 @@ func errorCode(err error) int16 {
 		return kerr.NoReassignmentInProgress.Code
 	case errors.Is(err, metadata.ErrStaleBrokerEpoch):
 		return kerr.StaleBrokerEpoch.Code
-	case errors.Is(err, metadata.ErrInvalidRequest), errors.Is(err, metadata.ErrUnknownBroker):
+	case errors.Is(err, kerr.ClusterAuthorizationFailed):
+		return kerr.ClusterAuthorizationFailed.Code
+	case errors.Is(err, metadata.ErrInvalidRequest), errors.Is(err, metadata.ErrUnknownBroker), errors.Is(err, metadata.ErrInvalidACL):
 		return kerr.InvalidRequest.Code
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return kerr.RequestTimedOut.Code

@@ -48,6 +48,7 @@ type Server struct {
 	dynImg *metadata.Image // the image dynCfg was layered for
 	dynCfg *config.Broker  // cfg with dynImg's cluster-wide dynamic configs
 	pids   *txn.IDAllocator
+	sec    *serverSecurity // authorizer and quotas (authz.go)
 
 	groups    *groupCoordinator // consumer group coordinator (groups.go)
 	offsetsMu sync.Mutex        // serialises the creation of __consumer_offsets
@@ -96,6 +97,7 @@ func New(cfg *config.Broker, logger *slog.Logger) (*Server, error) {
 		lock.Close()
 		return nil, err
 	}
+	s.sec = newServerSecurity(cfg, logger)
 	if err := s.open(); err != nil {
 		s.closeState()
 		return nil, err
