@@ -16,6 +16,8 @@ import (
 
 	"strand/internal/bench"
 	"strand/internal/config"
+	"strand/internal/httpapi"
+	"strand/internal/metrics"
 	"strand/internal/server"
 	"strand/internal/verify"
 )
@@ -119,6 +121,50 @@ func runServer(ctx context.Context, args []string, stderr io.Writer) error {
 		srv.Close()
 		return err
 	}
+	web, err := startHTTP(cfg, srv, logger)
+	if err != nil {
+		srv.Close()
+		return err
+	}
 	logger.Info("strand node ready", "node_id", cfg.NodeID(), "data_dir", cfg.DataDir())
-	return srv.Serve(ctx)
+	if web == nil {
+		return srv.Serve(ctx)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	webDone := make(chan error, 1)
+	go func() { webDone <- web.Serve(ctx) }()
+	err = srv.Serve(ctx)
+	cancel()
+	if werr := <-webDone; werr != nil && err == nil {
+		logger.Warn("http listener", "err", werr)
+	}
+	return err
+}
+
+// startHTTP binds http.listener (nil when it is empty): metrics, health,
+// readiness, pprof and the console, whose client talks to this node.
+func startHTTP(cfg *config.Broker, srv *server.Server, logger *slog.Logger) (*httpapi.Server, error) {
+	addr := cfg.String("http.listener")
+	if addr == "" {
+		return nil, nil
+	}
+	var brokers []string
+	if isBroker, _ := cfg.Roles(); isBroker {
+		if client, _, err := cfg.Endpoints(); err == nil {
+			brokers = []string{client.Addr()}
+		}
+	}
+	web, err := httpapi.Listen(httpapi.Options{
+		Addr:     addr,
+		Pprof:    cfg.Bool("http.pprof.enable"),
+		Ready:    func() (bool, any) { r := srv.Readiness(); return r.Ready, r },
+		Registry: metrics.NewRegistry(srv),
+		Brokers:  brokers,
+		Logger:   logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	logger.Info("listening", "listener", "HTTP", "addr", web.Addr())
+	return web, nil
 }

@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"strand/internal/metrics"
 )
 
 // backgroundTick is how often the background flusher checks flush.ms.
@@ -74,6 +76,7 @@ func (l *Log) flushLocked() error {
 	}
 	l.mu.Unlock()
 	err := persistErr
+	defer metrics.FsyncSince(time.Now()) // fsync latency histogram
 	for _, s := range segs {
 		err = errors.Join(err, s.syncLog())
 		if s != segs[len(segs)-1] {

@@ -22,12 +22,13 @@ var kerrUnsupportedVersion = kerr.UnsupportedVersion.Code
 
 // handle runs the ordered part of a request and returns the continuation that
 // produces its response (see reply).
-func (s *Server) handle(ctx context.Context, req *protocol.Request) func() kmsg.Response {
+func (s *Server) handle(ctx context.Context, req *protocol.Request) (run func() kmsg.Response) {
 	start := time.Now()
 	defer func() {
 		if d := time.Since(start); d > time.Second {
 			s.logger.Warn("slow request", "api", kmsg.NameForKey(req.Key), "took", d)
 		}
+		run = instrument(req, start, run) // metrics: rate, errors, latency per API (ops.go)
 	}()
 	switch body := req.Body.(type) {
 	case *kmsg.ProduceRequest:

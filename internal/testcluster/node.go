@@ -35,6 +35,7 @@ type nodeConfig struct {
 	logLevel string
 	dataDir  string
 	ctrlAddr string // CONTROLLER listener, "" for none
+	http     bool   // serve http.listener on a free port (WithHTTP); off otherwise
 
 	// Set by StartNetCluster (netns.go); zero values keep the defaults.
 	addr     string   // PLAINTEXT listener instead of a free loopback port
@@ -59,6 +60,13 @@ func WithArgs(args ...string) Option {
 	return func(c *nodeConfig) { c.args = append(c.args, args...) }
 }
 
+// WithHTTP gives the node an HTTP listener (metrics, health, console) on a
+// free loopback port; see Node.HTTPAddr. Without it http.listener is empty,
+// so that nodes on one host never compete for the default port.
+func WithHTTP() Option {
+	return func(c *nodeConfig) { c.http = true }
+}
+
 // WithLogLevel sets `--log-level` (debug, info, warn, error). Default info.
 func WithLogLevel(level string) Option {
 	return func(c *nodeConfig) { c.logLevel = level }
@@ -79,8 +87,9 @@ func WithDataDir(dir string) Option {
 type Node struct {
 	bin     string
 	cfg     nodeConfig
-	addr    string
-	dataDir string
+	addr     string
+	httpAddr string // http.listener, "" when disabled
+	dataDir  string
 	logPath string
 
 	mu      sync.Mutex
@@ -111,6 +120,9 @@ func StartNode(t testing.TB, opts ...Option) *Node {
 		if attempt < 3 && n.cfg.addr == "" && !n.Running() && strings.Contains(n.LogTail(20), "address already in use") {
 			t.Logf("testcluster: node %d: port %s taken, retrying on another port", n.cfg.nodeID, n.addr)
 			n.addr = freeAddr(t)
+			if n.httpAddr != "" {
+				n.httpAddr = freeAddr(t)
+			}
 			continue
 		}
 		t.Fatalf("testcluster: node %d did not become ready: %v\n%s", n.cfg.nodeID, err, n.LogTail(40))
@@ -131,6 +143,9 @@ func NewNode(t testing.TB, opts ...Option) *Node {
 	}
 	if n.addr == "" {
 		n.addr = freeAddr(t)
+	}
+	if cfg.http {
+		n.httpAddr = freeAddr(t)
 	}
 	if n.dataDir == "" {
 		n.dataDir = filepath.Join(t.TempDir(), "data")
@@ -186,6 +201,7 @@ func (n *Node) start(t testing.TB) {
 		"--data-dir", n.dataDir,
 		"--listeners", listeners,
 		"--log-level", n.cfg.logLevel,
+		"--set", "http.listener=" + n.httpAddr,
 	}
 	for _, kv := range n.cfg.sets {
 		args = append(args, "--set", kv[0]+"="+kv[1])
@@ -307,6 +323,9 @@ func (n *Node) WaitReady(ctx context.Context) error {
 
 // Addr returns the node's host:port (its PLAINTEXT listener).
 func (n *Node) Addr() string { return n.addr }
+
+// HTTPAddr returns the node's http.listener host:port ("" without WithHTTP).
+func (n *Node) HTTPAddr() string { return n.httpAddr }
 
 // ID returns the node id.
 func (n *Node) ID() int32 { return n.cfg.nodeID }
