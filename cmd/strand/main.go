@@ -1,5 +1,7 @@
 // Command strand is the Strand broker: one binary that runs a Kafka-compatible
-// broker node (`strand server`) and its tools (`strand bench`).
+// broker node (`strand server`), its tools (`strand bench`, `strand verify`)
+// and the admin commands of internal/cli (topic, group, cluster, produce,
+// consume, reassign, log-dirs), with shell completion (`strand completion`).
 package main
 
 import (
@@ -14,7 +16,10 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/spf13/cobra"
+
 	"strand/internal/bench"
+	"strand/internal/cli"
 	"strand/internal/config"
 	"strand/internal/httpapi"
 	"strand/internal/metrics"
@@ -22,43 +27,44 @@ import (
 	"strand/internal/verify"
 )
 
-const usage = `usage: strand <command> [flags]
-
-commands:
-  server   run a broker node (single node with embedded defaults: 127.0.0.1:9092, data in ./data)
-  bench    measure produce/consume throughput and latency against a running node
-  verify   produce under faults, read back, and check nothing acknowledged was lost, duplicated or reordered
-
-run 'strand <command> -h' for a command's flags.
-`
-
 func main() {
-	if len(os.Args) < 2 {
-		fmt.Fprint(os.Stderr, usage)
-		os.Exit(2)
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	var err error
-	switch os.Args[1] {
-	case "server":
-		err = runServer(ctx, os.Args[2:], os.Stderr)
-	case "bench":
-		err = bench.Main(ctx, os.Args[2:], os.Stdout)
-	case "verify":
-		err = verify.Main(ctx, os.Args[2:], os.Stdout)
-	case "-h", "--help", "help":
-		fmt.Print(usage)
-		return
-	default:
-		fmt.Fprintf(os.Stderr, "strand: unknown command %q\n\n%s", os.Args[1], usage)
-		os.Exit(2)
+	root := cli.NewRoot(os.Stdout, os.Stdin)
+	// server, bench and verify keep their own flag sets: cobra passes their
+	// arguments through untouched.
+	for _, c := range []struct {
+		name, short string
+		run         func(ctx context.Context, args []string) error
+	}{
+		{"server", "Run a broker node (single node with embedded defaults: 127.0.0.1:9092, data in ./data)",
+			func(ctx context.Context, args []string) error { return runServer(ctx, args, os.Stderr) }},
+		{"bench", "Measure produce/consume throughput and latency against a running node",
+			func(ctx context.Context, args []string) error { return bench.Main(ctx, args, os.Stdout) }},
+		{"verify", "Produce under faults, read back, and check nothing acknowledged was lost, duplicated or reordered",
+			func(ctx context.Context, args []string) error { return verify.Main(ctx, args, os.Stdout) }},
+	} {
+		root.AddCommand(&cobra.Command{
+			Use:                c.name + " [flags]",
+			Short:              c.short + " ('strand " + c.name + " -h' for its flags)",
+			DisableFlagParsing: true,
+			RunE: func(cmd *cobra.Command, args []string) error {
+				err := c.run(cmd.Context(), args)
+				if errors.Is(err, flag.ErrHelp) {
+					return nil
+				}
+				return err
+			},
+		})
 	}
-	if errors.Is(err, flag.ErrHelp) {
-		return
-	}
+	cmd, err := root.ExecuteContextC(ctx)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "strand %s: %v\n", os.Args[1], err)
+		fmt.Fprintf(os.Stderr, "%s: %v\n", cmd.CommandPath(), err)
+		if strings.HasPrefix(err.Error(), "unknown command") || strings.HasPrefix(err.Error(), "unknown flag") ||
+			strings.Contains(err.Error(), "arg(s)") || strings.HasPrefix(err.Error(), "required flag") {
+			fmt.Fprintf(os.Stderr, "run '%s --help' for usage\n", cmd.CommandPath())
+			os.Exit(2)
+		}
 		os.Exit(1)
 	}
 }

@@ -77,6 +77,8 @@ func (s *Server) handleSync(ctx context.Context, req *protocol.Request) kmsg.Res
 		return s.handleAlterReassignments(ctx, body)
 	case *kmsg.ListPartitionReassignmentsRequest:
 		return s.handleListReassignments(body)
+	case *kmsg.DescribeLogDirsRequest:
+		return s.handleDescribeLogDirs(body)
 	case *kmsg.FindCoordinatorRequest:
 		return s.handleFindCoordinator(ctx, body)
 	case *kmsg.HeartbeatRequest:

@@ -87,10 +87,11 @@ func WithDataDir(dir string) Option {
 type Node struct {
 	bin     string
 	cfg     nodeConfig
-	addr     string
-	httpAddr string // http.listener, "" when disabled
-	dataDir  string
+	addr    string
+	dataDir string
 	logPath string
+
+	httpAddr string // http.listener, "" when disabled
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
