@@ -71,7 +71,7 @@ func metric(body, series string) float64 {
 func client(t *testing.T, brokers ...string) (*kgo.Client, *kadm.Client) {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.MetadataMinAge(100*time.Millisecond),
-		kgo.MetadataMaxAge(time.Second), kgo.RequiredAcks(kgo.AllISRAcks()))
+		kgo.MetadataMaxAge(time.Second), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	if err != nil {
 		t.Fatal(err)
 	}
