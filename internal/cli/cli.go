@@ -209,3 +209,24 @@ func (e *env) printJSON(v any) error {
 }
 
 func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
+
+// failure is nil when no item has an error; otherwise it names the first
+// failure ("not created: TOPIC_ALREADY_EXISTS: ...") and how many failed.
+func failure[T any](what string, items []T, errOf func(T) string) error {
+	failed, first := 0, ""
+	for _, it := range items {
+		if e := errOf(it); e != "" {
+			if failed == 0 {
+				first = e
+			}
+			failed++
+		}
+	}
+	switch {
+	case failed == 0:
+		return nil
+	case len(items) == 1:
+		return fmt.Errorf("%s: %s", what, first)
+	}
+	return fmt.Errorf("%d of %d %s; the first: %s", failed, len(items), what, first)
+}

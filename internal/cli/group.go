@@ -109,11 +109,7 @@ func groupDeleteCmd(e *env) *cobra.Command {
 			Error string `json:"error,omitempty"`
 		}
 		var out []deleted
-		failed := 0
 		for _, r := range resps.Sorted() {
-			if r.Err != nil {
-				failed++
-			}
 			out = append(out, deleted{r.Group, kafkaErr(r.Err)})
 		}
 		if e.json {
@@ -125,10 +121,7 @@ func groupDeleteCmd(e *env) *cobra.Command {
 			}
 			t.flush()
 		}
-		if failed > 0 {
-			return fmt.Errorf("%d of %d groups not deleted", failed, len(out))
-		}
-		return nil
+		return failure("not deleted", out, func(x deleted) string { return x.Error })
 	})
 	return c
 }

@@ -154,11 +154,9 @@ func reassignExecuteCmd(e *env) *cobra.Command {
 			Error     string `json:"error,omitempty"`
 		}
 		var out []started
-		failed := 0
 		for _, r := range resps.Sorted() {
 			s := started{r.Topic, r.Partition, kafkaErr(r.Err)}
 			if r.Err != nil {
-				failed++
 				if r.ErrMessage != "" {
 					s.Error += " (" + r.ErrMessage + ")"
 				}
@@ -174,8 +172,8 @@ func reassignExecuteCmd(e *env) *cobra.Command {
 			}
 			t.flush()
 		}
-		if failed > 0 {
-			return fmt.Errorf("%d of %d reassignments not started", failed, len(out))
+		if err := failure("not started", out, func(x started) string { return x.Error }); err != nil {
+			return err
 		}
 		if wait {
 			return waitReassignments(ctx, e, adm, len(out))

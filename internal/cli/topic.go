@@ -56,13 +56,10 @@ func topicCreateCmd(e *env) *cobra.Command {
 			Error             string `json:"error,omitempty"`
 		}
 		var out []created
-		failed := 0
 		for _, r := range resps.Sorted() {
 			cr := created{Topic: r.Topic, Partitions: r.NumPartitions, ReplicationFactor: r.ReplicationFactor, Error: kafkaErr(r.Err)}
 			if r.Err == nil {
 				cr.ID = r.ID.String()
-			} else {
-				failed++
 			}
 			out = append(out, cr)
 		}
@@ -81,10 +78,7 @@ func topicCreateCmd(e *env) *cobra.Command {
 			}
 			t.flush()
 		}
-		if failed > 0 {
-			return fmt.Errorf("%d of %d topics not created", failed, len(out))
-		}
-		return nil
+		return failure("not created", out, func(x created) string { return x.Error })
 	})
 	return c
 }
@@ -189,11 +183,7 @@ func topicDeleteCmd(e *env) *cobra.Command {
 			Error string `json:"error,omitempty"`
 		}
 		var out []deleted
-		failed := 0
 		for _, r := range resps.Sorted() {
-			if r.Err != nil {
-				failed++
-			}
 			out = append(out, deleted{r.Topic, kafkaErr(r.Err)})
 		}
 		if e.json {
@@ -205,10 +195,7 @@ func topicDeleteCmd(e *env) *cobra.Command {
 			}
 			t.flush()
 		}
-		if failed > 0 {
-			return fmt.Errorf("%d of %d topics not deleted", failed, len(out))
-		}
-		return nil
+		return failure("not deleted", out, func(x deleted) string { return x.Error })
 	})
 	return c
 }
@@ -259,11 +246,7 @@ func topicAlterConfigCmd(e *env) *cobra.Command {
 			Error string `json:"error,omitempty"`
 		}
 		var out []altered
-		failed := 0
 		for _, r := range resps {
-			if r.Err != nil {
-				failed++
-			}
 			errText := kafkaErr(r.Err)
 			if r.ErrMessage != "" && errText != "" {
 				errText += " (" + r.ErrMessage + ")"
@@ -279,10 +262,7 @@ func topicAlterConfigCmd(e *env) *cobra.Command {
 			}
 			t.flush()
 		}
-		if failed > 0 {
-			return fmt.Errorf("%d of %d topics not altered", failed, len(out))
-		}
-		return nil
+		return failure("not altered", out, func(x altered) string { return x.Error })
 	})
 	return c
 }
@@ -319,11 +299,7 @@ func topicAddPartitionsCmd(e *env) *cobra.Command {
 			Error string `json:"error,omitempty"`
 		}
 		var out []added
-		failed := 0
 		for _, r := range resps.Sorted() {
-			if r.Err != nil {
-				failed++
-			}
 			out = append(out, added{r.Topic, kafkaErr(r.Err)})
 		}
 		if e.json {
@@ -335,10 +311,7 @@ func topicAddPartitionsCmd(e *env) *cobra.Command {
 			}
 			t.flush()
 		}
-		if failed > 0 {
-			return fmt.Errorf("%d of %d topics not changed", failed, len(out))
-		}
-		return nil
+		return failure("not changed", out, func(x added) string { return x.Error })
 	})
 	return c
 }
