@@ -263,6 +263,17 @@ func TestMetricsCountProduce(t *testing.T) {
 	if out := metric(body, `strand_topic_bytes_out_total{topic="metered"}`); out != bytesIn {
 		t.Errorf("strand_topic_bytes_out_total{topic=metered} = %v, want %v", out, bytesIn)
 	}
+
+	// The coordinator reports a group's lag: 13 records on partition 0, 4 committed.
+	offs := kadm.Offsets{}
+	offs.Add(kadm.Offset{Topic: "metered", Partition: 0, At: 4, LeaderEpoch: -1})
+	if err := adm.CommitAllOffsets(ctx, "lagging", offs); err != nil {
+		t.Fatal(err)
+	}
+	_, body = get(t, base+"/metrics")
+	if lag := metric(body, `strand_group_lag{group="lagging",partition="0",topic="metered"}`); lag != 9 {
+		t.Errorf("strand_group_lag of lagging on metered-0 = %v, want 9", lag)
+	}
 }
 
 // TestMetricsUnderReplicated: with one broker of three killed, the
