@@ -75,6 +75,9 @@ var brokerDefs = index([]*Def{
 	{Name: "group.initial.rebalance.delay.ms", Type: TypeInt, Default: "3000", Doc: "How long the first rebalance of an empty group waits for more members to join.", ReadOnly: true, Valid: atLeast(0)},
 	{Name: "group.min.session.timeout.ms", Type: TypeInt, Default: "6000", Doc: "Smallest session timeout a member may ask for.", ReadOnly: true, Valid: atLeast(0)},
 	{Name: "group.max.session.timeout.ms", Type: TypeInt, Default: "1800000", Doc: "Largest session timeout a member may ask for.", ReadOnly: true, Valid: atLeast(0)},
+	// Not Kafka properties: strand's HTTP listener for /metrics, /healthz, /readyz, /ui (internal/httpapi).
+	{Name: "http.listener", Type: TypeString, Default: "127.0.0.1:9644", Doc: "host:port of the HTTP listener (metrics, health, console); empty disables it.", ReadOnly: true},
+	{Name: "http.pprof.enable", Type: TypeBoolean, Default: "false", Doc: "Serve Go's profiler under /debug/pprof on the HTTP listener.", ReadOnly: true},
 	{Name: "group.max.size", Type: TypeInt, Default: "2147483647", Doc: "Most members a consumer group may have.", ReadOnly: true, Valid: atLeast(1)},
 	// Authorization and client quotas (internal/security).
 	{Name: "authorizer.class.name", Type: TypeString, Default: "", Doc: "The authorizer: org.apache.kafka.metadata.authorizer.StandardAuthorizer enables ACLs; empty authorizes everything.", ReadOnly: true, Valid: oneOf("", "org.apache.kafka.metadata.authorizer.StandardAuthorizer", "strand.StandardAuthorizer")},

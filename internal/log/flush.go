@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"strand/internal/metrics"
 )
 
 // backgroundTick is how often the background flusher checks flush.ms.
@@ -87,6 +89,7 @@ func (l *Log) flushLocked() error {
 		persistErr = nil
 	}
 	err := persistErr
+	defer metrics.FsyncSince(time.Now()) // fsync latency histogram
 	for _, s := range segs {
 		err = errors.Join(err, s.syncLog())
 		if s != segs[len(segs)-1] {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"strand/internal/metadata"
+	"strand/internal/metrics"
 )
 
 // ISRStore is what ISR maintenance needs of the metadata store: the current
@@ -186,6 +187,7 @@ func (m *Manager) maintainISR(ctx context.Context, now time.Time, lag time.Durat
 		switch {
 		case err == nil:
 			n++
+			metrics.ISRChange(isrSize(img, req.Topic, req.Partition), len(req.ISR))
 			m.logger.Info("ISR changed", "topic", req.Topic, "partition", req.Partition, "isr", req.ISR,
 				"leader_epoch", req.LeaderEpoch, "partition_epoch", req.PartitionEpoch)
 		case staleISRChange(err):

@@ -22,12 +22,13 @@ var kerrUnsupportedVersion = kerr.UnsupportedVersion.Code
 
 // handle runs the ordered part of a request and returns the continuation that
 // produces its response (see reply).
-func (s *Server) handle(ctx context.Context, req *protocol.Request) func() kmsg.Response {
+func (s *Server) handle(ctx context.Context, req *protocol.Request) (run func() kmsg.Response) {
 	start := time.Now()
 	defer func() {
 		if d := time.Since(start); d > time.Second {
 			s.logger.Warn("slow request", "api", kmsg.NameForKey(req.Key), "took", d)
 		}
+		run = instrument(req, start, run) // metrics: rate, errors, latency per API (ops.go)
 	}()
 	ctx = s.requestContext(ctx, req)
 	deny, fix := s.authorize(ctx, req)
@@ -38,10 +39,10 @@ func (s *Server) handle(ctx context.Context, req *protocol.Request) func() kmsg.
 		return func() kmsg.Response { return deny }
 	}
 	began := time.Now()
-	run := s.dispatch(ctx, req)
+	inner := s.dispatch(ctx, req)
 	took := time.Since(began)
 	return func() kmsg.Response {
-		resp := run()
+		resp := inner()
 		if resp == hangUp {
 			return resp
 		}
@@ -102,6 +103,8 @@ func (s *Server) handleSync(ctx context.Context, req *protocol.Request) kmsg.Res
 		return s.handleAlterReassignments(ctx, body)
 	case *kmsg.ListPartitionReassignmentsRequest:
 		return s.handleListReassignments(body)
+	case *kmsg.DescribeLogDirsRequest:
+		return s.handleDescribeLogDirs(body)
 	case *kmsg.FindCoordinatorRequest:
 		return s.handleFindCoordinator(ctx, body)
 	case *kmsg.HeartbeatRequest:

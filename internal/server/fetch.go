@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"strand/internal/log"
+	"strand/internal/metrics"
 	"strand/internal/record"
 	"strand/internal/replica"
 )
@@ -139,6 +140,7 @@ func (s *Server) fetchOnce(req *kmsg.FetchRequest, replicaID int32, first bool) 
 				case len(batches) > 0:
 					out.RecordBatches = batches
 					total += len(batches)
+					metrics.Fetched(rt.Topic, len(batches), replicaID >= 0)
 				}
 			}
 			topic.Partitions = append(topic.Partitions, out)

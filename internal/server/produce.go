@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"strand/internal/group"
+	"strand/internal/metrics"
 	"strand/internal/record"
 	"strand/internal/replica"
 )
@@ -77,6 +78,7 @@ func (s *Server) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) fu
 				continue
 			}
 			out.BaseOffset, out.LogAppendTime, out.LogStartOffset = res.BaseOffset, res.LogAppendTime, p.LogStartOffset()
+			metrics.Produced(rt.Topic, producedRecords(res), len(rp.Records))
 			waits = append(waits, pending{p, out, res.LastOffset + 1, res.LeaderEpoch})
 		}
 		resp.Topics = append(resp.Topics, topic)

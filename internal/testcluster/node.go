@@ -35,6 +35,7 @@ type nodeConfig struct {
 	logLevel string
 	dataDir  string
 	ctrlAddr string // CONTROLLER listener, "" for none
+	http     bool   // serve http.listener on a free port (WithHTTP); off otherwise
 
 	// Set by StartNetCluster (netns.go); zero values keep the defaults.
 	addr     string   // PLAINTEXT listener instead of a free loopback port
@@ -57,6 +58,13 @@ func WithNodeID(id int32) Option {
 // WithArgs appends raw flags to `strand server` (after the harness's own).
 func WithArgs(args ...string) Option {
 	return func(c *nodeConfig) { c.args = append(c.args, args...) }
+}
+
+// WithHTTP gives the node an HTTP listener (metrics, health, console) on a
+// free loopback port; see Node.HTTPAddr. Without it http.listener is empty,
+// so that nodes on one host never compete for the default port.
+func WithHTTP() Option {
+	return func(c *nodeConfig) { c.http = true }
 }
 
 // WithLogLevel sets `--log-level` (debug, info, warn, error). Default info.
@@ -82,6 +90,8 @@ type Node struct {
 	addr    string
 	dataDir string
 	logPath string
+
+	httpAddr string // http.listener, "" when disabled
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -112,6 +122,9 @@ func StartNode(t testing.TB, opts ...Option) *Node {
 			if client && n.cfg.addr == "" {
 				t.Logf("testcluster: node %d: port %s taken, retrying on another port", n.cfg.nodeID, n.addr)
 				n.addr = freeAddr(t)
+				if n.httpAddr != "" {
+					n.httpAddr = freeAddr(t)
+				}
 			} else {
 				t.Logf("testcluster: node %d: a listen address was taken, retrying", n.cfg.nodeID)
 				time.Sleep(200 * time.Millisecond)
@@ -136,6 +149,9 @@ func NewNode(t testing.TB, opts ...Option) *Node {
 	}
 	if n.addr == "" {
 		n.addr = freeAddr(t)
+	}
+	if cfg.http {
+		n.httpAddr = freeAddr(t)
 	}
 	if n.dataDir == "" {
 		n.dataDir = filepath.Join(t.TempDir(), "data")
@@ -191,6 +207,7 @@ func (n *Node) start(t testing.TB) {
 		"--data-dir", n.dataDir,
 		"--listeners", listeners,
 		"--log-level", n.cfg.logLevel,
+		"--set", "http.listener=" + n.httpAddr,
 	}
 	for _, kv := range n.cfg.sets {
 		args = append(args, "--set", kv[0]+"="+kv[1])
@@ -312,6 +329,9 @@ func (n *Node) WaitReady(ctx context.Context) error {
 
 // Addr returns the node's host:port (its PLAINTEXT listener).
 func (n *Node) Addr() string { return n.addr }
+
+// HTTPAddr returns the node's http.listener host:port ("" without WithHTTP).
+func (n *Node) HTTPAddr() string { return n.httpAddr }
 
 // ID returns the node id.
 func (n *Node) ID() int32 { return n.cfg.nodeID }
