@@ -76,7 +76,10 @@ func decompress(c Codec, src []byte) ([]byte, error) {
 	case CodecSnappy:
 		out, err = decompressSnappy(src)
 	case CodecLZ4:
-		out, err = readAllLimited(lz4.NewReader(bytes.NewReader(src)))
+		lr := lz4Reader(src)
+		out, err = readAllLimited(lr)
+		lr.Reset(nil)
+		lz4Readers.Put(lr)
 	case CodecZstd:
 		var d *zstd.Decoder
 		if d, err = zstdDecoder(); err == nil {
@@ -95,11 +98,11 @@ func decompress(c Codec, src []byte) ([]byte, error) {
 }
 
 func decompressGzip(src []byte) ([]byte, error) {
-	r, err := gzip.NewReader(bytes.NewReader(src))
+	r, err := gzipReader(src)
 	if err != nil {
 		return nil, err
 	}
-	defer r.Close()
+	defer gzipReaders.Put(r)
 	return readAllLimited(r)
 }
 

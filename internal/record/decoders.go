@@ -54,18 +54,8 @@ func openScanner(c Codec, payload []byte, limit int64) (*scanner, func(), error)
 		s.buf = payload
 		return s, func() {}, nil
 	case CodecGzip:
-		in := bytes.NewReader(payload)
-		zr, _ := gzipReaders.Get().(*gzip.Reader)
-		var err error
-		if zr == nil {
-			zr, err = gzip.NewReader(in)
-		} else {
-			err = zr.Reset(in)
-		}
+		zr, err := gzipReader(payload)
 		if err != nil {
-			if zr != nil {
-				gzipReaders.Put(zr)
-			}
 			return nil, nil, corrupt(err)
 		}
 		src, release = zr, func() { gzipReaders.Put(zr) }
@@ -84,8 +74,7 @@ func openScanner(c Codec, payload []byte, limit int64) (*scanner, func(), error)
 		xr := &xerialReader{src: payload[xerialHeaderSize:], limit: limit}
 		src, release = xr, xr.release
 	case CodecLZ4:
-		lr := lz4Readers.Get().(*lz4.Reader)
-		lr.Reset(bytes.NewReader(payload))
+		lr := lz4Reader(payload)
 		src, release = lr, func() { lr.Reset(nil); lz4Readers.Put(lr) }
 	case CodecZstd:
 		d, _ := zstdDecoders.Get().(*zstd.Decoder)
@@ -115,6 +104,30 @@ func openScanner(c Codec, payload []byte, limit int64) (*scanner, func(), error)
 		bufReaders.Put(br)
 		release()
 	}, nil
+}
+
+// gzipReader returns a pooled gzip reader over payload (its header already
+// read); the caller puts it back in gzipReaders.
+func gzipReader(payload []byte) (*gzip.Reader, error) {
+	in := bytes.NewReader(payload)
+	zr, _ := gzipReaders.Get().(*gzip.Reader)
+	if zr == nil {
+		return gzip.NewReader(in)
+	}
+	if err := zr.Reset(in); err != nil {
+		gzipReaders.Put(zr)
+		return nil, err
+	}
+	return zr, nil
+}
+
+// lz4Reader returns a pooled lz4 reader over payload; the caller resets it
+// to nil (returning its block buffer to lz4's pool) and puts it back in
+// lz4Readers.
+func lz4Reader(payload []byte) *lz4.Reader {
+	lr := lz4Readers.Get().(*lz4.Reader)
+	lr.Reset(bytes.NewReader(payload))
+	return lr
 }
 
 // snappyDecode decodes one raw snappy block into a pooled buffer, refusing
