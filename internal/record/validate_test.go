@@ -88,6 +88,12 @@ func TestCheckProduceRefusesUndecodable(t *testing.T) {
 			t.Errorf("%s: flipped byte accepted", c)
 		}
 	}
+	// A zstd frame declaring a 2 GiB window is refused before any allocation.
+	wide := recordtest.ZstdBomb(1 << 20)
+	wide[5] = (31 - 10) << 3
+	if _, err := record.CheckProduce(recordtest.Batch(record.CodecZstd, 1, wide), record.ProduceRules{}); !errors.Is(err, record.ErrCorrupt) || !strings.Contains(err.Error(), "window") {
+		t.Errorf("zstd 2 GiB window: %v", err)
+	}
 	// A raw snappy block claiming a huge length is refused before any allocation.
 	claim := append(binary.AppendUvarint(nil, 1<<31), 0, 0, 0)
 	if _, err := record.CheckProduce(recordtest.Batch(record.CodecSnappy, 1, claim), record.ProduceRules{}); err == nil {
