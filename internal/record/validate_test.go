@@ -254,3 +254,19 @@ func watchHeap(t *testing.T) func() uint64 {
 		return peak
 	}
 }
+
+// TestDecompressionBomb checks the cap of the whole-batch decoders
+// (Records, as compaction uses them) on bombs of every compressing codec.
+func TestDecompressionBomb(t *testing.T) {
+	bombs := map[string][]byte{
+		"gzip":   recordtest.Bomb(record.CodecGzip, 80),
+		"lz4":    recordtest.Bomb(record.CodecLZ4, 80),
+		"zstd":   recordtest.Bomb(record.CodecZstd, 80),
+		"snappy": recordtest.Batch(record.CodecSnappy, 1, append(binary.AppendUvarint(nil, record.MaxDecompressedSize+1), 0, 0)),
+	}
+	for name, b := range bombs {
+		if _, err := record.Records(b); !errors.Is(err, record.ErrInvalid) || !strings.Contains(err.Error(), "exceeds") {
+			t.Errorf("%s: got %v", name, err)
+		}
+	}
+}
