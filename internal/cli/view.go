@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"slices"
@@ -142,7 +143,7 @@ func Topics(ctx context.Context, adm *kadm.Client, internal bool, names ...strin
 	}
 	out := []TopicView{}
 	for _, t := range td.Sorted() {
-		tv := TopicView{Name: t.Topic, ID: t.ID.String(), Internal: t.IsInternal, Partitions: []PartitionView{}, Error: kafkaErr(t.Err)}
+		tv := TopicView{Name: t.Topic, ID: topicID(t.ID), Internal: t.IsInternal, Partitions: []PartitionView{}, Error: kafkaErr(t.Err)}
 		for _, p := range t.Partitions.Sorted() {
 			pv := PartitionView{Partition: p.Partition, Leader: p.Leader, LeaderEpoch: p.LeaderEpoch,
 				Replicas: nonNil(p.Replicas), ISR: nonNil(p.ISR), OfflineReplicas: nonNil(p.OfflineReplicas),
@@ -352,3 +353,6 @@ func Group(ctx context.Context, adm *kadm.Client, name string) (GroupView, error
 	}
 	return v, nil
 }
+
+// topicID prints a topic id as Kafka's tools do (base64url, no padding).
+func topicID(id [16]byte) string { return base64.RawURLEncoding.EncodeToString(id[:]) }
