@@ -264,6 +264,15 @@ func TestMetricsCountProduce(t *testing.T) {
 		t.Errorf("strand_topic_bytes_out_total{topic=metered} = %v, want %v", out, bytesIn)
 	}
 
+	// The consumer, caught up, long-polls: its fetch waits in the purgatory.
+	eventually(t, 10*time.Second, func() string {
+		_, body := get(t, base+"/metrics")
+		if v := metric(body, `strand_purgatory_size{operation="fetch"}`); v < 1 {
+			return fmt.Sprintf("fetch purgatory %v with a consumer long-polling", v)
+		}
+		return ""
+	})
+
 	// The coordinator reports a group's lag: 13 records on partition 0, 4 committed.
 	offs := kadm.Offsets{}
 	offs.Add(kadm.Offset{Topic: "metered", Partition: 0, At: 4, LeaderEpoch: -1})

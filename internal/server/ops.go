@@ -101,6 +101,7 @@ func (s *Server) Snapshot() metrics.Snapshot {
 	self := s.cfg.NodeID()
 	snap := metrics.Snapshot{ActiveController: s.ctrl.IsActive(), MetadataOffset: img.Offset,
 		Connections: s.connectionCounts()}
+	_, snap.MetadataCommitted, snap.MetadataApplied = s.ctrl.LogIndexes()
 	if snap.ActiveController {
 		snap.Brokers = len(img.Brokers)
 		for _, b := range img.Brokers {
