@@ -207,6 +207,26 @@ func TopicConfigs(ctx context.Context, adm *kadm.Client, name string) ([]ConfigV
 	return out, nil
 }
 
+// BrokerConfigs lists a broker's configs, sorted by name.
+func BrokerConfigs(ctx context.Context, adm *kadm.Client, id int32) ([]ConfigView, error) {
+	rcs, err := adm.DescribeBrokerConfigs(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("describe configs of broker %d: %w", id, err)
+	}
+	if len(rcs) != 1 {
+		return nil, fmt.Errorf("describe configs of broker %d: %d answers", id, len(rcs))
+	}
+	if rcs[0].Err != nil {
+		return nil, fmt.Errorf("describe configs of broker %d: %w", id, rcs[0].Err)
+	}
+	out := []ConfigView{}
+	for _, c := range rcs[0].Configs {
+		out = append(out, ConfigView{Name: c.Key, Value: c.MaybeValue(), Source: configSource(c.Source.String()), Sensitive: c.Sensitive})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
 func configSource(s string) string {
 	return strings.ToLower(strings.TrimSuffix(strings.TrimSuffix(s, "_CONFIG"), "_TOPIC"))
 }

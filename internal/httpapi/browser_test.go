@@ -117,6 +117,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		{0, "/ui/groups", "", []string{"browsing-group"}},
 		{1, "/ui/groups/browsing-group", "group.png", []string{`id="total-lag">6<`, "<polyline"}},
 		{2, "/ui/produce?topic=browsed", "", []string{`<option selected="">browsed</option>`}},
+		{2, "/ui/brokers/2", "", []string{"node.id", "min.insync.replicas"}},
 	}
 	for _, ck := range checks {
 		shot := ""

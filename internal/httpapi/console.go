@@ -87,6 +87,8 @@ func (c *console) register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /ui/topics/{name}", c.page("topic", c.topic))
 	mux.HandleFunc("GET /ui/groups", c.page("groups", c.groups))
 	mux.HandleFunc("GET /ui/groups/{name}", c.page("group", c.group))
+	mux.HandleFunc("POST /ui/topics/{name}/configs", c.page("topic", c.alterTopicConfig))
+	mux.HandleFunc("GET /ui/brokers/{id}", c.page("broker", c.broker))
 	mux.HandleFunc("GET /ui/produce", c.page("produce", c.produceForm))
 	mux.HandleFunc("POST /ui/produce", c.page("produce", c.produce))
 
@@ -121,6 +123,13 @@ func (c *console) register(mux *http.ServeMux) {
 			return nil, err
 		}
 		return out[0], nil
+	}))
+	mux.HandleFunc("GET /api/brokers/{id}/configs", c.api(func(ctx context.Context, adm *kadm.Client, r *http.Request) (any, error) {
+		id, err := strconv.ParseInt(r.PathValue("id"), 10, 32)
+		if err != nil {
+			return nil, badRequest{fmt.Errorf("broker id %q: want a number", r.PathValue("id"))}
+		}
+		return cli.BrokerConfigs(ctx, adm, int32(id))
 	}))
 	mux.HandleFunc("GET /api/groups", c.api(func(ctx context.Context, adm *kadm.Client, _ *http.Request) (any, error) {
 		return cli.Groups(ctx, adm)
@@ -210,6 +219,7 @@ func (c *console) topics(ctx context.Context, adm *kadm.Client, r *http.Request)
 // topicPage is a topic with its latest records.
 type topicPage struct {
 	Topic      cli.TopicView
+	Altered    string // the config just changed, if any
 	Records    []cli.RecordView
 	RecordsErr string
 	Limit      int
@@ -304,6 +314,63 @@ func parseTimeParam(s string) (int64, error) {
 		}
 	}
 	return 0, fmt.Errorf("time %q: want RFC 3339 or Unix milliseconds", s)
+}
+
+// alterTopicConfig sets (or, with an empty value, deletes) one topic config
+// from the topic page's form, then shows the topic again.
+func (c *console) alterTopicConfig(ctx context.Context, adm *kadm.Client, r *http.Request) (string, any, error) {
+	name := r.PathValue("name")
+	r.Body = http.MaxBytesReader(nil, r.Body, 64<<10)
+	if err := r.ParseForm(); err != nil {
+		return name, nil, badRequest{err}
+	}
+	key, value := strings.TrimSpace(r.PostForm.Get("name")), strings.TrimSpace(r.PostForm.Get("value"))
+	if key == "" {
+		return name, nil, badRequest{errors.New("config name is empty")}
+	}
+	alter := kadm.AlterConfig{Op: kadm.DeleteConfig, Name: key}
+	if value != "" {
+		alter = kadm.AlterConfig{Op: kadm.SetConfig, Name: key, Value: &value}
+	}
+	resps, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{alter}, name)
+	if err == nil {
+		for _, rr := range resps {
+			if rr.Err != nil {
+				err = fmt.Errorf("%s: %w %s", key, rr.Err, rr.ErrMessage)
+			}
+		}
+	}
+	if err != nil {
+		return name, nil, err
+	}
+	// Read the topic back from the controller's answer, not a broker that
+	// may not have applied the change yet: show what was asked.
+	title, data, err := c.topic(ctx, adm, r)
+	if tp, ok := data.(topicPage); ok {
+		tp.Altered = key
+		if value != "" {
+			tp.Altered += "=" + value
+		} else {
+			tp.Altered += " reset to its default"
+		}
+		data = tp
+	}
+	return title, data, err
+}
+
+// brokerPage is one broker's configs.
+type brokerPage struct {
+	ID      int32
+	Configs []cli.ConfigView
+}
+
+func (c *console) broker(ctx context.Context, adm *kadm.Client, r *http.Request) (string, any, error) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 32)
+	if err != nil {
+		return "Broker", nil, badRequest{fmt.Errorf("broker id %q: want a number", r.PathValue("id"))}
+	}
+	cfgs, err := cli.BrokerConfigs(ctx, adm, int32(id))
+	return fmt.Sprintf("Broker %d", id), brokerPage{int32(id), cfgs}, err
 }
 
 func (c *console) groups(ctx context.Context, adm *kadm.Client, _ *http.Request) (string, any, error) {
