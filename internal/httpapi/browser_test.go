@@ -111,7 +111,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		shot string
 		want []string
 	}{
-		{0, "/ui/", "overview.png", []string{`id="broker-count">3<`, `id="partition-count">`, "active controller", "healthy"}},
+		{0, "/ui", "overview.png", []string{`id="broker-count">3<`, `id="partition-count">`, "active controller", "healthy"}},
 		{1, "/ui/topics", "", []string{`data-topic="browsed"`, `<td class="partitions">3</td>`}},
 		{2, "/ui/topics/browsed", "topic.png", []string{`id="partition-count">3<`, "known-key", "record-4242", "origin=browser-test"}},
 		{0, "/ui/groups", "", []string{"browsing-group"}},

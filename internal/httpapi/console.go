@@ -81,7 +81,8 @@ func (c *console) close() {
 func (c *console) register(mux *http.ServeMux) {
 	static, _ := fs.Sub(uiFiles, "ui/static")
 	mux.Handle("GET /ui/static/", http.StripPrefix("/ui/static/", http.FileServerFS(static)))
-	mux.HandleFunc("GET /ui", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/ui/", http.StatusFound) })
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/ui/", http.StatusFound) })
+	mux.HandleFunc("GET /ui", c.page("overview", c.overview))
 	mux.HandleFunc("GET /ui/{$}", c.page("overview", c.overview))
 	mux.HandleFunc("GET /ui/topics", c.page("topics", c.topics))
 	mux.HandleFunc("GET /ui/topics/{name}", c.page("topic", c.topic))
