@@ -134,4 +134,9 @@ func TestConsoleInBrowser(t *testing.T) {
 			t.Errorf("node %d %s shows an error:\n%s", ck.node+1, ck.path, dom)
 		}
 	}
+	// Viewing the group started its lag history on that broker.
+	_, body := get(t, base(1)+"/api/groups/browsing-group/lag-history")
+	if !strings.Contains(body, `"lag": 6`) {
+		t.Errorf("lag history after viewing the group: %s", body)
+	}
 }

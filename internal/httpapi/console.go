@@ -34,9 +34,13 @@ type console struct {
 	logger  *slog.Logger
 	pages   *template.Template
 
-	mu  sync.Mutex // guards cl, adm
-	cl  *kgo.Client
-	adm *kadm.Client
+	lag    *lagHistory
+	cancel context.CancelFunc // stops the lag sampler
+
+	mu     sync.Mutex // guards cl, adm, closed
+	cl     *kgo.Client
+	adm    *kadm.Client
+	closed bool
 }
 
 // requestTimeout bounds what one console request may take.
@@ -52,13 +56,19 @@ func newConsole(brokers []string, logger *slog.Logger) (*console, error) {
 	if err != nil {
 		return nil, fmt.Errorf("console templates: %w", err)
 	}
-	return &console{brokers: brokers, logger: logger, pages: pages}, nil
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &console{brokers: brokers, logger: logger, pages: pages, lag: newLagHistory(), cancel: cancel}
+	go c.sample(ctx)
+	return c, nil
 }
 
 // admin returns the shared admin client, creating it on first use.
 func (c *console) admin() (*kadm.Client, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.closed {
+		return nil, errors.New("the console is shutting down")
+	}
 	if c.adm == nil {
 		cl, err := cli.NewClient(c.brokers)
 		if err != nil {
@@ -70,8 +80,10 @@ func (c *console) admin() (*kadm.Client, error) {
 }
 
 func (c *console) close() {
+	c.cancel()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.closed = true
 	if c.cl != nil {
 		c.cl.Close()
 		c.cl, c.adm = nil, nil
@@ -136,7 +148,14 @@ func (c *console) register(mux *http.ServeMux) {
 		return cli.Groups(ctx, adm)
 	}))
 	mux.HandleFunc("GET /api/groups/{name}", c.api(func(ctx context.Context, adm *kadm.Client, r *http.Request) (any, error) {
-		return cli.Group(ctx, adm, r.PathValue("name"))
+		g, err := cli.Group(ctx, adm, r.PathValue("name"))
+		if err == nil {
+			c.lag.record(g.Group, g.TotalLag, time.Now(), true)
+		}
+		return g, err
+	}))
+	mux.HandleFunc("GET /api/groups/{name}/lag-history", c.api(func(_ context.Context, _ *kadm.Client, r *http.Request) (any, error) {
+		return c.lag.samples(r.PathValue("name")), nil
 	}))
 }
 
@@ -379,10 +398,21 @@ func (c *console) groups(ctx context.Context, adm *kadm.Client, _ *http.Request)
 	return "Consumer groups", gs, err
 }
 
+// groupPage is a group with its lag history (JSON for the chart).
+type groupPage struct {
+	cli.GroupView
+	History template.JS
+}
+
 func (c *console) group(ctx context.Context, adm *kadm.Client, r *http.Request) (string, any, error) {
 	name := r.PathValue("name")
 	g, err := cli.Group(ctx, adm, name)
-	return name, g, err
+	if err != nil {
+		return name, nil, err
+	}
+	c.lag.record(g.Group, g.TotalLag, time.Now(), true)
+	hist, _ := json.Marshal(c.lag.samples(g.Group))
+	return name, groupPage{g, template.JS(hist)}, nil
 }
 
 // producePage is the produce form and the result of the last produce.
