@@ -44,6 +44,7 @@ import (
 
 	"strand/internal/config"
 	"strand/internal/metadata"
+	"strand/internal/metrics"
 )
 
 // Config configures a Node.
@@ -323,6 +324,7 @@ func (n *Node) commit(ctx context.Context, fn func(img *metadata.Image) ([]metad
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = max(time.Until(dl), time.Millisecond)
 	}
+	defer metrics.MetadataCommitSince(time.Now()) // Raft commit latency
 	f := n.raft.Apply(b, timeout)
 	if err := f.Error(); err != nil {
 		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrLeadershipTransferInProgress) {

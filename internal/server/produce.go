@@ -98,6 +98,9 @@ func (s *Server) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) fu
 		return func() kmsg.Response { return nil }
 	}
 	return func() kmsg.Response {
+		if req.Acks == -1 {
+			defer metrics.Waiting(metrics.ProducePurgatory)()
+		}
 		wctx, cancel := context.WithDeadline(ctx, deadline)
 		defer cancel()
 		for _, w := range waits {
