@@ -167,3 +167,13 @@ func (l *Log) hasSegment(s *segment) bool {
 	i := l.segmentFor(s.base)
 	return i < len(l.segs) && l.segs[i] == s
 }
+
+// KnownCorrupt reports whether off lies in a recorded corrupt region.
+func (l *Log) KnownCorrupt(off int64) bool {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if len(l.segs) == 0 {
+		return false
+	}
+	return l.segs[l.segmentFor(off)].regionHolding(off) != nil
+}

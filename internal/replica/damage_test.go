@@ -250,3 +250,48 @@ func (m *Manager) dropPartitionKeepDir(t *testing.T, tp TopicPartition, p *Parti
 		t.Fatal(err)
 	}
 }
+
+// TestReadOfNewDamageRecordsIt: damage appearing while the broker runs is
+// recorded after the first read that meets it (via a background
+// verification), and later reads of it ask for no more verifications.
+func TestReadOfNewDamageRecordsIt(t *testing.T) {
+	m, store := newTestManager(t)
+	store.set(damagedTopic(metadata.NewTopicID(), 1, []int32{1}))
+	p, _ := m.Get("d", 0)
+	for range 100 {
+		appendN(t, p, 10)
+	}
+	waitUntil(t, "the open's verification done", func() error {
+		m.verify.mu.Lock()
+		defer m.verify.mu.Unlock()
+		if m.verify.running {
+			return errors.New("running")
+		}
+		return nil
+	})
+	logs, _ := filepath.Glob(filepath.Join(p.log.Dir(), "*.log"))
+	damage(t, logs[0], 0.5)
+	var off int64 = -1
+	for o := int64(0); o < p.HighWatermark(); o += 10 {
+		if _, err := p.Read(o, 1, true); errors.Is(err, record.ErrCorrupt) {
+			off = o
+			p.ReadFailed(o, err)
+			break
+		}
+	}
+	if off < 0 {
+		t.Fatal("no read met the damage")
+	}
+	waitUntil(t, "damage recorded", func() error {
+		if !p.log.KnownCorrupt(off) {
+			return errors.New("not recorded")
+		}
+		return nil
+	})
+	before := p.readErrs.lastVerify.Load()
+	_, err := p.Read(off, 1, true)
+	p.ReadFailed(off, err)
+	if !errors.Is(err, record.ErrCorrupt) || p.readErrs.lastVerify.Load() != before {
+		t.Fatalf("read of recorded damage: %v; verification asked again: %v", err, p.readErrs.lastVerify.Load() != before)
+	}
+}
