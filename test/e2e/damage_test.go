@@ -85,6 +85,9 @@ func TestRestartAfterDamage(t *testing.T) {
 					}
 				}
 			}
+			if strings.Contains(n.LogTail(1000), "recovered log after unclean shutdown") {
+				t.Error("a newly created partition logged a recovery after an unclean shutdown")
+			}
 			cl.Close()
 			if err := n.Stop(); err != nil {
 				t.Fatal(err)
