@@ -204,6 +204,21 @@ func TestRemoveStraysOnlyForDeletedTopics(t *testing.T) {
 	img := damagedTopic(id, 1, []int32{1})
 	img.Topics["moved"] = &metadata.Topic{Name: "moved", ID: movedID, Partitions: []metadata.Partition{{Index: 0, Leader: 2, Replicas: []int32{2}, ISR: []int32{2}}}}
 	img.Topics["again"] = &metadata.Topic{Name: "again", ID: metadata.NewTopicID(), Partitions: []metadata.Partition{{Index: 0, Leader: 2, Replicas: []int32{2}, ISR: []int32{2}}}}
+	img.Topics["dmg"] = &metadata.Topic{Name: "dmg", ID: metadata.NewTopicID(), Partitions: []metadata.Partition{{Index: 0, Leader: 1, Replicas: []int32{1}, ISR: []int32{1}}}}
+	// dmg-0 is hosted here, but its partition.metadata is damaged: the open
+	// fails and the directory stays as it is.
+	if err := os.MkdirAll(filepath.Join(m.dir, "dmg-0"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(m.dir, "dmg-0", idFile), []byte("topic_id: \x00garbage\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(m.dir, "dmg-0", "00000000000000000000.log"), []byte("data"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Apply(img); err == nil {
+		t.Fatal("a partition with a damaged partition.metadata opened")
+	}
 	store.set(img)
 	// d-0 failed to open: hosted per the metadata, absent from m.parts.
 	m.mu.Lock()
@@ -233,8 +248,11 @@ func TestRemoveStraysOnlyForDeletedTopics(t *testing.T) {
 	for _, e := range entries {
 		names = append(names, e.Name())
 	}
-	if !slices.Equal(names, []string{"d-0"}) {
-		t.Fatalf("data dir holds %v, want [d-0]", names)
+	if !slices.Equal(names, []string{"d-0", "dmg-0"}) {
+		t.Fatalf("data dir holds %v, want [d-0 dmg-0]", names)
+	}
+	if b, err := os.ReadFile(filepath.Join(m.dir, "dmg-0", "00000000000000000000.log")); err != nil || string(b) != "data" {
+		t.Fatalf("the log of the partition with a damaged partition.metadata: %q, %v", b, err)
 	}
 	if logs, _ := filepath.Glob(filepath.Join(m.dir, "d-0", "*.log")); len(logs) == 0 {
 		t.Fatal("the log of the partition that failed to open was touched")

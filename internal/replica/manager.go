@@ -237,14 +237,19 @@ func (m *Manager) syncFetchers(img *metadata.Image) {
 }
 
 // claimDir makes dir hold the partition of topic id: a directory left by an
-// earlier topic of the same name (deleted while the node was down) is removed.
+// earlier topic of the same name (deleted while the node was down) is
+// removed (renamed for deletion). A partition.metadata that cannot be read
+// as a topic id fails the claim and leaves the directory alone.
 func (m *Manager) claimDir(dir string, id metadata.TopicID) error {
-	want := "topic_id: " + id.String() + "\n"
+	want := idFileContent(id)
 	b, err := os.ReadFile(filepath.Join(dir, idFile))
 	switch {
 	case err == nil && string(b) == want:
 		return nil
 	case err == nil:
+		if _, ok := parseIDFile(b); !ok {
+			return fmt.Errorf("partition dir %s: %s is damaged (%q); leaving the directory untouched", dir, idFile, b)
+		}
 		m.logger.Warn("removing the log of an earlier topic with the same name", "dir", dir, "had", strings.TrimSpace(string(b)))
 		if err := m.renameForDelete(dir); err != nil {
 			return fmt.Errorf("remove stale %s: %w", dir, err)
