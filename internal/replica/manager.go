@@ -47,10 +47,11 @@ type Manager struct {
 
 	fetchCtx    context.Context // parent of every fetcher; cancelled by Close
 	stopFetch   context.CancelFunc
-	fetchWG     sync.WaitGroup           // fetcher goroutines
+	fetchWG     sync.WaitGroup           // fetcher, verifier and checkpoint goroutines
 	deleteWG    sync.WaitGroup           // background removals of directories renamed for deletion
 	verify      verifier                 // background verification of opened logs (damage.go)
-	ckptMu      sync.Mutex               // serialises writes of the high watermark checkpoint file
+	ckptMu      sync.Mutex               // serialises writes of the high watermark checkpoint file; guards lastHWs
+	lastHWs     map[TopicPartition]int64 // the high watermarks last written
 	startHWs    map[TopicPartition]int64 // checkpointed high watermarks read at start (checkpoint.go); guarded by mu
 	fetchConfig fetchConfig
 	isrKick     chan struct{}

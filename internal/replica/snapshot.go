@@ -96,8 +96,8 @@ func (p *Partition) rebuildProducers() error {
 }
 
 // maybeSnapshot writes a producer-state snapshot at the log end offset if
-// the log rolled a segment since the last one (or, with force, if anything
-// was appended since), and removes older snapshots. The file is written
+// the log rolled a segment since the last one or the log start (or, with
+// force, if anything was appended since), and removes older snapshots. The file is written
 // with mu held - appends wait for it, about one fsync per segment roll - so
 // that no truncation can slip between taking the table and persisting it.
 func (p *Partition) maybeSnapshot(force bool) error {
@@ -106,8 +106,11 @@ func (p *Partition) maybeSnapshot(force bool) error {
 	if p.closed {
 		return nil
 	}
-	leo := p.log.LogEndOffset()
-	if leo <= p.snapOffset || (!force && p.log.ActiveSegmentBase() <= p.snapOffset) {
+	// Nothing to gain: no batch above the newest snapshot (or the log
+	// start), or, unless forced, no segment rolled since (replaying one
+	// segment's headers is cheap).
+	leo, floor := p.log.LogEndOffset(), max(p.snapOffset, p.log.LogStartOffset())
+	if leo <= floor || (!force && p.log.ActiveSegmentBase() <= floor) {
 		return nil
 	}
 	dir := p.log.Dir()
