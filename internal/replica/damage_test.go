@@ -14,6 +14,7 @@ import (
 	"strand/internal/config"
 	"strand/internal/metadata"
 	"strand/internal/record"
+	"strand/internal/testcluster"
 )
 
 // damagedTopic is the topic of the damage tests: 64 KiB segments.
@@ -40,9 +41,12 @@ func managerOn(t *testing.T, dir string) (*Manager, *fakeStore) {
 
 // writeDamaged writes 20,000 records (in batches of 10, 7+ segments) to
 // partition d-0 led by node 1, closes the manager, and overwrites 16 bytes
-// in the middle of the third segment. It returns the data dir and the
-// topic id.
-func writeDamaged(t *testing.T) (string, metadata.TopicID) {
+// in the middle of the third segment. With header, the bytes overwritten
+// are a batch header's and the producer-state snapshots are removed (as
+// after a crash, or with logs written by an older version), so the open
+// replays every header and meets the damage. It returns the data dir and
+// the topic id.
+func writeDamaged(t *testing.T, header ...bool) (string, metadata.TopicID) {
 	t.Helper()
 	dir := t.TempDir()
 	id := metadata.NewTopicID()
@@ -69,7 +73,17 @@ func writeDamaged(t *testing.T) (string, metadata.TopicID) {
 	if len(logs) < 5 {
 		t.Fatalf("%d segments, want >= 5", len(logs))
 	}
-	damage(t, logs[2], 0.5)
+	if len(header) > 0 && header[0] {
+		if _, err := testcluster.DamageBatchHeader(logs[2]); err != nil {
+			t.Fatal(err)
+		}
+		snaps, _ := filepath.Glob(filepath.Join(dir, "d-0", "*"+snapshotSuffix))
+		for _, f := range snaps {
+			os.Remove(f)
+		}
+	} else {
+		damage(t, logs[2], 0.5)
+	}
 	return dir, id
 }
 
@@ -133,7 +147,13 @@ func readAll(t *testing.T, p *Partition, replica bool) (values map[string]bool, 
 // the open nor delete the directory; the intact data stays readable, the
 // damaged offsets fail with ErrCorrupt, and new writes are accepted.
 func TestDamagedMiddleSegmentKeepsPartition(t *testing.T) {
-	dir, id := writeDamaged(t)
+	for _, header := range []bool{false, true} {
+		t.Run(fmt.Sprint("header=", header), func(t *testing.T) { testDamagedMiddleSegment(t, header) })
+	}
+}
+
+func testDamagedMiddleSegment(t *testing.T, header bool) {
+	dir, id := writeDamaged(t, header)
 	m, store := managerOn(t, dir)
 	defer m.Close()
 	store.set(damagedTopic(id, 1, []int32{1}))

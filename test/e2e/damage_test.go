@@ -44,14 +44,15 @@ func produceAcked(ctx context.Context, t *testing.T, cl *kgo.Client, topic, pref
 }
 
 // TestRestartAfterDamage (RF=1, one node): 16 bytes of a segment are
-// overwritten while the broker is stopped - in an older segment, then in the
+// overwritten while the broker is stopped - in the middle of an older
+// segment, over a batch header of an older segment, in the middle of the
 // active one - and the broker restarts. Safety: the partition directory is
 // kept, every acknowledged record outside the damaged range is read back
 // unchanged, and the damaged range (a few offsets) answers CORRUPT_MESSAGE
 // instead of stalling. Liveness: records produced after the restart are
 // acknowledged and readable.
 func TestRestartAfterDamage(t *testing.T) {
-	for _, where := range []string{"middle", "active"} {
+	for _, where := range []string{"middle", "middle-header", "active"} {
 		t.Run(where, func(t *testing.T) {
 			const topic = "damaged"
 			n := testcluster.StartNode(t)
@@ -96,7 +97,13 @@ func TestRestartAfterDamage(t *testing.T) {
 			if where == "active" {
 				target = files[len(files)-1]
 			}
-			if err := testcluster.DamageFile(target, 0.5); err != nil {
+			if where == "middle-header" {
+				// The batch header itself (issue 8's report): the old open
+				// failed on it and the directory was deleted.
+				if _, err := testcluster.DamageBatchHeader(target); err != nil {
+					t.Fatal(err)
+				}
+			} else if err := testcluster.DamageFile(target, 0.5); err != nil {
 				t.Fatal(err)
 			}
 			start := time.Now()
