@@ -78,6 +78,8 @@ var brokerDefs = index([]*Def{
 	// Not Kafka properties: strand's HTTP listener for /metrics, /healthz, /readyz, /ui (internal/httpapi).
 	{Name: "http.listener", Type: TypeString, Default: "127.0.0.1:9644", Doc: "host:port of the HTTP listener (metrics, health, console); empty disables it.", ReadOnly: true},
 	{Name: "http.pprof.enable", Type: TypeBoolean, Default: "false", Doc: "Serve Go's profiler under /debug/pprof on the HTTP listener.", ReadOnly: true},
+	// Reading from followers (KIP-392): the leader names a replica in the consumer's rack.
+	{Name: "replica.selector.class", Type: TypeString, Default: "", Doc: "How the leader picks a preferred read replica for consumers (KIP-392): org.apache.kafka.common.replica.RackAwareReplicaSelector picks an in-sync replica in the consumer's client.rack; empty: consumers read from the leader.", ReadOnly: true, Valid: oneOf("", RackAwareReplicaSelector)},
 	{Name: "group.max.size", Type: TypeInt, Default: "2147483647", Doc: "Most members a consumer group may have.", ReadOnly: true, Valid: atLeast(1)},
 	// Authorization and client quotas (internal/security).
 	{Name: "authorizer.class.name", Type: TypeString, Default: "", Doc: "The authorizer: org.apache.kafka.metadata.authorizer.StandardAuthorizer enables ACLs; empty authorizes everything.", ReadOnly: true, Valid: oneOf("", "org.apache.kafka.metadata.authorizer.StandardAuthorizer", "strand.StandardAuthorizer")},
@@ -284,3 +286,6 @@ func BrokerDefs() []*Def {
 	}
 	return out
 }
+
+// RackAwareReplicaSelector is Kafka's rack-aware replica.selector.class.
+const RackAwareReplicaSelector = "org.apache.kafka.common.replica.RackAwareReplicaSelector"

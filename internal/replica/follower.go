@@ -181,10 +181,11 @@ func (p *Partition) updateFromLeader(epoch int32, leaderHW, leaderLogStart int64
 			return fmt.Errorf("%s-%d: follow the leader's log start offset %d: %w", p.Topic, p.Index, start, err)
 		}
 	}
-	if leaderHW >= 0 {
+	if hw := min(leaderHW, leo); leaderHW >= 0 && hw != p.hw.Load() {
 		p.rmu.Lock()
-		p.hw.Store(min(leaderHW, leo))
+		p.hw.Store(hw)
 		p.rmu.Unlock()
+		p.notify() // consumers long-polling this follower (KIP-392)
 	}
 	return nil
 }

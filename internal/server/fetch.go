@@ -25,6 +25,9 @@ import (
 // its log end offset (which may advance the HW, see
 // replica.Partition.UpdateFollower), and a last fetched epoch that diverges
 // from this log is answered with DivergingEpoch instead of records.
+//
+// A consumer's fetch (v11+) may also be served by a follower, and the
+// leader may answer it with a preferred read replica (KIP-392, readreplica.go).
 func (s *Server) handleFetch(ctx context.Context, req *kmsg.FetchRequest) kmsg.Response {
 	if req.SessionID != 0 || req.SessionEpoch > 0 {
 		resp := req.ResponseKind().(*kmsg.FetchResponse)
@@ -86,6 +89,8 @@ func (s *Server) fetchOnce(req *kmsg.FetchRequest, replicaID int32, first bool) 
 			source := s.leaderPartition
 			if replicaID >= 0 {
 				source = s.replicaSource
+			} else if req.Version >= 11 {
+				source = s.consumerSource // KIP-392, readreplica.go
 			}
 			p, code := source(rt.Topic, rp.Partition)
 			if code == 0 && replicaID >= 0 && !p.IsReplica(replicaID) {
@@ -116,6 +121,13 @@ func (s *Server) fetchOnce(req *kmsg.FetchRequest, replicaID int32, first bool) 
 			if out.DivergingEpoch.EndOffset >= 0 {
 				topic.Partitions = append(topic.Partitions, out)
 				continue
+			}
+			if replicaID < 0 {
+				if id := s.preferredReadReplica(p, req.Rack, rp.FetchOffset); id >= 0 {
+					out.PreferredReadReplica, done = id, true // no records: read there
+					topic.Partitions = append(topic.Partitions, out)
+					continue
+				}
 			}
 			limit := int(rp.PartitionMaxBytes)
 			if room := maxTotal - total; limit > room {

@@ -50,6 +50,12 @@ func WithSet(key, value string) Option {
 	return func(c *nodeConfig) { c.sets = append(c.sets, [2]string{key, value}) }
 }
 
+// WithNodeSet passes `--set key=value(id)` to each node, value computed
+// from the node's id (e.g. a broker.rack per node of a StartCluster).
+func WithNodeSet(key string, value func(id int32) string) Option {
+	return func(c *nodeConfig) { c.sets = append(c.sets, [2]string{key, value(c.nodeID)}) }
+}
+
 // WithNodeID sets the node's id (`--node-id`). The default is 1.
 func WithNodeID(id int32) Option {
 	return func(c *nodeConfig) { c.nodeID = id }
