@@ -506,7 +506,49 @@ func (s *Server) authorizeGroupAPI(ctx context.Context, req *protocol.Request) (
 			resp.Groups = append(resp.Groups, refused...)
 		})
 	}
-	return nil, nil
+	return s.authorizeOther(ctx, req)
+}
+
+// authorizeOther covers the APIs without a rule above. Authentication
+// (ApiVersions, SaslHandshake, SaslAuthenticate) is open to all; APIs whose
+// handlers authorize (Metadata, DescribeCluster, the ACL and quota APIs)
+// pass; the SCRAM credential APIs need DESCRIBE or ALTER on the cluster, as
+// in Kafka. Any other API - one added without a rule here - fails closed:
+// only a principal with ALTER on the cluster may use it, and anyone else
+// has the connection closed.
+func (s *Server) authorizeOther(ctx context.Context, req *protocol.Request) (kmsg.Response, func(kmsg.Response)) {
+	switch body := req.Body.(type) {
+	case *kmsg.ApiVersionsRequest, *kmsg.SASLHandshakeRequest, *kmsg.SASLAuthenticateRequest,
+		*kmsg.MetadataRequest, *kmsg.DescribeClusterRequest,
+		*kmsg.CreateACLsRequest, *kmsg.DescribeACLsRequest, *kmsg.DeleteACLsRequest,
+		*kmsg.DescribeClientQuotasRequest, *kmsg.AlterClientQuotasRequest:
+		return nil, nil
+	case *kmsg.DescribeUserSCRAMCredentialsRequest:
+		if !s.allowedCluster(ctx, metadata.OpDescribe) {
+			resp := body.ResponseKind().(*kmsg.DescribeUserSCRAMCredentialsResponse)
+			resp.ErrorCode = errClusterAuth
+			return resp, nil
+		}
+		return nil, nil
+	case *kmsg.AlterUserSCRAMCredentialsRequest:
+		if !s.allowedCluster(ctx, metadata.OpAlter) {
+			resp := body.ResponseKind().(*kmsg.AlterUserSCRAMCredentialsResponse)
+			for _, d := range body.Deletions {
+				resp.Results = append(resp.Results, kmsg.AlterUserSCRAMCredentialsResponseResult{User: d.Name, ErrorCode: errClusterAuth})
+			}
+			for _, u := range body.Upsertions {
+				resp.Results = append(resp.Results, kmsg.AlterUserSCRAMCredentialsResponseResult{User: u.Name, ErrorCode: errClusterAuth})
+			}
+			return resp, nil
+		}
+		return nil, nil
+	}
+	if s.allowedCluster(ctx, metadata.OpAlter) {
+		return nil, nil
+	}
+	s.logger.Warn("closing the connection of a request without an authorization rule",
+		"api", kmsg.NameForKey(req.Key), "principal", security.SessionFrom(ctx).Principal.String())
+	return hangUp, nil
 }
 
 func (s *Server) authorizeOffsetCommit(ctx context.Context, req *kmsg.OffsetCommitRequest) (kmsg.Response, func(kmsg.Response)) {
