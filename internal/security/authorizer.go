@@ -1,6 +1,7 @@
 package security
 
 import (
+	"context"
 	"log/slog"
 	"strings"
 	"sync"
@@ -277,6 +278,9 @@ type decisionLog struct {
 }
 
 func (l *decisionLog) record(s *Session, act Action, allowed bool) {
+	if allowed && !l.logger.Enabled(context.Background(), slog.LevelDebug) {
+		return // the common case costs no formatting
+	}
 	attrs := []any{"principal", s.Principal.String(), "host", s.Host,
 		"operation", kmsg.ACLOperation(act.Operation).String(),
 		"resource_type", kmsg.ACLResourceType(act.ResourceType).String(), "resource_name", act.ResourceName}

@@ -223,8 +223,13 @@ func TestACLsReachEveryBroker(t *testing.T) {
 	if _, err := kadm.NewClient(admin).CreateTopic(ctx(t), 1, 3, nil, "shared"); err != nil {
 		t.Fatalf("create: %v", err)
 	}
-	waitFor(t, "acks=all with 3 replicas under the authorizer", 10*time.Second, func() bool {
-		return produceRaw(t, admin, "shared", -1, batch(t, -1, 0, 1)).ErrorCode == 0
+	began := time.Now()
+	waitFor(t, "acks=all with 3 replicas under the authorizer", 20*time.Second, func() bool {
+		c := produceRaw(t, admin, "shared", -1, batch(t, -1, 0, 1)).ErrorCode
+		if c != 0 {
+			t.Logf("acks=all after %v: %s", time.Since(began).Round(time.Millisecond), codeName(c))
+		}
+		return c == 0
 	})
 	for i, n := range nodes {
 		// Wait until each broker knows the topic (and denies reading it).
