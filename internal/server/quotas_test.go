@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"strand/internal/metadata"
 	"strand/internal/record"
 )
 
@@ -171,5 +172,74 @@ func TestControllerMutationQuota(t *testing.T) {
 	// Others are not limited.
 	if r := createTopic(t, n.client(), "free", 8, nil); r.ErrorCode != 0 {
 		t.Fatalf("create without a quota: %s", codeName(r.ErrorCode))
+	}
+}
+
+// TestRequestPercentageQuota: a client over its request_percentage (time
+// its requests take on the broker) is throttled; others are not.
+func TestRequestPercentageQuota(t *testing.T) {
+	n := startNode(t, [2]string{"quota.window.num", "3"}, [2]string{"quota.window.size.seconds", "1"})
+	res, err := kadm.NewClient(n.client()).AlterClientQuotas(ctx(t), []kadm.AlterClientQuotaEntry{{
+		Entity: kadm.ClientQuotaEntity{{Type: "user", Name: kmsg.StringPtr("dave")}},
+		Ops:    []kadm.AlterClientQuotaOp{{Key: "request_percentage", Value: 0.5}},
+	}})
+	if err != nil || res[0].Err != nil {
+		t.Fatalf("alter client quotas: %v %+v", err, res)
+	}
+	createTopic(t, n.client(), "r", 50, nil)
+	metadataThrottle := func(cl *kgo.Client) int32 {
+		resp, err := kmsg.NewPtrMetadataRequest().RequestWith(ctx(t), cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.ThrottleMillis
+	}
+	dave := n.as("dave")
+	deadline := time.Now().Add(10 * time.Second)
+	requests := 0
+	for throttled := false; !throttled; requests++ {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d metadata requests in 10 s, none throttled", requests)
+		}
+		throttled = metadataThrottle(dave) > 0
+	}
+	t.Logf("throttled after %d metadata requests", requests)
+	if ms := metadataThrottle(n.as("erin")); ms != 0 {
+		t.Fatalf("a user without a quota is throttled %d ms", ms)
+	}
+}
+
+// TestQuotaFilter: DescribeClientQuotas components (exact name, exact
+// null = default, default, any) and strict matching.
+func TestQuotaFilter(t *testing.T) {
+	user := func(name string) metadata.QuotaPart { return metadata.QuotaPart{Set: true, Name: name} }
+	def := metadata.QuotaPart{Set: true, Default: true}
+	alice := metadata.QuotaEntity{User: user("alice")}
+	aliceApp := metadata.QuotaEntity{User: user("alice"), ClientID: user("app")}
+	defUser := metadata.QuotaEntity{User: def}
+	comp := func(typ string, match int8, name *string) kmsg.DescribeClientQuotasRequestComponent {
+		return kmsg.DescribeClientQuotasRequestComponent{EntityType: typ, MatchType: kmsg.QuotasMatchType(match), Match: name}
+	}
+	for i, c := range []struct {
+		comps  []kmsg.DescribeClientQuotasRequestComponent
+		strict bool
+		e      metadata.QuotaEntity
+		want   bool
+	}{
+		{[]kmsg.DescribeClientQuotasRequestComponent{comp("user", 0, kmsg.StringPtr("alice"))}, false, alice, true},
+		{[]kmsg.DescribeClientQuotasRequestComponent{comp("user", 0, kmsg.StringPtr("alice"))}, false, aliceApp, true},
+		{[]kmsg.DescribeClientQuotasRequestComponent{comp("user", 0, kmsg.StringPtr("alice"))}, true, aliceApp, false},
+		{[]kmsg.DescribeClientQuotasRequestComponent{comp("user", 0, kmsg.StringPtr("bob"))}, false, alice, false},
+		{[]kmsg.DescribeClientQuotasRequestComponent{comp("user", 0, nil)}, false, defUser, true},
+		{[]kmsg.DescribeClientQuotasRequestComponent{comp("user", 0, nil)}, false, alice, false},
+		{[]kmsg.DescribeClientQuotasRequestComponent{comp("user", 1, nil)}, false, defUser, true},
+		{[]kmsg.DescribeClientQuotasRequestComponent{comp("user", 2, nil)}, false, defUser, true},
+		{[]kmsg.DescribeClientQuotasRequestComponent{comp("client-id", 2, nil)}, false, alice, false},
+		{nil, false, alice, true},
+		{nil, true, alice, false},
+	} {
+		if got := quotaFilterMatches(c.comps, c.strict, c.e); got != c.want {
+			t.Errorf("case %d: got %v, want %v", i, got, c.want)
+		}
 	}
 }
