@@ -3,6 +3,7 @@ package security
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -189,8 +190,11 @@ func (a *Authorizer) decide(s *Session, idx *aclIndex, act Action) bool {
 		if act.ResourceName != metadata.WildcardResource && check(rt.literal[metadata.WildcardResource]) {
 			return false
 		}
-		for _, b := range rt.prefixed {
-			if strings.HasPrefix(act.ResourceName, b.ResourceName) && check([]metadata.ACL{b}) {
+		for _, n := range rt.prefixLens {
+			if n > len(act.ResourceName) {
+				break
+			}
+			if check(rt.prefixed[act.ResourceName[:n]]) {
 				return false
 			}
 		}
@@ -230,8 +234,11 @@ type aclIndex struct {
 
 type typeACLs struct {
 	all      []metadata.ACL
-	literal  map[string][]metadata.ACL
-	prefixed []metadata.ACL
+	literal  map[string][]metadata.ACL // by resource name
+	prefixed map[string][]metadata.ACL // by prefix
+	// prefixLens are the lengths of the prefixes, ascending: the PREFIXED
+	// bindings of a name are prefixed[name[:n]] for these n.
+	prefixLens []int
 }
 
 // aclKey identifies an ACL slice: images share the slice until the ACLs
@@ -250,12 +257,16 @@ func (a *Authorizer) indexFor(acls []metadata.ACL) *aclIndex {
 	for _, b := range acls {
 		rt := idx.byType[b.ResourceType]
 		if rt == nil {
-			rt = &typeACLs{literal: map[string][]metadata.ACL{}}
+			rt = &typeACLs{literal: map[string][]metadata.ACL{}, prefixed: map[string][]metadata.ACL{}}
 			idx.byType[b.ResourceType] = rt
 		}
 		rt.all = append(rt.all, b)
 		if b.PatternType == metadata.PatternPrefixed {
-			rt.prefixed = append(rt.prefixed, b)
+			if len(rt.prefixed[b.ResourceName]) == 0 && !slices.Contains(rt.prefixLens, len(b.ResourceName)) {
+				rt.prefixLens = append(rt.prefixLens, len(b.ResourceName))
+				slices.Sort(rt.prefixLens)
+			}
+			rt.prefixed[b.ResourceName] = append(rt.prefixed[b.ResourceName], b)
 		} else {
 			rt.literal[b.ResourceName] = append(rt.literal[b.ResourceName], b)
 		}
