@@ -205,6 +205,15 @@ func TestAuthorization(t *testing.T) {
 	if c := fetchCode(t, bob, "orders", -1); c != 0 {
 		t.Fatalf("fetch after the DENY was deleted: %s", codeName(c))
 	}
+
+	// ACLs are metadata: they survive a restart.
+	n.stop()
+	n.start()
+	bob = n.as("bob")
+	waitFor(t, "the node back", 10*time.Second, func() bool { return fetchCode(t, bob, "orders", -1) == 0 })
+	if c := fetchCode(t, bob, "logs", -1); c != kerr.TopicAuthorizationFailed.Code {
+		t.Fatalf("after a restart, fetch without READ: %s", codeName(c))
+	}
 }
 
 func errorIs(err error, want *kerr.Error) bool {
