@@ -334,3 +334,117 @@ func startInProcessCluster(t *testing.T, size int, sets ...[2]string) []*node {
 	}
 	return nodes
 }
+
+// TestAuthorizationOfOtherAPIs: configs, elections, reassignments, offset
+// commits and fetches, group deletion and the authorized-operations fields.
+func TestAuthorizationOfOtherAPIs(t *testing.T) {
+	n := startNode(t, authzSets...)
+	admin := n.as("admin")
+	for _, topic := range []string{"orders", "logs"} {
+		createTopic(t, admin, topic, 1, nil)
+	}
+	adm := kadm.NewClient(admin)
+	mustACLs(t, adm, kadm.NewACLs().Allow("User:bob").Topics("orders").Groups("g").Operations(kadm.OpRead))
+	mustACLs(t, adm, kadm.NewACLs().Allow("User:bob").Clusters().Operations(kadm.OpDescribe))
+	bob := n.as("bob")
+	request := func(req kmsg.Request) kmsg.Response {
+		t.Helper()
+		resp, err := bob.Request(ctx(t), req)
+		if err != nil {
+			t.Fatalf("%s: %v", kmsg.NameForKey(req.Key()), err)
+		}
+		return resp
+	}
+
+	dc := kmsg.NewPtrDescribeConfigsRequest()
+	dc.Resources = []kmsg.DescribeConfigsRequestResource{{ResourceType: kmsg.ConfigResourceTypeTopic, ResourceName: "orders"},
+		{ResourceType: kmsg.ConfigResourceTypeBroker, ResourceName: "1"}}
+	for _, r := range request(dc).(*kmsg.DescribeConfigsResponse).Resources {
+		want := kerr.TopicAuthorizationFailed.Code
+		if r.ResourceType == kmsg.ConfigResourceTypeBroker {
+			want = kerr.ClusterAuthorizationFailed.Code
+		}
+		if r.ErrorCode != want {
+			t.Errorf("describe configs %v %s: %s", r.ResourceType, r.ResourceName, codeName(r.ErrorCode))
+		}
+	}
+	el := kmsg.NewPtrElectLeadersRequest()
+	el.TimeoutMillis = 5000
+	if c := request(el).(*kmsg.ElectLeadersResponse).ErrorCode; c != kerr.ClusterAuthorizationFailed.Code {
+		t.Errorf("elect leaders without ALTER on the cluster: %s", codeName(c))
+	}
+	ra := kmsg.NewPtrAlterPartitionAssignmentsRequest()
+	if c := request(ra).(*kmsg.AlterPartitionAssignmentsResponse).ErrorCode; c != kerr.ClusterAuthorizationFailed.Code {
+		t.Errorf("reassign without ALTER on the cluster: %s", codeName(c))
+	}
+	if c := request(kmsg.NewPtrListPartitionReassignmentsRequest()).(*kmsg.ListPartitionReassignmentsResponse).ErrorCode; c != 0 {
+		t.Errorf("list reassignments with DESCRIBE on the cluster: %s", codeName(c))
+	}
+
+	// A standalone consumer (generation -1) commits for a topic it may read
+	// and one it may not; the offset fetch of all topics shows only the first.
+	oc := kmsg.NewPtrOffsetCommitRequest()
+	oc.Group, oc.Generation = "g", -1
+	for _, topic := range []string{"orders", "logs"} {
+		oc.Topics = append(oc.Topics, kmsg.OffsetCommitRequestTopic{Topic: topic,
+			Partitions: []kmsg.OffsetCommitRequestTopicPartition{{Partition: 0, Offset: 0, LeaderEpoch: -1}}})
+	}
+	codes := map[string]int16{}
+	for _, rt := range request(oc).(*kmsg.OffsetCommitResponse).Topics {
+		codes[rt.Topic] = rt.Partitions[0].ErrorCode
+	}
+	if codes["orders"] != 0 || codes["logs"] != kerr.TopicAuthorizationFailed.Code {
+		t.Errorf("offset commit: %v", codes)
+	}
+	of := kmsg.NewPtrOffsetFetchRequest()
+	of.Group = "g"
+	ofr := request(of).(*kmsg.OffsetFetchResponse)
+	if len(ofr.Topics) != 1 || ofr.Topics[0].Topic != "orders" {
+		t.Errorf("offset fetch of all topics: %+v", ofr.Topics)
+	}
+	dg := kmsg.NewPtrDeleteGroupsRequest()
+	dg.Groups = []string{"g"}
+	if c := request(dg).(*kmsg.DeleteGroupsResponse).Groups[0].ErrorCode; c != kerr.GroupAuthorizationFailed.Code {
+		t.Errorf("delete group without DELETE: %s", codeName(c))
+	}
+
+	// Authorized operations.
+	md := kmsg.NewPtrMetadataRequest()
+	md.Topics = []kmsg.MetadataRequestTopic{{Topic: kmsg.StringPtr("orders")}}
+	md.IncludeTopicAuthorizedOperations = true
+	mresp := request(md).(*kmsg.MetadataResponse)
+	if got, want := mresp.Topics[0].AuthorizedOperations, int32(1<<kmsg.ACLOperationRead|1<<kmsg.ACLOperationDescribe); got != want {
+		t.Errorf("topic authorized operations %b, want %b", got, want)
+	}
+	dcl := kmsg.NewPtrDescribeClusterRequest()
+	dcl.IncludeClusterAuthorizedOperations = true
+	if got, want := request(dcl).(*kmsg.DescribeClusterResponse).ClusterAuthorizedOperations, int32(1<<kmsg.ACLOperationDescribe); got != want {
+		t.Errorf("cluster authorized operations %b, want %b", got, want)
+	}
+	dgr := kmsg.NewPtrDescribeGroupsRequest()
+	dgr.Groups, dgr.IncludeAuthorizedOperations = []string{"g"}, true
+	g := request(dgr).(*kmsg.DescribeGroupsResponse).Groups[0]
+	if want := int32(1<<kmsg.ACLOperationRead | 1<<kmsg.ACLOperationDescribe); g.ErrorCode != 0 || g.AuthorizedOperations != want {
+		t.Errorf("describe group g: %s, operations %b", codeName(g.ErrorCode), g.AuthorizedOperations)
+	}
+	// kgo's FindCoordinator would already fail for "other" (as on Kafka):
+	// ask the coordinator directly.
+	raw := dialAs(t, n.addr, "as-bob")
+	dgr.Groups = []string{"g", "other"}
+	dgr.SetVersion(4)
+	raw.send(t, dgr, 1)
+	_, body := raw.recv(t)
+	dresp := dgr.ResponseKind().(*kmsg.DescribeGroupsResponse)
+	if err := dresp.ReadFrom(body); err != nil || len(dresp.Groups) != 2 ||
+		dresp.Groups[0].ErrorCode != 0 || dresp.Groups[1].ErrorCode != kerr.GroupAuthorizationFailed.Code {
+		t.Errorf("describe groups g and other: %v %+v", err, dresp.Groups)
+	}
+	of.Group = "other"
+	of.SetVersion(4)
+	raw.send(t, of, 2)
+	_, body = raw.recv(t)
+	oresp := of.ResponseKind().(*kmsg.OffsetFetchResponse)
+	if err := oresp.ReadFrom(body); err != nil || oresp.ErrorCode != kerr.GroupAuthorizationFailed.Code {
+		t.Errorf("offset fetch of a group without DESCRIBE: %v %+v", err, oresp)
+	}
+}
