@@ -87,6 +87,14 @@ func (a *Authorizer) Authorize(s *Session, acls []metadata.ACL, act Action) bool
 	return ok
 }
 
+// LogDenied logs a denial decided from several checks (as IDEMPOTENT_WRITE
+// or WRITE on any topic), like Authorize logs its own.
+func (a *Authorizer) LogDenied(s *Session, act Action) {
+	if a != nil {
+		a.log.record(s, act, false)
+	}
+}
+
 // AuthorizeAny reports whether s may do op on at least one resource of a
 // type (Kafka's authorizeByResourceType, used where WRITE on any topic
 // stands for IDEMPOTENT_WRITE): some ALLOW binding for s grants op, and no

@@ -184,7 +184,7 @@ func (s *Server) authorizeOffsetForLeaderEpoch(ctx context.Context, req *kmsg.Of
 }
 
 func (s *Server) authorizeCreateTopics(ctx context.Context, req *kmsg.CreateTopicsRequest) (kmsg.Response, func(kmsg.Response)) {
-	if s.allowedCluster(ctx, metadata.OpCreate) {
+	if s.allowedQuiet(ctx, metadata.OpCreate, metadata.ResourceCluster, metadata.ClusterResourceName) {
 		return nil, nil
 	}
 	var names []string
@@ -305,9 +305,11 @@ func (s *Server) authorizeInitProducerID(ctx context.Context, req *kmsg.InitProd
 		if !s.allowed(ctx, metadata.OpWrite, metadata.ResourceTransactionalID, *req.TransactionalID) {
 			code = errTxnAuth
 		}
-	case !s.allowedCluster(ctx, metadata.OpIdempotentWrite) &&
+	case !s.allowedQuiet(ctx, metadata.OpIdempotentWrite, metadata.ResourceCluster, metadata.ClusterResourceName) &&
 		!s.sec.authz.AuthorizeAny(security.SessionFrom(ctx), s.store.Image().ACLs, metadata.OpWrite, metadata.ResourceTopic):
 		code = errClusterAuth
+		s.sec.authz.LogDenied(security.SessionFrom(ctx), security.Action{Operation: metadata.OpIdempotentWrite,
+			ResourceType: metadata.ResourceCluster, ResourceName: metadata.ClusterResourceName})
 	}
 	if code == 0 {
 		return nil
@@ -475,7 +477,7 @@ func (s *Server) authorizeGroupAPI(ctx context.Context, req *protocol.Request) (
 	case *kmsg.DescribeGroupsRequest:
 		return nil, s.fixDescribeGroups(ctx, body)
 	case *kmsg.ListGroupsRequest:
-		if s.allowedCluster(ctx, metadata.OpDescribe) {
+		if s.allowedQuiet(ctx, metadata.OpDescribe, metadata.ResourceCluster, metadata.ClusterResourceName) {
 			return nil, nil
 		}
 		return nil, func(r kmsg.Response) {
