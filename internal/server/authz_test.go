@@ -260,12 +260,14 @@ func TestACLsReachEveryBroker(t *testing.T) {
 }
 
 // metadataCode asks node n directly (a raw connection), as principal
-// user, for topic's metadata and returns the topic's error code.
+// user, for topic's metadata (auto-creating it if the node does) and
+// returns the topic's error code.
 func metadataCode(t *testing.T, n *node, user, topic string) int16 {
 	t.Helper()
 	c := dialAs(t, n.addr, "as-"+user)
 	req := kmsg.NewPtrMetadataRequest()
 	req.Topics = []kmsg.MetadataRequestTopic{{Topic: kmsg.StringPtr(topic)}}
+	req.AllowAutoTopicCreation = true // if auto.create.topics.enable
 	c.send(t, req, 1)
 	_, body := c.recv(t)
 	resp := req.ResponseKind().(*kmsg.MetadataResponse)
@@ -446,5 +448,24 @@ func TestAuthorizationOfOtherAPIs(t *testing.T) {
 	oresp := of.ResponseKind().(*kmsg.OffsetFetchResponse)
 	if err := oresp.ReadFrom(body); err != nil || oresp.ErrorCode != kerr.GroupAuthorizationFailed.Code {
 		t.Errorf("offset fetch of a group without DESCRIBE: %v %+v", err, oresp)
+	}
+}
+
+// TestAutoCreateNeedsCreate: a Metadata request auto-creates a topic only
+// for a principal with CREATE on the cluster or the topic.
+func TestAutoCreateNeedsCreate(t *testing.T) {
+	n := startNode(t, append(slices.Clone(authzSets), [2]string{"auto.create.topics.enable", "true"})...)
+	adm := kadm.NewClient(n.as("admin"))
+	mustACLs(t, adm, kadm.NewACLs().Allow("User:bob").Topics("auto-").Operations(kadm.OpDescribe).ResourcePatternType(kadm.ACLPatternPrefixed))
+	if c := metadataCode(t, n, "bob", "auto-1"); c != kerr.TopicAuthorizationFailed.Code {
+		t.Fatalf("auto-create without CREATE: %s", codeName(c))
+	}
+	mustACLs(t, adm, kadm.NewACLs().Allow("User:bob").Topics("auto-").Operations(kadm.OpCreate).ResourcePatternType(kadm.ACLPatternPrefixed))
+	waitFor(t, "auto-1 created", 10*time.Second, func() bool { return metadataCode(t, n, "bob", "auto-1") == 0 })
+	if c := metadataCode(t, n, "carol", "auto-2"); c != kerr.TopicAuthorizationFailed.Code {
+		t.Fatalf("carol auto-creates: %s", codeName(c))
+	}
+	if names := listedTopics(t, n.as("admin")); !slices.Equal(names, []string{"auto-1"}) {
+		t.Fatalf("topics %v", names)
 	}
 }
