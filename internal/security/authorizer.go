@@ -151,6 +151,7 @@ var validOps = map[int8][]int8{
 		metadata.OpIdempotentWrite, metadata.OpAlter, metadata.OpDescribe},
 	metadata.ResourceTransactionalID: {metadata.OpDescribe, metadata.OpWrite},
 	metadata.ResourceDelegationToken: {metadata.OpDescribe},
+	metadata.ResourceUser:            {metadata.OpCreateTokens, metadata.OpDescribeTokens},
 }
 
 // AuthorizedOperations is the authorized-operations bit field of Metadata,
