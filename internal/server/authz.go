@@ -181,7 +181,17 @@ func (s *Server) authorize(ctx context.Context, req *protocol.Request) (deny kms
 	case *kmsg.ElectLeadersRequest:
 		if !s.allowedCluster(ctx, metadata.OpAlter) {
 			resp := body.ResponseKind().(*kmsg.ElectLeadersResponse)
-			resp.ErrorCode = errClusterAuth
+			resp.ErrorCode = errClusterAuth // v1+; v0 has only the partitions' codes
+			for _, rt := range body.Topics {
+				out := kmsg.NewElectLeadersResponseTopic()
+				out.Topic = rt.Topic
+				for _, p := range rt.Partitions {
+					po := kmsg.NewElectLeadersResponseTopicPartition()
+					po.Partition, po.ErrorCode = p, errClusterAuth
+					out.Partitions = append(out.Partitions, po)
+				}
+				resp.Topics = append(resp.Topics, out)
+			}
 			return resp, nil
 		}
 	case *kmsg.AlterPartitionAssignmentsRequest:
