@@ -1,8 +1,11 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"slices"
 	"strings"
 	"testing"
@@ -13,6 +16,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"strand/internal/metadata"
+	"strand/internal/protocol"
 	"strand/internal/security"
 )
 
@@ -467,5 +472,35 @@ func TestAutoCreateNeedsCreate(t *testing.T) {
 	}
 	if names := listedTopics(t, n.as("admin")); !slices.Equal(names, []string{"auto-1"}) {
 		t.Fatalf("topics %v", names)
+	}
+}
+
+// imageOnly is a metadata.Store that only has an image (enough for authorize).
+type imageOnly struct {
+	metadata.Store
+	img *metadata.Image
+}
+
+func (s imageOnly) Image() *metadata.Image { return s.img }
+
+// TestEveryAPIHasAnAuthorizationRule: every API the broker answers has a
+// rule in authorize, so none falls into the fail-closed default (which
+// closes the connection of anyone without ALTER on the cluster). A new API
+// needs its Kafka rule in authz_apis.go.
+func TestEveryAPIHasAnAuthorizationRule(t *testing.T) {
+	s := &Server{logger: slog.New(slog.NewTextHandler(io.Discard, nil)), store: imageOnly{img: metadata.Empty()},
+		sec: &serverSecurity{authz: security.NewAuthorizer(security.AuthorizerConfig{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})}}
+	ctx := security.WithSession(context.Background(), &security.Session{Principal: security.Principal{Type: "User", Name: "eve"}, Host: "10.0.0.1"})
+	for _, key := range protocol.Keys() {
+		body := kmsg.RequestForKey(key)
+		r, _ := protocol.Supported(key)
+		body.SetVersion(r.Max)
+		if deny, _ := s.authorize(ctx, &protocol.Request{Key: key, Version: r.Max, Body: body}); deny == hangUp {
+			t.Errorf("%s has no authorization rule", kmsg.NameForKey(key))
+		}
+	}
+	// And the default does fail closed.
+	if deny, _ := s.authorize(ctx, &protocol.Request{Key: int16(kmsg.EndTxn), Body: kmsg.NewPtrEndTxnRequest()}); deny != hangUp {
+		t.Errorf("an API without a rule was not refused: %v", deny)
 	}
 }
