@@ -96,16 +96,16 @@ func (h *throttleHook) OnBrokerThrottle(_ kgo.BrokerMetadata, d time.Duration, _
 func TestFetchQuota(t *testing.T) {
 	n := startNode(t, [2]string{"quota.window.num", "3"}, [2]string{"quota.window.size.seconds", "1"},
 		[2]string{"auto.create.topics.enable", "false"})
-	admin := n.client(kgo.DefaultProduceTopic("f"), kgo.ProducerBatchCompression(kgo.NoCompression()))
+	admin := n.client(kgo.DefaultProduceTopic("f"), kgo.ProducerBatchCompression(kgo.NoCompression()), kgo.ProducerBatchMaxBytes(64<<10))
 	createTopic(t, admin, "f", 1, nil)
-	const records, size = 48, 32 << 10 // 1.5 MiB
+	const records, size = 32, 32 << 10 // 1 MiB
 	for range records {
 		admin.Produce(ctx(t), kgo.SliceRecord(bytes.Repeat([]byte("y"), size)), nil)
 	}
 	if err := admin.Flush(ctx(t)); err != nil {
 		t.Fatal(err)
 	}
-	const quota = 512 << 10
+	const quota = 256 << 10 // 512 KiB in the 2 s span
 	res, err := kadm.NewClient(admin).AlterClientQuotas(ctx(t), []kadm.AlterClientQuotaEntry{{
 		Entity: kadm.ClientQuotaEntity{{Type: "client-id", Name: kmsg.StringPtr("slow-reader")}},
 		Ops:    []kadm.AlterClientQuotaOp{{Key: "consumer_byte_rate", Value: quota}},
@@ -114,8 +114,11 @@ func TestFetchQuota(t *testing.T) {
 		t.Fatalf("alter client quotas: %v %+v", err, res)
 	}
 	var hook throttleHook
+	// Default fetch sizes (50 MB, 1 MiB a partition): the broker caps the
+	// fetch at what the quota allows in one span, else every response
+	// would be over the quota by itself and throttled forever.
 	cl := n.client(kgo.ClientID("slow-reader"), kgo.ConsumeTopics("f"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchMaxBytes(64<<10), kgo.FetchMaxPartitionBytes(64<<10), kgo.WithHooks(&hook))
+		kgo.WithHooks(&hook))
 	start := time.Now()
 	got := 0
 	for got < records {
@@ -127,7 +130,7 @@ func TestFetchQuota(t *testing.T) {
 	}
 	took := time.Since(start)
 	rate := float64(records*size) / took.Seconds()
-	t.Logf("quota %d B/s: 1.5 MiB in %v, %.0f B/s (%.2f of the quota); largest throttle %v",
+	t.Logf("quota %d B/s: 1 MiB in %v, %.0f B/s (%.2f of the quota); largest throttle %v",
 		quota, took.Round(time.Millisecond), rate, rate/quota, time.Duration(hook.max.Load()))
 	if hook.max.Load() <= 0 {
 		t.Fatal("never throttled")
