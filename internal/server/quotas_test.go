@@ -172,6 +172,14 @@ func TestControllerMutationQuota(t *testing.T) {
 	if !maps.Equal(codes, want) || resp.ThrottleMillis <= 0 {
 		t.Fatalf("codes %v (want %v), throttle %d ms", codes, want, resp.ThrottleMillis)
 	}
+	// Still above the quota: a deletion (strict, v6) is refused too.
+	del := kmsg.NewPtrDeleteTopicsRequest()
+	del.TimeoutMillis = 5000
+	del.Topics = []kmsg.DeleteTopicsRequestTopic{{Topic: kmsg.StringPtr("m1")}}
+	dresp, err := del.RequestWith(ctx(t), n.as("carol"))
+	if err != nil || len(dresp.Topics) != 1 || dresp.Topics[0].ErrorCode != kerr.ThrottlingQuotaExceeded.Code {
+		t.Fatalf("delete above the quota: %v %+v", err, dresp)
+	}
 	// Others are not limited.
 	if r := createTopic(t, n.client(), "free", 8, nil); r.ErrorCode != 0 {
 		t.Fatalf("create without a quota: %s", codeName(r.ErrorCode))
