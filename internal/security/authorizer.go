@@ -251,7 +251,9 @@ type typeACLs struct {
 }
 
 // aclKey identifies an ACL slice: images share the slice until the ACLs
-// change, and a change always makes a new one.
+// change, and a change always makes a new one. The key's pointer keeps the
+// indexed slice alive, so its address cannot be reused by another slice
+// while the index is cached.
 type aclKey struct {
 	data *metadata.ACL
 	n    int
