@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -17,7 +18,7 @@ var brokerDefs = index([]*Def{
 	{Name: "listeners", Type: TypeList, Default: "PLAINTEXT://127.0.0.1:9092", Doc: "Addresses to listen on.", ReadOnly: true},
 	{Name: "advertised.listeners", Type: TypeList, Default: "", Doc: "Addresses given to clients; defaults to listeners.", ReadOnly: true},
 	// Kafka's default is /tmp/kafka-logs; ours keeps data next to where the node runs.
-	{Name: "log.dirs", Type: TypeString, Default: "./data", Doc: "Directory holding the partition logs and node state.", ReadOnly: true},
+	{Name: "log.dirs", Type: TypeString, Default: "./data", Doc: "Comma-separated directories holding the partition logs (JBOD: new partitions go to the one holding the fewest); the first also holds the node state.", ReadOnly: true, Valid: validLogDirs},
 	{Name: "num.partitions", Type: TypeInt, Default: "1", Doc: "Default partition count of new topics.", Valid: atLeast(1)},
 	{Name: "default.replication.factor", Type: TypeInt, Default: "1", Doc: "Default replication factor of new topics.", Valid: atLeast(1)},
 	{Name: "auto.create.topics.enable", Type: TypeBoolean, Default: "true", Doc: "Create a topic on first metadata request or produce."},
@@ -194,8 +195,43 @@ func (b *Broker) IsSet(name string) bool { return b.set[name] }
 // NodeID is node.id.
 func (b *Broker) NodeID() int32 { return int32(b.Int("node.id")) }
 
-// DataDir is log.dirs (a single directory).
-func (b *Broker) DataDir() string { return b.values["log.dirs"] }
+// DataDir is the first directory of log.dirs: it holds the node state
+// (metadata log, lock, checkpoints) and partition logs.
+func (b *Broker) DataDir() string { return b.LogDirs()[0] }
+
+// LogDirs are the directories of log.dirs, in order (at least one).
+func (b *Broker) LogDirs() []string { return splitLogDirs(b.values["log.dirs"]) }
+
+func splitLogDirs(v string) []string {
+	var out []string
+	for _, d := range strings.Split(v, ",") {
+		if d = strings.TrimSpace(d); d != "" {
+			out = append(out, d)
+		}
+	}
+	if len(out) == 0 {
+		return []string{v}
+	}
+	return out
+}
+
+// validLogDirs accepts a comma-separated list of distinct, non-empty
+// directories.
+func validLogDirs(v string) error {
+	seen := map[string]bool{}
+	for _, d := range strings.Split(v, ",") {
+		d = strings.TrimSpace(d)
+		if d == "" {
+			return fmt.Errorf("%q has an empty directory", v)
+		}
+		c := filepath.Clean(d)
+		if seen[c] {
+			return fmt.Errorf("%q names %s twice", v, d)
+		}
+		seen[c] = true
+	}
+	return nil
+}
 
 // Listener is one entry of listeners / advertised.listeners.
 type Listener struct {

@@ -160,6 +160,7 @@ func (m *Manager) runCheckpoints(interval time.Duration) {
 // openJob is one partition Apply opens.
 type openJob struct {
 	tp         TopicPartition
+	dir        string // the partition's directory (placeLocked)
 	id         metadata.TopicID
 	pm         metadata.Partition
 	lcfg       log.Config
@@ -182,7 +183,7 @@ func (m *Manager) openAll(jobs []openJob) {
 		go func() {
 			defer wg.Done()
 			for j := range next {
-				dir := m.partitionDir(j.tp)
+				dir := j.dir
 				if j.err = m.claimDir(dir, j.id); j.err != nil {
 					continue
 				}

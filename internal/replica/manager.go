@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -34,17 +33,20 @@ type TopicPartition struct {
 // broker is assigned to exactly one fetcher, that of its leader, and no
 // fetcher holds a partition this node leads or no longer hosts.
 type Manager struct {
-	dir    string
+	dir    string                    // the first log dir: node state and the HW checkpoint
+	dirs   []string                  // every log dir (log.dirs), dirs[0] == dir; see logdirs.go
+	found  map[TopicPartition]string // the log dir of each partition directory present at start-up; read-only
 	broker *config.Broker
 	nodeID int32
 	logger *slog.Logger
 	store  ISRStore // nil: no ISR maintenance (RunISR returns at once)
 
-	mu       sync.RWMutex // guards broker, parts, topics, fetchers, closed
-	parts    map[TopicPartition]*Partition
-	topics   map[string]metadata.TopicID // hosted topic -> id
-	fetchers map[int32]*fetcher          // by leader broker id
-	closed   bool
+	mu        sync.RWMutex              // guards broker, parts, topics, fetchers, closed, placement
+	placement map[TopicPartition]string // the log dir of each partition Apply opened or is opening
+	parts     map[TopicPartition]*Partition
+	topics    map[string]metadata.TopicID // hosted topic -> id
+	fetchers  map[int32]*fetcher          // by leader broker id
+	closed    bool
 
 	fetchCtx    context.Context // parent of every fetcher; cancelled by Close
 	stopFetch   context.CancelFunc
@@ -59,11 +61,13 @@ type Manager struct {
 	lease       atomic.Pointer[lease] // nil: no lease (always valid); see lease.go
 }
 
-// NewManager returns a manager keeping partition directories under dir.
+// NewManager returns a manager keeping partition directories under dir and
+// extraDirs (the other directories of log.dirs; see logdirs.go).
 // store commits ISR changes (see RunISR); it may be nil.
-func NewManager(dir string, broker *config.Broker, store ISRStore, logger *slog.Logger) *Manager {
+func NewManager(dir string, broker *config.Broker, store ISRStore, logger *slog.Logger, extraDirs ...string) *Manager {
 	ctx, cancel := context.WithCancel(context.Background())
-	m := &Manager{dir: dir, broker: broker, nodeID: broker.NodeID(), logger: logger, store: store,
+	m := &Manager{dir: dir, dirs: append([]string{dir}, extraDirs...), placement: map[TopicPartition]string{},
+		broker: broker, nodeID: broker.NodeID(), logger: logger, store: store,
 		parts: map[TopicPartition]*Partition{}, topics: map[string]metadata.TopicID{}, fetchers: map[int32]*fetcher{},
 		fetchCtx: ctx, stopFetch: cancel, isrKick: make(chan struct{}, 1),
 		fetchConfig: fetchConfig{
@@ -74,6 +78,7 @@ func NewManager(dir string, broker *config.Broker, store ISRStore, logger *slog.
 			backoff:       time.Duration(broker.Int("replica.fetch.backoff.ms")) * time.Millisecond,
 			socketTimeout: 30 * time.Second, // Kafka's replica.socket.timeout.ms
 		}}
+	m.found = m.scanLogDirs()
 	m.startHWs = m.loadHWCheckpoint()
 	m.fetchWG.Add(1)
 	go m.runCheckpoints(time.Duration(max(broker.Int("replica.high.watermark.checkpoint.interval.ms"), 1)) * time.Millisecond)
@@ -123,10 +128,6 @@ func (m *Manager) All() []*Partition {
 	return out
 }
 
-func (m *Manager) partitionDir(tp TopicPartition) string {
-	return filepath.Join(m.dir, tp.Topic+"-"+strconv.Itoa(int(tp.Partition)))
-}
-
 const idFile = "partition.metadata"
 
 // Apply makes the hosted partitions match img: it opens the partitions this node
@@ -172,7 +173,7 @@ func (m *Manager) Apply(img *metadata.Image) error {
 				p.healIfFollower()
 				continue
 			}
-			toOpen = append(toOpen, openJob{tp: tp, id: t.ID, pm: pm, lcfg: lcfg, appendTime: appendTime, minISR: minISR})
+			toOpen = append(toOpen, openJob{tp: tp, dir: m.placeLocked(tp), id: t.ID, pm: pm, lcfg: lcfg, appendTime: appendTime, minISR: minISR})
 		}
 	}
 	m.openAll(toOpen)
@@ -286,6 +287,7 @@ func (m *Manager) dropTopic(name string) error {
 // m.mu held.
 func (m *Manager) dropPartition(tp TopicPartition, p *Partition) error {
 	delete(m.parts, tp)
+	delete(m.placement, tp)
 	p.mu.Lock()
 	p.closed = true // no appends, truncations or fetcher writes from now on
 	p.mu.Unlock()

@@ -71,17 +71,24 @@ func (m *Manager) removeInBackground(dir string) {
 // this node - one that failed to open - is left untouched and reported:
 // data is never deleted because something failed to open.
 func (m *Manager) RemoveStrays(img *metadata.Image) {
-	entries, err := os.ReadDir(m.dir)
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	for _, ld := range m.dirs {
+		m.removeStraysIn(ld, img)
+	}
+}
+
+// removeStraysIn is RemoveStrays for one log dir. Called with m.mu held.
+func (m *Manager) removeStraysIn(logDir string, img *metadata.Image) {
+	entries, err := os.ReadDir(logDir)
 	if err != nil {
 		return
 	}
-	m.mu.RLock()
-	defer m.mu.RUnlock()
 	for _, e := range entries {
 		if !e.IsDir() {
 			continue
 		}
-		dir := filepath.Join(m.dir, e.Name())
+		dir := filepath.Join(logDir, e.Name())
 		if strings.HasSuffix(e.Name(), deleteSuffix) {
 			m.removeInBackground(dir)
 			continue
@@ -99,7 +106,11 @@ func (m *Manager) RemoveStrays(img *metadata.Image) {
 			continue
 		}
 		tp := TopicPartition{e.Name()[:i], int32(n)}
-		if _, ok := m.parts[tp]; ok {
+		if p, ok := m.parts[tp]; ok {
+			if filepath.Clean(filepath.Dir(p.log.Dir())) != filepath.Clean(logDir) {
+				m.logger.Error("second copy of a hosted partition's directory in another log dir; leaving it untouched",
+					"dir", dir, "hosted_in", filepath.Dir(p.log.Dir()))
+			}
 			continue
 		}
 		if reason, gone := strayReason(img, tp, string(b), m.nodeID); gone {

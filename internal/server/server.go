@@ -81,8 +81,10 @@ func New(cfg *config.Broker, logger *slog.Logger) (*Server, error) {
 		logger = slog.Default()
 	}
 	dir := cfg.DataDir()
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("data dir: %w", err)
+	for _, d := range cfg.LogDirs() {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("log dir: %w", err)
+		}
 	}
 	lock, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
@@ -112,7 +114,7 @@ func (s *Server) open() error {
 	}
 	s.ctrl, s.store = node, node
 	s.pids = txn.NewIDAllocator(node.AllocateProducerIDs)
-	s.parts = replica.NewManager(s.dir, s.cfg, node, s.logger)
+	s.parts = replica.NewManager(s.dir, s.cfg, node, s.logger, s.cfg.LogDirs()[1:]...) // JBOD: the other log.dirs
 	if isBroker, _ := s.cfg.Roles(); isBroker {
 		s.parts.SetLease(node.LastHeartbeat, time.Duration(s.cfg.Int("broker.session.timeout.ms"))*time.Millisecond)
 	}

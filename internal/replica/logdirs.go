@@ -1,0 +1,92 @@
+package replica
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// Log directories (JBOD, log.dirs with several directories).
+//
+// A partition's directory lives directly under one of the manager's log
+// dirs. One found there at start-up (found) stays there; a partition with
+// no directory yet is placed, when Apply first opens it, in the log dir
+// holding the fewest partitions placed so far (ties: the earlier dir in
+// log.dirs), as Kafka does. The high watermark checkpoint and the node
+// state live in the first dir.
+
+// scanLogDirs returns the log dir holding each partition directory (a
+// directory named <topic>-<partition> with a partition.metadata file, not
+// being deleted) under dirs. A partition found in two dirs keeps the first
+// and is reported; the other copy is left untouched.
+func (m *Manager) scanLogDirs() map[TopicPartition]string {
+	found := map[TopicPartition]string{}
+	for _, dir := range m.dirs {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			continue // created when a partition is placed there
+		}
+		for _, e := range entries {
+			tp, ok := partitionDirName(e)
+			if !ok {
+				continue
+			}
+			if _, err := os.Stat(filepath.Join(dir, e.Name(), idFile)); err != nil {
+				continue
+			}
+			if first, dup := found[tp]; dup {
+				m.logger.Error("partition directory found in two log dirs; using the first, leaving the other untouched",
+					"topic", tp.Topic, "partition", tp.Partition, "used", first, "ignored", dir)
+				continue
+			}
+			found[tp] = dir
+		}
+	}
+	return found
+}
+
+// partitionDirName parses a directory entry named <topic>-<partition>
+// (not one being deleted).
+func partitionDirName(e os.DirEntry) (TopicPartition, bool) {
+	if !e.IsDir() || strings.HasSuffix(e.Name(), deleteSuffix) {
+		return TopicPartition{}, false
+	}
+	i := strings.LastIndexByte(e.Name(), '-')
+	if i <= 0 {
+		return TopicPartition{}, false
+	}
+	n, err := strconv.Atoi(e.Name()[i+1:])
+	if err != nil || n < 0 {
+		return TopicPartition{}, false
+	}
+	return TopicPartition{e.Name()[:i], int32(n)}, true
+}
+
+// placeLocked returns the directory of partition tp: where it was found at
+// start-up or placed before, else under the log dir with the fewest
+// partitions placed (recorded). Called with m.mu held for writing.
+func (m *Manager) placeLocked(tp TopicPartition) string {
+	name := tp.Topic + "-" + strconv.Itoa(int(tp.Partition))
+	if d, ok := m.placement[tp]; ok {
+		return filepath.Join(d, name)
+	}
+	d, ok := m.found[tp]
+	if !ok {
+		counts := map[string]int{}
+		for _, pd := range m.placement {
+			counts[pd]++
+		}
+		d = m.dirs[0]
+		for _, c := range m.dirs[1:] {
+			if counts[c] < counts[d] {
+				d = c
+			}
+		}
+	}
+	m.placement[tp] = d
+	return filepath.Join(d, name)
+}
+
+// LogDirs returns the manager's log dirs, in log.dirs order.
+func (m *Manager) LogDirs() []string { return append([]string(nil), m.dirs...) }
