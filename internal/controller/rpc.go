@@ -200,6 +200,13 @@ func (n *Node) handle(ctx context.Context, op string, body json.RawMessage) (jso
 			})
 			out = p
 		}
+	case "offline_replicas":
+		var r metadata.OfflineReplicas
+		if decode(&r) {
+			idx, err = n.commit(ctx, func(img *metadata.Image) ([]metadata.Record, error) {
+				return metadata.PlanOfflineReplicas(img, r, n.cfg.Unclean)
+			})
+		}
 	case "producer_ids":
 		var r producerIDsReq
 		if decode(&r) {

@@ -70,3 +70,10 @@ func (n *Node) SetClusterConfigs(ctx context.Context, configs map[string]string)
 func (n *Node) Reassign(ctx context.Context, topic string, partition int32, target []int32) error {
 	return n.call(ctx, "reassign", reassignReq{topic, partition, target}, nil)
 }
+
+// OfflineReplicas reports that this broker's replicas of parts are offline
+// (their log directory failed): the controller moves them out of the ISR
+// and their leadership elsewhere (metadata.PlanOfflineReplicas).
+func (n *Node) OfflineReplicas(ctx context.Context, parts []metadata.PartitionRef) error {
+	return n.call(ctx, "offline_replicas", metadata.OfflineReplicas{Broker: n.cfg.NodeID, Partitions: parts}, nil)
+}

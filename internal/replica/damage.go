@@ -144,6 +144,7 @@ const readErrInterval = 10 * time.Second
 // and, for damage on disk, asks for the log to be verified so that the
 // damaged range is recorded (and healed on a follower).
 func (p *Partition) ReadFailed(offset int64, err error) {
+	p.ioCheck(err)
 	now := time.Now().UnixNano()
 	if errors.Is(err, record.ErrCorrupt) && p.verifyHook != nil && !p.log.KnownCorrupt(offset) {
 		// New damage: verify the log to record it - at most once per

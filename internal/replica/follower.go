@@ -130,6 +130,7 @@ func (p *Partition) appendAsFollower(epoch int32, records []byte) (int, error) {
 	}
 	info, err := p.log.AppendAsFollower(records)
 	if err != nil {
+		p.ioCheck(err)
 		return 0, fmt.Errorf("%s-%d: %w", p.Topic, p.Index, err)
 	}
 	for _, h := range info.Headers {

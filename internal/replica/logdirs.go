@@ -64,28 +64,35 @@ func partitionDirName(e os.DirEntry) (TopicPartition, bool) {
 }
 
 // placeLocked returns the directory of partition tp: where it was found at
-// start-up or placed before, else under the log dir with the fewest
-// partitions placed (recorded). Called with m.mu held for writing.
-func (m *Manager) placeLocked(tp TopicPartition) string {
+// start-up or placed before, else under the online log dir with the fewest
+// partitions placed (recorded). ok is false when that dir is offline, or
+// every dir is (dirfail.go). Called with m.mu held for writing.
+func (m *Manager) placeLocked(tp TopicPartition) (dir string, ok bool) {
 	name := tp.Topic + "-" + strconv.Itoa(int(tp.Partition))
-	if d, ok := m.placement[tp]; ok {
-		return filepath.Join(d, name)
+	d, placed := m.placement[tp]
+	if !placed {
+		d, placed = m.found[tp]
 	}
-	d, ok := m.found[tp]
-	if !ok {
+	if !placed {
 		counts := map[string]int{}
 		for _, pd := range m.placement {
 			counts[pd]++
 		}
-		d = m.dirs[0]
-		for _, c := range m.dirs[1:] {
-			if counts[c] < counts[d] {
+		d = ""
+		for _, c := range m.dirs {
+			if m.offline[c] == nil && (d == "" || counts[c] < counts[d]) {
 				d = c
 			}
 		}
+		if d == "" {
+			return "", false
+		}
+	}
+	if m.offline[d] != nil {
+		return "", false
 	}
 	m.placement[tp] = d
-	return filepath.Join(d, name)
+	return filepath.Join(d, name), true
 }
 
 // LogDirs returns the manager's log dirs, in log.dirs order.

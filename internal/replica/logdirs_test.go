@@ -1,12 +1,14 @@
 package replica
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -133,5 +135,123 @@ func TestManagerLogDirsPlacement(t *testing.T) {
 	m.deleteWG.Wait()
 	if got := counts(); got[0]+got[1]+got[2] != 5 || slices.Max(got)-slices.Min(got) > 1 {
 		t.Fatalf("partitions per log dir after deleting a and adding 3 %v, want 5 spread evenly", got)
+	}
+}
+
+// offlineStore is a fakeStore that records offline replica reports.
+type offlineStore struct {
+	*fakeStore
+	mu  sync.Mutex
+	got []metadata.PartitionRef
+}
+
+func (s *offlineStore) OfflineReplicas(_ context.Context, parts []metadata.PartitionRef) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.got = append(s.got, parts...)
+	return nil
+}
+
+func (s *offlineStore) reported() []metadata.PartitionRef {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.got)
+}
+
+// TestManagerLogDirFailure: with two log dirs, an I/O error in one (its
+// directory replaced by a file, so the next segment roll fails) takes that
+// dir offline alone: its partitions are closed and reported to the
+// controller, the other dir's partitions keep taking appends, Apply does not
+// reopen the failed ones, and new partitions go to the dir that works.
+func TestManagerLogDirFailure(t *testing.T) {
+	dirA, dirB := t.TempDir(), t.TempDir()
+	b, err := config.Load("", [][2]string{{"log.dirs", dirA + "," + dirB}, {"node.id", "1"}, {"log.segment.bytes", "300"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := &offlineStore{fakeStore: &fakeStore{}}
+	m := NewManager(dirA, b, store, slog.New(slog.NewTextHandler(io.Discard, nil)), dirB)
+	store.m = m
+	t.Cleanup(func() { m.Close() })
+	img := jbodImage(4, "f")
+	store.set(img)
+	var inA, inB []int32
+	for i := range int32(4) {
+		p, ok := m.Get("f", i)
+		if !ok {
+			t.Fatalf("f-%d not hosted", i)
+		}
+		if filepath.Dir(p.Log().Dir()) == dirB {
+			inB = append(inB, i)
+		} else {
+			inA = append(inA, i)
+		}
+	}
+	if len(inA) != 2 || len(inB) != 2 {
+		t.Fatalf("partitions in A %v, in B %v", inA, inB)
+	}
+	// Dir B "fails": gone, and a file in its place.
+	if err := os.RemoveAll(dirB); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dirB, []byte("not a directory"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := m.Get("f", inB[0])
+	var appendErr error
+	for range 100 {
+		if _, appendErr = p.Append(testBatch(t, 0, 1, 5), time.Now()); appendErr != nil {
+			break
+		}
+	}
+	if appendErr == nil {
+		t.Fatal("appends to a partition of the failed dir kept succeeding")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for m.OfflineDirs()[dirB] == nil || len(store.reported()) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("dir B not offline or not reported after the I/O error %v: offline %v, reported %v", appendErr, m.OfflineDirs(), store.reported())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if m.OfflineDirs()[dirA] != nil {
+		t.Fatal("dir A went offline too")
+	}
+	want := []metadata.PartitionRef{{Topic: "f", Partition: inB[0]}, {Topic: "f", Partition: inB[1]}}
+	if got := store.reported(); !slices.Equal(got, want) {
+		t.Fatalf("reported %v, want %v", got, want)
+	}
+	for _, i := range inB {
+		if _, ok := m.Get("f", i); ok {
+			t.Fatalf("f-%d of the failed dir still hosted", i)
+		}
+	}
+	for _, i := range inA {
+		q, ok := m.Get("f", i)
+		if !ok {
+			t.Fatalf("f-%d of the working dir not hosted", i)
+		}
+		for range 20 { // rolls included
+			if _, err := q.Append(testBatch(t, 0, 1, 5), time.Now()); err != nil {
+				t.Fatalf("append to f-%d in the working dir: %v", i, err)
+			}
+		}
+	}
+	// Metadata changes do not reopen the failed partitions; new ones go to A.
+	img2 := jbodImage(2, "g")
+	img2.Topics["f"] = img.Topics["f"]
+	if err := m.Apply(img2); err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+	for _, i := range inB {
+		if _, ok := m.Get("f", i); ok {
+			t.Fatalf("f-%d reopened", i)
+		}
+	}
+	for i := range int32(2) {
+		q, ok := m.Get("g", i)
+		if !ok || filepath.Dir(q.Log().Dir()) != dirA {
+			t.Fatalf("new partition g-%d: hosted %v, want it in dir A", i, ok)
+		}
 	}
 }

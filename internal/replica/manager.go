@@ -43,6 +43,7 @@ type Manager struct {
 
 	mu        sync.RWMutex              // guards broker, parts, topics, fetchers, closed, placement
 	placement map[TopicPartition]string // the log dir of each partition Apply opened or is opening
+	offline   map[string]error          // failed log dirs (dirfail.go) and why
 	parts     map[TopicPartition]*Partition
 	topics    map[string]metadata.TopicID // hosted topic -> id
 	fetchers  map[int32]*fetcher          // by leader broker id
@@ -66,7 +67,11 @@ type Manager struct {
 // store commits ISR changes (see RunISR); it may be nil.
 func NewManager(dir string, broker *config.Broker, store ISRStore, logger *slog.Logger, extraDirs ...string) *Manager {
 	ctx, cancel := context.WithCancel(context.Background())
-	m := &Manager{dir: dir, dirs: append([]string{dir}, extraDirs...), placement: map[TopicPartition]string{},
+	dirs := []string{filepath.Clean(dir)}
+	for _, d := range extraDirs {
+		dirs = append(dirs, filepath.Clean(d))
+	}
+	m := &Manager{dir: dir, dirs: dirs, placement: map[TopicPartition]string{}, offline: map[string]error{},
 		broker: broker, nodeID: broker.NodeID(), logger: logger, store: store,
 		parts: map[TopicPartition]*Partition{}, topics: map[string]metadata.TopicID{}, fetchers: map[int32]*fetcher{},
 		fetchCtx: ctx, stopFetch: cancel, isrKick: make(chan struct{}, 1),
@@ -173,7 +178,11 @@ func (m *Manager) Apply(img *metadata.Image) error {
 				p.healIfFollower()
 				continue
 			}
-			toOpen = append(toOpen, openJob{tp: tp, dir: m.placeLocked(tp), id: t.ID, pm: pm, lcfg: lcfg, appendTime: appendTime, minISR: minISR})
+			dir, ok := m.placeLocked(tp)
+			if !ok {
+				continue // its log dir is offline (dirfail.go)
+			}
+			toOpen = append(toOpen, openJob{tp: tp, dir: dir, id: t.ID, pm: pm, lcfg: lcfg, appendTime: appendTime, minISR: minISR})
 		}
 	}
 	m.openAll(toOpen)
@@ -183,7 +192,7 @@ func (m *Manager) Apply(img *metadata.Image) error {
 			continue
 		}
 		p := j.p
-		p.kickISR, p.verifyHook = m.kickISR, m.queueVerify
+		p.kickISR, p.verifyHook, p.dirFailed = m.kickISR, m.queueVerify, m.dirFailed
 		p.leaseValid, p.leaseTimeout = m.LeaseValid, m.leaseTimeout
 		if hw, ok := m.startHWs[j.tp]; ok {
 			p.hw.Store(min(hw, p.log.LogEndOffset()))

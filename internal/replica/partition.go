@@ -64,7 +64,10 @@ type Partition struct {
 	// verifyHook asks for a background verification of the log (set by the
 	// manager; nil for none).
 	verifyHook func(*Partition)
-	readErrs   readErrLog
+	// dirFailed takes the partition's log dir offline after an I/O error
+	// (set by the manager, dirfail.go; nil for none). See ioCheck.
+	dirFailed func(*Partition, error)
+	readErrs  readErrLog
 	// leaseValid and leaseTimeout are the manager's lease (lease.go); nil
 	// leaseValid: always valid.
 	leaseValid   func(time.Time) bool
@@ -196,6 +199,7 @@ func (p *Partition) AppendAcks(records []byte, now time.Time, acks int16) (Appen
 	}
 	info, err := p.log.AppendAsLeader(records, log.AppendOptions{LeaderEpoch: p.leaderEpoch, LogAppendTime: p.appendTime, Now: now})
 	if err != nil {
+		p.ioCheck(err)
 		return AppendResult{}, err
 	}
 	for _, h := range info.Headers {
@@ -210,7 +214,11 @@ func (p *Partition) AppendAcks(records []byte, now time.Time, acks int16) (Appen
 
 // WaitDurable returns once every offset below upTo is as durable as the
 // topic's flush policy requires (fsynced, by default).
-func (p *Partition) WaitDurable(upTo int64) error { return p.log.WaitFlushed(upTo) }
+func (p *Partition) WaitDurable(upTo int64) error {
+	err := p.log.WaitFlushed(upTo)
+	p.ioCheck(err)
+	return err
+}
 
 // Read returns batches from offset up to the high watermark (see
 // log.Log.Read): what consumers may see.

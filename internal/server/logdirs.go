@@ -5,6 +5,7 @@ import (
 	"sort"
 	"syscall"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -12,7 +13,8 @@ import (
 // broker's log directories (log.dirs, in order): the hosted partitions in
 // it, or the requested ones, each with its size in bytes and its offset lag
 // (how far its log end is behind the high watermark it knows; 0 on a
-// leader), plus the volume's total and usable bytes (v4+).
+// leader), plus the volume's total and usable bytes (v4+). A log dir taken
+// offline after an I/O error is answered with KAFKA_STORAGE_ERROR.
 func (s *Server) handleDescribeLogDirs(req *kmsg.DescribeLogDirsRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.DescribeLogDirsResponse)
 	var want map[string]map[int32]bool // nil: everything
@@ -55,11 +57,17 @@ func (s *Server) handleDescribeLogDirs(req *kmsg.DescribeLogDirsRequest) kmsg.Re
 		rp.OffsetLag = max(p.HighWatermark()-p.LogEndOffset(), 0)
 		rt.Partitions = append(rt.Partitions, rp)
 	}
+	offline := s.parts.OfflineDirs()
 	for i, dir := range dirs {
 		rd := kmsg.NewDescribeLogDirsResponseDir()
 		rd.Dir = dir
 		if abs, err := filepath.Abs(dir); err == nil {
 			rd.Dir = abs
+		}
+		if offline[filepath.Clean(dir)] != nil {
+			rd.ErrorCode = kerr.KafkaStorageError.Code // a failed dir (replica/dirfail.go)
+			resp.Dirs = append(resp.Dirs, rd)
+			continue
 		}
 		var st syscall.Statfs_t
 		if err := syscall.Statfs(dir, &st); err == nil {
