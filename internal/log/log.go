@@ -181,6 +181,13 @@ func (l *Log) Size() int64 {
 // Dir returns the partition directory.
 func (l *Log) Dir() string { return l.dir }
 
+// Config returns the log's configuration.
+func (l *Log) Config() Config {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.cfg
+}
+
 // SetConfig replaces the configuration; it applies to later appends,
 // retention and flushes.
 func (l *Log) SetConfig(cfg Config) {

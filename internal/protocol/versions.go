@@ -27,7 +27,8 @@ var supported = map[int16]VersionRange{
 	int16(kmsg.ElectLeaders):               {0, 2},
 	int16(kmsg.AlterPartitionAssignments):  {0, 0},
 	int16(kmsg.ListPartitionReassignments): {0, 0},
-	int16(kmsg.DescribeLogDirs):            {0, 4}, // v4 adds volume sizes; one log dir per broker
+	int16(kmsg.DescribeLogDirs):            {0, 4}, // v4 adds volume sizes
+	int16(kmsg.AlterReplicaLogDirs):        {0, 2}, // moves replicas between a broker's log.dirs
 	// Authorization and quotas (internal/security).
 	int16(kmsg.DescribeACLs):         {0, 3},
 	int16(kmsg.CreateACLs):           {0, 3},

@@ -77,7 +77,7 @@ func (m *Manager) runVerifier() {
 		delete(v.queued, p)
 		v.mu.Unlock()
 		start := time.Now()
-		err := p.log.Verify(m.fetchCtx.Done())
+		err := p.lg().Verify(m.fetchCtx.Done())
 		switch {
 		case err == nil:
 			p.logger.Debug("verified partition log", "took", time.Since(start))
@@ -93,7 +93,7 @@ func (m *Manager) runVerifier() {
 // onDamage reports a damaged log and heals it if this replica follows.
 func (p *Partition) onDamage(err error) {
 	p.logger.Error("partition log is damaged on disk; reads of the damaged offsets fail with CORRUPT_MESSAGE",
-		"dir", p.log.Dir(), "err", err)
+		"dir", p.lg().Dir(), "err", err)
 	p.healIfFollower()
 }
 
@@ -101,7 +101,7 @@ func (p *Partition) onDamage(err error) {
 // offset so that the fetcher re-fetches the rest from the leader. A leader
 // keeps its log as it is (nothing else holds the data).
 func (p *Partition) healIfFollower() {
-	off, ok := p.log.FirstCorruptOffset()
+	off, ok := p.lg().FirstCorruptOffset()
 	if !ok {
 		return
 	}
@@ -110,12 +110,12 @@ func (p *Partition) healIfFollower() {
 	if !p.followsLocked(p.leaderEpoch) {
 		return
 	}
-	leo := p.log.LogEndOffset()
+	leo := p.lg().LogEndOffset()
 	var err error
-	if off <= p.log.LogStartOffset() {
-		err = p.log.TruncateFullyAndStartAt(p.log.LogStartOffset())
+	if off <= p.lg().LogStartOffset() {
+		err = p.lg().TruncateFullyAndStartAt(p.lg().LogStartOffset())
 	} else {
-		err = p.log.Truncate(off)
+		err = p.lg().Truncate(off)
 	}
 	if err == nil {
 		err = p.afterTruncateLocked()
@@ -125,7 +125,7 @@ func (p *Partition) healIfFollower() {
 		return
 	}
 	p.logger.Warn("truncated damaged follower log to its last intact batch; re-fetching the rest from the leader",
-		"dir", p.log.Dir(), "from", leo, "to", p.log.LogEndOffset(), "leader", p.leader, "leader_epoch", p.leaderEpoch)
+		"dir", p.lg().Dir(), "from", leo, "to", p.lg().LogEndOffset(), "leader", p.leader, "leader_epoch", p.leaderEpoch)
 }
 
 // readErrLog rate-limits the log line of failed reads of one partition.
@@ -146,7 +146,7 @@ const readErrInterval = 10 * time.Second
 func (p *Partition) ReadFailed(offset int64, err error) {
 	p.ioCheck(err)
 	now := time.Now().UnixNano()
-	if errors.Is(err, record.ErrCorrupt) && p.verifyHook != nil && !p.log.KnownCorrupt(offset) {
+	if errors.Is(err, record.ErrCorrupt) && p.verifyHook != nil && !p.lg().KnownCorrupt(offset) {
 		// New damage: verify the log to record it - at most once per
 		// readErrInterval, whatever the consumers retry.
 		if last := p.readErrs.lastVerify.Load(); now-last >= int64(readErrInterval) && p.readErrs.lastVerify.CompareAndSwap(last, now) {
@@ -158,5 +158,5 @@ func (p *Partition) ReadFailed(offset int64, err error) {
 		p.readErrs.suppressed.Add(1)
 		return
 	}
-	p.logger.Error("read failed", "dir", p.log.Dir(), "offset", offset, "suppressed", p.readErrs.suppressed.Swap(0), "err", err)
+	p.logger.Error("read failed", "dir", p.lg().Dir(), "offset", offset, "suppressed", p.readErrs.suppressed.Swap(0), "err", err)
 }

@@ -169,7 +169,7 @@ func testDamagedMiddleSegment(t *testing.T, header bool) {
 		t.Fatalf("LEO %d, want 20000", leo)
 	}
 	waitUntil(t, "damage recorded", func() error {
-		if _, ok := p.log.FirstCorruptOffset(); !ok {
+		if _, ok := p.lg().FirstCorruptOffset(); !ok {
 			return errors.New("no corrupt region")
 		}
 		return nil
@@ -203,7 +203,7 @@ func TestDamagedFollowerHeals(t *testing.T) {
 		t.Fatal("damaged partition not opened")
 	}
 	waitUntil(t, "follower truncated to its intact prefix", func() error {
-		if _, ok := p.log.FirstCorruptOffset(); ok || p.LogEndOffset() >= 20000 {
+		if _, ok := p.lg().FirstCorruptOffset(); ok || p.LogEndOffset() >= 20000 {
 			return fmt.Errorf("LEO %d", p.LogEndOffset())
 		}
 		return nil
@@ -284,7 +284,7 @@ func TestRemoveStraysOnlyForDeletedTopics(t *testing.T) {
 func (m *Manager) dropPartitionKeepDir(t *testing.T, tp TopicPartition, p *Partition) {
 	t.Helper()
 	delete(m.parts, tp)
-	if err := p.log.Close(); err != nil {
+	if err := p.lg().Close(); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -307,7 +307,7 @@ func TestReadOfNewDamageRecordsIt(t *testing.T) {
 		}
 		return nil
 	})
-	logs, _ := filepath.Glob(filepath.Join(p.log.Dir(), "*.log"))
+	logs, _ := filepath.Glob(filepath.Join(p.lg().Dir(), "*.log"))
 	damage(t, logs[0], 0.5)
 	var off int64 = -1
 	for o := int64(0); o < p.HighWatermark(); o += 10 {
@@ -321,7 +321,7 @@ func TestReadOfNewDamageRecordsIt(t *testing.T) {
 		t.Fatal("no read met the damage")
 	}
 	waitUntil(t, "damage recorded", func() error {
-		if !p.log.KnownCorrupt(off) {
+		if !p.lg().KnownCorrupt(off) {
 			return errors.New("not recorded")
 		}
 		return nil

@@ -60,7 +60,7 @@ func (p *Partition) ioCheck(err error) {
 // above): a no-op with a single log dir, after Close, or when that dir is
 // already offline.
 func (m *Manager) dirFailed(p *Partition, err error) {
-	logDir := filepath.Dir(p.log.Dir())
+	logDir := filepath.Dir(p.lg().Dir())
 	m.mu.Lock()
 	if m.closed || len(m.dirs) < 2 || m.offline[logDir] != nil {
 		m.mu.Unlock()
@@ -69,7 +69,7 @@ func (m *Manager) dirFailed(p *Partition, err error) {
 	m.offline[logDir] = err
 	var parts []metadata.PartitionRef
 	for tp, q := range m.parts {
-		if filepath.Dir(q.log.Dir()) != logDir {
+		if filepath.Dir(q.lg().Dir()) != logDir {
 			continue
 		}
 		parts = append(parts, metadata.PartitionRef{Topic: tp.Topic, Partition: tp.Partition})
@@ -78,7 +78,7 @@ func (m *Manager) dirFailed(p *Partition, err error) {
 		q.closed = true // no appends, truncations or fetcher writes from now on
 		q.mu.Unlock()
 		q.notify()
-		if cerr := q.log.Close(); cerr != nil {
+		if cerr := q.lg().Close(); cerr != nil {
 			m.logger.Debug("closing a partition of the failed log dir", "topic", tp.Topic, "partition", tp.Partition, "err", cerr)
 		}
 	}

@@ -17,7 +17,7 @@ func TestPartitionLeaderEpochCache(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer p.log.Close()
+	defer p.lg().Close()
 	appendOne := func() {
 		t.Helper()
 		b := record.MustBuild(record.BuildSpec{ProducerID: -1, ProducerEpoch: -1, BaseSequence: -1,
@@ -43,7 +43,7 @@ func TestPartitionLeaderEpochCache(t *testing.T) {
 	lead(1, 5)
 	appendOne()
 	appendOne()
-	if got := p.log.EpochEntries(); len(got) != 2 || got[0] != (log.EpochEntry{Epoch: 3, StartOffset: 0}) || got[1] != (log.EpochEntry{Epoch: 5, StartOffset: 2}) {
+	if got := p.lg().EpochEntries(); len(got) != 2 || got[0] != (log.EpochEntry{Epoch: 3, StartOffset: 0}) || got[1] != (log.EpochEntry{Epoch: 5, StartOffset: 2}) {
 		t.Fatalf("entries %v", got)
 	}
 	for req, want := range map[int32][2]int64{2: {2, 0}, 3: {3, 2}, 4: {3, 2}, 5: {5, 6}, 6: {-1, -1}} {

@@ -222,7 +222,7 @@ func (f *fetcher) reconcile(c *brokerConn, items []fetchItem) error {
 	topics := map[string]int{}
 	for i := range items {
 		it := &items[i]
-		it.lastEpoch = it.p.log.LatestEpoch()
+		it.lastEpoch = it.p.lg().LatestEpoch()
 		if it.lastEpoch < 0 {
 			// No epoch to ask about: keep the committed prefix, as Kafka does.
 			f.truncate(it, it.p.HighWatermark(), true)
@@ -344,7 +344,7 @@ func (f *fetcher) fetch(c *brokerConn, items []fetchItem) error {
 	topics := map[string]int{}
 	for i := range items {
 		it := &items[i]
-		it.offset, it.lastEpoch = it.p.LogEndOffset(), it.p.log.LatestEpoch()
+		it.offset, it.lastEpoch = it.p.LogEndOffset(), it.p.lg().LatestEpoch()
 		rp := kmsg.NewFetchRequestTopicPartition()
 		rp.Partition, rp.CurrentLeaderEpoch, rp.FetchOffset = it.tp.Partition, it.epoch, it.offset
 		rp.LastFetchedEpoch, rp.LogStartOffset, rp.PartitionMaxBytes = it.lastEpoch, it.p.LogStartOffset(), f.cfg.partMaxBytes

@@ -59,29 +59,29 @@ func (p *Partition) truncateAsFollower(epoch int32, to int64) error {
 	if !p.followsLocked(epoch) {
 		return errNotFollowing
 	}
-	leo := p.log.LogEndOffset()
+	leo := p.lg().LogEndOffset()
 	if to >= leo {
-		return p.log.Truncate(leo)
+		return p.lg().Truncate(leo)
 	}
-	if to <= p.log.LogStartOffset() {
-		if err := p.log.TruncateFullyAndStartAt(max(to, 0)); err != nil {
+	if to <= p.lg().LogStartOffset() {
+		if err := p.lg().TruncateFullyAndStartAt(max(to, 0)); err != nil {
 			return fmt.Errorf("truncate %s-%d fully: %w", p.Topic, p.Index, err)
 		}
 	} else {
 		// A leader's answer is a batch boundary of the common prefix; round
 		// down anyway rather than fail if it is not one here.
 		errFound := errors.New("found")
-		if err := p.log.ScanHeaders(to, func(h record.Header) error {
+		if err := p.lg().ScanHeaders(to, func(h record.Header) error {
 			to = min(to, h.BaseOffset)
 			return errFound
 		}); err != nil && !errors.Is(err, errFound) {
 			return fmt.Errorf("truncate %s-%d to %d: %w", p.Topic, p.Index, to, err)
 		}
-		if err := p.log.Truncate(to); err != nil {
+		if err := p.lg().Truncate(to); err != nil {
 			return fmt.Errorf("truncate %s-%d: %w", p.Topic, p.Index, err)
 		}
 	}
-	p.logger.Info("truncated follower log", "from", leo, "to", p.log.LogEndOffset(), "epoch", epoch)
+	p.logger.Info("truncated follower log", "from", leo, "to", p.lg().LogEndOffset(), "epoch", epoch)
 	return p.afterTruncateLocked()
 }
 
@@ -94,8 +94,8 @@ func (p *Partition) truncateFullyAsFollower(epoch int32, start int64) error {
 	if !p.followsLocked(epoch) {
 		return errNotFollowing
 	}
-	leo := p.log.LogEndOffset()
-	if err := p.log.TruncateFullyAndStartAt(start); err != nil {
+	leo := p.lg().LogEndOffset()
+	if err := p.lg().TruncateFullyAndStartAt(start); err != nil {
 		return fmt.Errorf("truncate %s-%d fully: %w", p.Topic, p.Index, err)
 	}
 	p.logger.Info("follower log restarted at the leader's log start", "from", leo, "start", start, "epoch", epoch)
@@ -105,11 +105,12 @@ func (p *Partition) truncateFullyAsFollower(epoch int32, start int64) error {
 // afterTruncateLocked rebuilds the producer table from the remaining log
 // and caps the HW at the LEO. Caller holds mu.
 func (p *Partition) afterTruncateLocked() error {
+	p.truncations++
 	if err := p.rebuildProducers(); err != nil {
 		return fmt.Errorf("%s-%d: %w", p.Topic, p.Index, err)
 	}
 	p.rmu.Lock()
-	p.hw.Store(min(p.hw.Load(), p.log.LogEndOffset()))
+	p.hw.Store(min(p.hw.Load(), p.lg().LogEndOffset()))
 	p.rmu.Unlock()
 	return nil
 }
@@ -124,11 +125,11 @@ func (p *Partition) appendAsFollower(epoch int32, records []byte) (int, error) {
 	if !p.followsLocked(epoch) {
 		return 0, errNotFollowing
 	}
-	records, err := trimBatches(records, p.log.LogEndOffset())
+	records, err := trimBatches(records, p.lg().LogEndOffset())
 	if err != nil || len(records) == 0 {
 		return 0, err
 	}
-	info, err := p.log.AppendAsFollower(records)
+	info, err := p.lg().AppendAsFollower(records)
 	if err != nil {
 		p.ioCheck(err)
 		return 0, fmt.Errorf("%s-%d: %w", p.Topic, p.Index, err)
@@ -176,9 +177,9 @@ func (p *Partition) updateFromLeader(epoch int32, leaderHW, leaderLogStart int64
 	if !p.followsLocked(epoch) {
 		return nil
 	}
-	leo := p.log.LogEndOffset()
-	if start := min(leaderLogStart, leo); start > p.log.LogStartOffset() {
-		if err := p.log.DeleteRecordsBefore(start); err != nil {
+	leo := p.lg().LogEndOffset()
+	if start := min(leaderLogStart, leo); start > p.lg().LogStartOffset() {
+		if err := p.lg().DeleteRecordsBefore(start); err != nil {
 			return fmt.Errorf("%s-%d: follow the leader's log start offset %d: %w", p.Topic, p.Index, start, err)
 		}
 	}

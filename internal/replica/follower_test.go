@@ -67,11 +67,11 @@ func divergedPair(t *testing.T) (leader, follower *Partition) {
 
 func TestFollowerTruncatesToDivergenceAndCatchesUp(t *testing.T) {
 	leader, follower := divergedPair(t)
-	if follower.log.LatestEpoch() != 2 || follower.LogEndOffset() != 9 {
-		t.Fatalf("follower latest epoch %d LEO %d", follower.log.LatestEpoch(), follower.LogEndOffset())
+	if follower.lg().LatestEpoch() != 2 || follower.LogEndOffset() != 9 {
+		t.Fatalf("follower latest epoch %d LEO %d", follower.lg().LatestEpoch(), follower.LogEndOffset())
 	}
 	// OffsetForLeaderEpoch(2) on the leader: epoch 1, which ends at 5.
-	le, end := leader.EndOffsetForEpoch(follower.log.LatestEpoch())
+	le, end := leader.EndOffsetForEpoch(follower.lg().LatestEpoch())
 	to, complete := truncationOffset(le, end, follower.EndOffsetForEpoch, follower.LogEndOffset(), follower.HighWatermark())
 	if le != 1 || end != 5 || to != 5 || !complete {
 		t.Fatalf("leader answered (%d, %d); truncate to %d (complete %v)", le, end, to, complete)
@@ -82,8 +82,8 @@ func TestFollowerTruncatesToDivergenceAndCatchesUp(t *testing.T) {
 	if err := follower.truncateAsFollower(3, to); err != nil {
 		t.Fatal(err)
 	}
-	if follower.LogEndOffset() != 5 || follower.log.LatestEpoch() != 1 {
-		t.Fatalf("after truncation: LEO %d latest epoch %d", follower.LogEndOffset(), follower.log.LatestEpoch())
+	if follower.LogEndOffset() != 5 || follower.lg().LatestEpoch() != 1 {
+		t.Fatalf("after truncation: LEO %d latest epoch %d", follower.LogEndOffset(), follower.lg().LatestEpoch())
 	}
 	// The producer table forgot the truncated batch: a retry is new data.
 	h, _ := record.ParseHeader(idemBatch(t, 7, 0, 4))
@@ -328,7 +328,7 @@ func TestFetcherReconcilesAndReplicates(t *testing.T) {
 	if fl.count(kmsg.OffsetForLeaderEpoch) <= asked {
 		t.Fatal("no reconciliation at the new epoch")
 	}
-	if e := follower.log.LatestEpoch(); e != 5 {
+	if e := follower.lg().LatestEpoch(); e != 5 {
 		t.Fatalf("follower latest epoch %d", e)
 	}
 	// Unassigned: the fetcher has nothing left to reconcile or fetch (its

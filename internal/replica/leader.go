@@ -114,7 +114,7 @@ func (p *Partition) applyMetadata(pm metadata.Partition, minISR int, now time.Ti
 	p.leader, p.leaderEpoch = pm.Leader, pm.LeaderEpoch
 	leads := pm.Leader == p.self
 	if newRole && leads {
-		if err := p.log.AssignEpoch(pm.LeaderEpoch); err != nil {
+		if err := p.lg().AssignEpoch(pm.LeaderEpoch); err != nil {
 			p.logger.Warn("cannot record the leader epoch start", "epoch", pm.LeaderEpoch, "err", err)
 		}
 	}
@@ -131,7 +131,7 @@ func (p *Partition) applyMetadata(pm metadata.Partition, minISR int, now time.Ti
 	switch {
 	case leads && newRole:
 		rs.followers = map[int32]*followerState{}
-		rs.epochStart = p.log.LogEndOffset()
+		rs.epochStart = p.lg().LogEndOffset()
 		rs.blockedEpoch = -1
 		p.syncFollowersLocked(now)
 		p.hw.Store(min(p.hw.Load(), rs.epochStart))
@@ -140,7 +140,7 @@ func (p *Partition) applyMetadata(pm metadata.Partition, minISR int, now time.Ti
 		p.syncFollowersLocked(now)
 	case newRole:
 		rs.followers = nil
-		p.logger.Info("became follower", "leader", pm.Leader, "epoch", pm.LeaderEpoch, "leo", p.log.LogEndOffset(), "hw", p.hw.Load())
+		p.logger.Info("became follower", "leader", pm.Leader, "epoch", pm.LeaderEpoch, "leo", p.lg().LogEndOffset(), "hw", p.hw.Load())
 	}
 	if leads {
 		p.advanceHWLocked()
@@ -174,7 +174,7 @@ func (p *Partition) advanceHWLocked() bool {
 	if rs.followers == nil {
 		return false
 	}
-	hw, ok := highWatermark(p.self, p.log.LogEndOffset(), maximalISR(rs.isr, rs.pendingISR), rs.followers)
+	hw, ok := highWatermark(p.self, p.lg().LogEndOffset(), maximalISR(rs.isr, rs.pendingISR), rs.followers)
 	if !ok || hw <= p.hw.Load() {
 		return false
 	}
@@ -188,7 +188,7 @@ func (p *Partition) advanceHWLocked() bool {
 // when this node does not lead the partition, replica is not one of its
 // replicas, or fetchOffset is not within the log.
 func (p *Partition) UpdateFollower(replica int32, fetchOffset int64, now time.Time) bool {
-	leo := p.log.LogEndOffset()
+	leo := p.lg().LogEndOffset()
 	if fetchOffset < 0 || fetchOffset > leo {
 		return false
 	}

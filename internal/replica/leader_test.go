@@ -200,7 +200,7 @@ func testPartition(t *testing.T, self int32) *Partition {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { p.log.Close() })
+	t.Cleanup(func() { p.lg().Close() })
 	return p
 }
 

@@ -23,6 +23,7 @@ import (
 func (m *Manager) scanLogDirs() map[TopicPartition]string {
 	found := map[TopicPartition]string{}
 	for _, dir := range m.dirs {
+		m.removeFutureDirs(dir)
 		entries, err := os.ReadDir(dir)
 		if err != nil {
 			continue // created when a partition is placed there

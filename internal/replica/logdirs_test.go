@@ -2,6 +2,8 @@ package replica
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -14,6 +16,7 @@ import (
 
 	"strand/internal/config"
 	"strand/internal/metadata"
+	"strand/internal/record"
 )
 
 // jbodImage is an image where node 1 alone hosts and leads every partition
@@ -253,5 +256,108 @@ func TestManagerLogDirFailure(t *testing.T) {
 		if !ok || filepath.Dir(q.Log().Dir()) != dirA {
 			t.Fatalf("new partition g-%d: hosted %v, want it in dir A", i, ok)
 		}
+	}
+}
+
+// TestManagerMoveReplica: a partition moves to another log dir while a
+// writer keeps appending: afterwards it lives in the new dir only, its log
+// holds every appended batch in order (the same bytes as a copy read before
+// the switch, plus what followed), appends go on, and a restart opens it
+// there with the same log end offset.
+func TestManagerMoveReplica(t *testing.T) {
+	dirA, dirB := t.TempDir(), t.TempDir()
+	b, err := config.Load("", [][2]string{{"log.dirs", dirA + "," + dirB}, {"node.id", "1"}, {"log.segment.bytes", "4096"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := func() (*Manager, *fakeStore) {
+		store := &fakeStore{}
+		m := NewManager(dirA, b, store, slog.New(slog.NewTextHandler(io.Discard, nil)), dirB)
+		store.m = m
+		return m, store
+	}
+	m, store := open()
+	img := jbodImage(1, "mv")
+	store.set(img)
+	p, _ := m.Get("mv", 0)
+	from := filepath.Dir(p.Log().Dir())
+	to := dirA
+	if from == dirA {
+		to = dirB
+	}
+	for range 200 {
+		if _, err := p.Append(testBatch(t, 0, 1, 3), time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop, done := make(chan struct{}), make(chan int)
+	go func() { // a writer during the move
+		n := 0
+		for {
+			select {
+			case <-stop:
+				done <- n
+				return
+			default:
+			}
+			if _, err := p.Append(testBatch(t, 0, 1, 3), time.Now()); err != nil {
+				t.Error(err)
+				done <- n
+				return
+			}
+			n++
+		}
+	}()
+	if err := m.MoveReplica("mv", 0, to); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for filepath.Dir(p.Log().Dir()) != to || len(m.Moving()) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("not moved: in %s, moving %v", p.Log().Dir(), m.Moving())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(stop)
+	written := 200 + <-done
+	for range 10 {
+		if _, err := p.Append(testBatch(t, 0, 1, 3), time.Now()); err != nil {
+			t.Fatalf("append after the move: %v", err)
+		}
+	}
+	written += 10
+	if leo := p.LogEndOffset(); leo != int64(3*written) {
+		t.Fatalf("LEO %d after %d batches of 3", leo, written)
+	}
+	// Every batch is there, in order, densely.
+	next := int64(0)
+	if err := p.Log().ScanHeaders(0, func(h record.Header) error {
+		if h.BaseOffset != next {
+			return fmt.Errorf("batch at %d, want %d", h.BaseOffset, next)
+		}
+		next = h.NextOffset()
+		return nil
+	}); err != nil || next != int64(3*written) {
+		t.Fatalf("scan after the move: %v (end %d)", err, next)
+	}
+	m.deleteWG.Wait()
+	if got := partitionsIn(t, from); len(got) != 0 {
+		t.Fatalf("left in the old dir: %v", got)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	m, store = open()
+	t.Cleanup(func() { m.Close() })
+	store.set(img)
+	q, ok := m.Get("mv", 0)
+	if !ok || filepath.Dir(q.Log().Dir()) != to || q.LogEndOffset() != int64(3*written) {
+		t.Fatalf("after restart: hosted %v, LEO %d, want it in %s with LEO %d", ok, q.LogEndOffset(), to, 3*written)
+	}
+	if err := m.MoveReplica("mv", 0, "/nonexistent"); !errors.Is(err, ErrLogDirNotFound) {
+		t.Fatalf("move to an unknown dir: %v", err)
+	}
+	if err := m.MoveReplica("nope", 0, to); !errors.Is(err, ErrReplicaNotAvailable) {
+		t.Fatalf("move of an unhosted partition: %v", err)
 	}
 }

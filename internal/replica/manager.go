@@ -41,9 +41,10 @@ type Manager struct {
 	logger *slog.Logger
 	store  ISRStore // nil: no ISR maintenance (RunISR returns at once)
 
-	mu        sync.RWMutex              // guards broker, parts, topics, fetchers, closed, placement
+	mu        sync.RWMutex              // guards broker, parts, topics, fetchers, closed, placement, offline, moving
 	placement map[TopicPartition]string // the log dir of each partition Apply opened or is opening
 	offline   map[string]error          // failed log dirs (dirfail.go) and why
+	moving    map[TopicPartition]string // partitions moving between log dirs and their target (move.go)
 	parts     map[TopicPartition]*Partition
 	topics    map[string]metadata.TopicID // hosted topic -> id
 	fetchers  map[int32]*fetcher          // by leader broker id
@@ -71,7 +72,7 @@ func NewManager(dir string, broker *config.Broker, store ISRStore, logger *slog.
 	for _, d := range extraDirs {
 		dirs = append(dirs, filepath.Clean(d))
 	}
-	m := &Manager{dir: dir, dirs: dirs, placement: map[TopicPartition]string{}, offline: map[string]error{},
+	m := &Manager{dir: dir, dirs: dirs, placement: map[TopicPartition]string{}, offline: map[string]error{}, moving: map[TopicPartition]string{},
 		broker: broker, nodeID: broker.NodeID(), logger: logger, store: store,
 		parts: map[TopicPartition]*Partition{}, topics: map[string]metadata.TopicID{}, fetchers: map[int32]*fetcher{},
 		fetchCtx: ctx, stopFetch: cancel, isrKick: make(chan struct{}, 1),
@@ -195,7 +196,7 @@ func (m *Manager) Apply(img *metadata.Image) error {
 		p.kickISR, p.verifyHook, p.dirFailed = m.kickISR, m.queueVerify, m.dirFailed
 		p.leaseValid, p.leaseTimeout = m.LeaseValid, m.leaseTimeout
 		if hw, ok := m.startHWs[j.tp]; ok {
-			p.hw.Store(min(hw, p.log.LogEndOffset()))
+			p.hw.Store(min(hw, p.lg().LogEndOffset()))
 			delete(m.startHWs, j.tp) // only the first open of a run trusts the file
 		}
 		p.applyMetadata(j.pm, j.minISR, now)
@@ -301,9 +302,9 @@ func (m *Manager) dropPartition(tp TopicPartition, p *Partition) error {
 	p.closed = true // no appends, truncations or fetcher writes from now on
 	p.mu.Unlock()
 	p.notify()
-	to, err := deleteName(p.log.Dir())
+	to, err := deleteName(p.lg().Dir())
 	if err == nil {
-		err = p.log.Retire(to)
+		err = p.lg().Retire(to)
 	}
 	if err != nil {
 		return fmt.Errorf("delete %s-%d: %w", tp.Topic, tp.Partition, err)
@@ -340,7 +341,7 @@ func (m *Manager) RunRetention(ctx context.Context, interval time.Duration) {
 			return
 		case now := <-t.C:
 			for _, p := range m.All() {
-				n, err := p.log.DeleteOldSegments(now)
+				n, err := p.lg().DeleteOldSegments(now)
 				if err != nil {
 					m.logger.Error("retention", "topic", p.Topic, "partition", p.Index, "err", err)
 				} else if n > 0 {
@@ -380,7 +381,7 @@ func (m *Manager) cleanOnce(ctx context.Context, now time.Time) int {
 	var cands []candidate
 	for _, p := range m.All() {
 		hw := p.HighWatermark()
-		if ok, ratio := p.log.ShouldCompact(hw, now); ok {
+		if ok, ratio := p.lg().ShouldCompact(hw, now); ok {
 			cands = append(cands, candidate{p, hw, ratio})
 		}
 	}
@@ -395,7 +396,7 @@ func (m *Manager) cleanOnce(ctx context.Context, now time.Time) int {
 		if ctx.Err() != nil {
 			break
 		}
-		st, err := c.p.log.Compact(log.CompactOptions{CleanableEnd: c.hw, Now: now, MaxMapEntries: maxKeys, Cancel: ctx.Done()})
+		st, err := c.p.lg().Compact(log.CompactOptions{CleanableEnd: c.hw, Now: now, MaxMapEntries: maxKeys, Cancel: ctx.Done()})
 		if err != nil {
 			if ctx.Err() == nil {
 				m.logger.Error("compaction", "topic", c.p.Topic, "partition", c.p.Index, "err", err)
@@ -426,7 +427,7 @@ func (m *Manager) Close() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for tp, p := range m.parts {
-		if err := p.log.Close(); err != nil && firstErr == nil {
+		if err := p.lg().Close(); err != nil && firstErr == nil {
 			firstErr = fmt.Errorf("close %s-%d: %w", tp.Topic, tp.Partition, err)
 		}
 	}

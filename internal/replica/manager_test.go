@@ -140,7 +140,7 @@ func TestManagerFetchersFollowLeaders(t *testing.T) {
 	if _, ok := m.Get("a", 1); ok {
 		t.Fatal("partition 1 still hosted after moving away")
 	}
-	if _, err := os.Stat(p1.log.Dir()); !os.IsNotExist(err) {
+	if _, err := os.Stat(p1.lg().Dir()); !os.IsNotExist(err) {
 		t.Fatalf("log of a moved-away partition: %v", err)
 	}
 	check(map[int32][]TopicPartition{})

@@ -7,7 +7,7 @@ func shutdownPartition(b *testing.B, p *Partition) {
 	if err := p.maybeSnapshot(true); err != nil {
 		b.Fatal(err)
 	}
-	if err := p.log.Close(); err != nil {
+	if err := p.lg().Close(); err != nil {
 		b.Fatal(err)
 	}
 }

@@ -57,8 +57,8 @@ type Partition struct {
 	Topic string
 	Index int32
 
-	self    int32 // this node's id
-	log     *log.Log
+	self    int32                   // this node's id
+	logp    atomic.Pointer[log.Log] // the log; replaced only by a move between log dirs (move.go)
 	logger  *slog.Logger
 	kickISR func() // asks the manager's ISR maintenance to run soon; nil for none
 	// verifyHook asks for a background verification of the log (set by the
@@ -73,13 +73,14 @@ type Partition struct {
 	leaseValid   func(time.Time) bool
 	leaseTimeout func() time.Duration
 
-	mu          sync.Mutex // guards producers, snapOffset, leader, leaderEpoch, appendTime, closed; serialises appends and truncations
+	mu          sync.Mutex // guards producers, snapOffset, leader, leaderEpoch, appendTime, closed, truncations; serialises appends and truncations
 	producers   *txn.State
 	snapOffset  int64 // offset of the newest producer-state snapshot on disk, -1 if none (snapshot.go)
 	leaderEpoch int32 // the leader epoch of the latest metadata (-1 before any)
 	leader      int32 // the partition's leader per metadata (-1: none)
 	appendTime  bool  // message.timestamp.type=LogAppendTime
 	closed      bool  // dropped by the manager: no more writes
+	truncations int   // truncations so far (a move between log dirs restarts after one, move.go)
 
 	rmu sync.Mutex // guards rs; lock order: mu, then rmu
 	rs  replState
@@ -94,8 +95,9 @@ func openPartition(dir, topic string, index, self int32, cfg log.Config, appendT
 	if err != nil {
 		return nil, fmt.Errorf("partition %s-%d: %w", topic, index, err)
 	}
-	p := &Partition{Topic: topic, Index: index, self: self, log: l, logger: logger,
+	p := &Partition{Topic: topic, Index: index, self: self, logger: logger,
 		leader: -1, leaderEpoch: -1, appendTime: appendTime, waiters: map[chan struct{}]struct{}{}}
+	p.logp.Store(l)
 	p.rs.blockedEpoch = -1
 	// Until a leader tells it more (or it leads and its followers catch
 	// up), a replica only knows its log start to be committed.
@@ -197,7 +199,7 @@ func (p *Partition) AppendAcks(records []byte, now time.Time, acks int16) (Appen
 			return AppendResult{BaseOffset: dup.FirstOffset, LastOffset: dup.LastOffset, LogAppendTime: -1, Duplicate: true, LeaderEpoch: p.leaderEpoch}, nil
 		}
 	}
-	info, err := p.log.AppendAsLeader(records, log.AppendOptions{LeaderEpoch: p.leaderEpoch, LogAppendTime: p.appendTime, Now: now})
+	info, err := p.lg().AppendAsLeader(records, log.AppendOptions{LeaderEpoch: p.leaderEpoch, LogAppendTime: p.appendTime, Now: now})
 	if err != nil {
 		p.ioCheck(err)
 		return AppendResult{}, err
@@ -215,7 +217,7 @@ func (p *Partition) AppendAcks(records []byte, now time.Time, acks int16) (Appen
 // WaitDurable returns once every offset below upTo is as durable as the
 // topic's flush policy requires (fsynced, by default).
 func (p *Partition) WaitDurable(upTo int64) error {
-	err := p.log.WaitFlushed(upTo)
+	err := p.lg().WaitFlushed(upTo)
 	p.ioCheck(err)
 	return err
 }
@@ -223,13 +225,13 @@ func (p *Partition) WaitDurable(upTo int64) error {
 // Read returns batches from offset up to the high watermark (see
 // log.Log.Read): what consumers may see.
 func (p *Partition) Read(offset int64, maxBytes int, minOne bool) ([]byte, error) {
-	return p.log.Read(offset, maxBytes, p.HighWatermark(), minOne)
+	return p.lg().Read(offset, maxBytes, p.HighWatermark(), minOne)
 }
 
 // ReadReplica returns batches from offset up to the log end offset: what a
 // follower fetches.
 func (p *Partition) ReadReplica(offset int64, maxBytes int, minOne bool) ([]byte, error) {
-	return p.log.Read(offset, maxBytes, math.MaxInt64, minOne)
+	return p.lg().Read(offset, maxBytes, math.MaxInt64, minOne)
 }
 
 // HighWatermark is the offset below which records are committed and
@@ -237,14 +239,14 @@ func (p *Partition) ReadReplica(offset int64, maxBytes int, minOne bool) ([]byte
 // on a follower the leader's HW as of its last fetch (capped at its own
 // LEO). It is never below the log start offset nor above the LEO.
 func (p *Partition) HighWatermark() int64 {
-	return max(p.hw.Load(), p.log.LogStartOffset())
+	return max(p.hw.Load(), p.lg().LogStartOffset())
 }
 
 // LogEndOffset is the offset the next record will get.
-func (p *Partition) LogEndOffset() int64 { return p.log.LogEndOffset() }
+func (p *Partition) LogEndOffset() int64 { return p.lg().LogEndOffset() }
 
 // LogStartOffset is the first readable offset.
-func (p *Partition) LogStartOffset() int64 { return p.log.LogStartOffset() }
+func (p *Partition) LogStartOffset() int64 { return p.lg().LogStartOffset() }
 
 // LeaderEpoch is the partition's current leader epoch.
 func (p *Partition) LeaderEpoch() int32 {
@@ -266,15 +268,18 @@ func (p *Partition) Leader() int32 {
 // (-1, -1) if the epoch is undefined or above every known epoch. See
 // log.Log.EndOffsetForEpoch.
 func (p *Partition) EndOffsetForEpoch(epoch int32) (leaderEpoch int32, endOffset int64) {
-	return p.log.EndOffsetForEpoch(epoch)
+	return p.lg().EndOffsetForEpoch(epoch)
 }
 
 // EpochForOffset returns the leader epoch of the batch holding off, -1 if
 // unknown (see log.Log.EpochForOffset).
-func (p *Partition) EpochForOffset(off int64) int32 { return p.log.EpochForOffset(off) }
+func (p *Partition) EpochForOffset(off int64) int32 { return p.lg().EpochForOffset(off) }
 
 // Log exposes the partition's log for offset look-ups and admin operations.
-func (p *Partition) Log() *log.Log { return p.log }
+func (p *Partition) Log() *log.Log { return p.lg() }
+
+// lg is the partition's current log.
+func (p *Partition) lg() *log.Log { return p.logp.Load() }
 
 // Watch registers ch to receive a (non-blocking) signal whenever records are
 // appended. The returned function unregisters it.
@@ -301,7 +306,7 @@ func (p *Partition) notify() {
 }
 
 func (p *Partition) configure(cfg log.Config, appendTime bool) {
-	p.log.SetConfig(cfg)
+	p.lg().SetConfig(cfg)
 	p.mu.Lock()
 	p.appendTime = appendTime
 	p.mu.Unlock()

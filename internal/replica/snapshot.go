@@ -53,8 +53,8 @@ func snapshotOffsets(dir string) []int64 {
 // offset and unreadable ones. Called with mu held or before the partition
 // is shared.
 func (p *Partition) rebuildProducers() error {
-	dir, leo := p.log.Dir(), p.log.LogEndOffset()
-	st, from := txn.NewState(), p.log.LogStartOffset()
+	dir, leo := p.lg().Dir(), p.lg().LogEndOffset()
+	st, from := txn.NewState(), p.lg().LogStartOffset()
 	p.snapOffset = -1
 	for _, off := range snapshotOffsets(dir) {
 		path := filepath.Join(dir, snapshotName(off))
@@ -84,7 +84,7 @@ func (p *Partition) rebuildProducers() error {
 		break
 	}
 	if from < leo {
-		if err := p.log.ScanHeaders(from, func(h record.Header) error {
+		if err := p.lg().ScanHeaders(from, func(h record.Header) error {
 			st.Update(h)
 			return nil
 		}); err != nil {
@@ -109,11 +109,11 @@ func (p *Partition) maybeSnapshot(force bool) error {
 	// Nothing to gain: no batch above the newest snapshot (or the log
 	// start), or, unless forced, no segment rolled since (replaying one
 	// segment's headers is cheap).
-	leo, floor := p.log.LogEndOffset(), max(p.snapOffset, p.log.LogStartOffset())
-	if leo <= floor || (!force && p.log.ActiveSegmentBase() <= floor) {
+	leo, floor := p.lg().LogEndOffset(), max(p.snapOffset, p.lg().LogStartOffset())
+	if leo <= floor || (!force && p.lg().ActiveSegmentBase() <= floor) {
 		return nil
 	}
-	dir := p.log.Dir()
+	dir := p.lg().Dir()
 	if err := atomicfile.Write(filepath.Join(dir, snapshotName(leo)), p.producers.EncodeSnapshot(leo)); err != nil {
 		return fmt.Errorf("%s-%d: producer state snapshot: %w", p.Topic, p.Index, err)
 	}

@@ -107,9 +107,9 @@ func (m *Manager) removeStraysIn(logDir string, img *metadata.Image) {
 		}
 		tp := TopicPartition{e.Name()[:i], int32(n)}
 		if p, ok := m.parts[tp]; ok {
-			if filepath.Clean(filepath.Dir(p.log.Dir())) != filepath.Clean(logDir) {
+			if filepath.Clean(filepath.Dir(p.lg().Dir())) != filepath.Clean(logDir) {
 				m.logger.Error("second copy of a hosted partition's directory in another log dir; leaving it untouched",
-					"dir", dir, "hosted_in", filepath.Dir(p.log.Dir()))
+					"dir", dir, "hosted_in", filepath.Dir(p.lg().Dir()))
 			}
 			continue
 		}

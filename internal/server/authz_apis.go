@@ -534,6 +534,22 @@ func (s *Server) authorizeOther(ctx context.Context, req *protocol.Request) (kms
 			return resp, nil
 		}
 		return nil, nil
+	case *kmsg.AlterReplicaLogDirsRequest: // Kafka: ALTER on the cluster
+		if !s.allowedCluster(ctx, metadata.OpAlter) {
+			resp := body.ResponseKind().(*kmsg.AlterReplicaLogDirsResponse)
+			for _, d := range body.Dirs {
+				for _, t := range d.Topics {
+					rt := kmsg.NewAlterReplicaLogDirsResponseTopic()
+					rt.Topic = t.Topic
+					for _, p := range t.Partitions {
+						rt.Partitions = append(rt.Partitions, kmsg.AlterReplicaLogDirsResponseTopicPartition{Partition: p, ErrorCode: errClusterAuth})
+					}
+					resp.Topics = append(resp.Topics, rt)
+				}
+			}
+			return resp, nil
+		}
+		return nil, nil
 	case *kmsg.DescribeUserSCRAMCredentialsRequest:
 		if !s.allowedCluster(ctx, metadata.OpDescribe) {
 			resp := body.ResponseKind().(*kmsg.DescribeUserSCRAMCredentialsResponse)

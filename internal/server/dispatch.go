@@ -105,6 +105,8 @@ func (s *Server) handleSync(ctx context.Context, req *protocol.Request) kmsg.Res
 		return s.handleListReassignments(body)
 	case *kmsg.DescribeLogDirsRequest:
 		return s.handleDescribeLogDirs(body)
+	case *kmsg.AlterReplicaLogDirsRequest:
+		return s.handleAlterReplicaLogDirs(body)
 	case *kmsg.FindCoordinatorRequest:
 		return s.handleFindCoordinator(ctx, body)
 	case *kmsg.HeartbeatRequest:

@@ -1,12 +1,15 @@
 package server
 
 import (
+	"errors"
 	"path/filepath"
 	"sort"
 	"syscall"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"strand/internal/replica"
 )
 
 // handleDescribeLogDirs answers DescribeLogDirs (KIP-113) for each of this
@@ -87,4 +90,64 @@ func (s *Server) handleDescribeLogDirs(req *kmsg.DescribeLogDirsRequest) kmsg.Re
 		resp.Dirs = append(resp.Dirs, rd)
 	}
 	return resp
+}
+
+// handleAlterReplicaLogDirs (KIP-113) starts moving each named replica to
+// the named log dir of this broker (replica.Manager.MoveReplica; the copy
+// runs in the background and DescribeLogDirs shows the replica in its new
+// dir once it has switched). Per partition: LOG_DIR_NOT_FOUND for a dir
+// that is not one of log.dirs or is offline, REPLICA_NOT_AVAILABLE for a
+// partition this broker does not host (UNKNOWN_TOPIC_OR_PARTITION if the
+// metadata has no such partition), KAFKA_STORAGE_ERROR when it is already
+// moving to another dir.
+func (s *Server) handleAlterReplicaLogDirs(req *kmsg.AlterReplicaLogDirsRequest) kmsg.Response {
+	resp := req.ResponseKind().(*kmsg.AlterReplicaLogDirsResponse)
+	img := s.store.Image()
+	index := map[string]int{}
+	for _, d := range req.Dirs {
+		for _, t := range d.Topics {
+			i, ok := index[t.Topic]
+			if !ok {
+				rt := kmsg.NewAlterReplicaLogDirsResponseTopic()
+				rt.Topic = t.Topic
+				resp.Topics = append(resp.Topics, rt)
+				i = len(resp.Topics) - 1
+				index[t.Topic] = i
+			}
+			for _, p := range t.Partitions {
+				out := kmsg.NewAlterReplicaLogDirsResponseTopicPartition()
+				out.Partition = p
+				err := s.parts.MoveReplica(t.Topic, p, s.configuredLogDir(d.Dir))
+				switch {
+				case err == nil:
+				case errors.Is(err, replica.ErrLogDirNotFound):
+					out.ErrorCode = kerr.LogDirNotFound.Code
+				case errors.Is(err, replica.ErrReplicaNotAvailable):
+					out.ErrorCode = kerr.ReplicaNotAvailable.Code
+					if mt, ok := img.Topic(t.Topic); !ok || p < 0 || int(p) >= len(mt.Partitions) {
+						out.ErrorCode = kerr.UnknownTopicOrPartition.Code
+					}
+				default:
+					out.ErrorCode = kerr.KafkaStorageError.Code
+				}
+				resp.Topics[i].Partitions = append(resp.Topics[i].Partitions, out)
+			}
+		}
+	}
+	return resp
+}
+
+// configuredLogDir returns the log.dirs entry naming the same directory as
+// dir (clients send the absolute paths DescribeLogDirs reports), or dir.
+func (s *Server) configuredLogDir(dir string) string {
+	want, err := filepath.Abs(dir)
+	if err != nil {
+		return dir
+	}
+	for _, d := range s.cfg.LogDirs() {
+		if abs, err := filepath.Abs(d); err == nil && abs == want {
+			return d
+		}
+	}
+	return dir
 }
