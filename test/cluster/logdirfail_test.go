@@ -69,7 +69,7 @@ func TestLogDirFailure(t *testing.T) {
 		}
 		return nil
 	})
-	cl := producer(t, c.Addrs(), topic, kgo.ProducerBatchMaxBytes(512))
+	cl := producer(t, c.Addrs(), topic, kgo.ProducerBatchMaxBytes(512), kgo.RecordPartitioner(kgo.RoundRobinPartitioner())) // every partition rolls
 	produceN(t, cl, 0, perRound)
 
 	// Which of node 1's partitions live in the dir that fails.
