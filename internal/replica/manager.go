@@ -44,7 +44,7 @@ type Manager struct {
 	mu        sync.RWMutex              // guards broker, parts, topics, fetchers, closed, placement, offline, moving
 	placement map[TopicPartition]string // the log dir of each partition Apply opened or is opening
 	offline   map[string]error          // failed log dirs (dirfail.go) and why
-	moving    map[TopicPartition]string // partitions moving between log dirs and their target (move.go)
+	moving    map[TopicPartition]*moveState // partitions moving between log dirs (move.go)
 	parts     map[TopicPartition]*Partition
 	topics    map[string]metadata.TopicID // hosted topic -> id
 	fetchers  map[int32]*fetcher          // by leader broker id
@@ -72,7 +72,7 @@ func NewManager(dir string, broker *config.Broker, store ISRStore, logger *slog.
 	for _, d := range extraDirs {
 		dirs = append(dirs, filepath.Clean(d))
 	}
-	m := &Manager{dir: dir, dirs: dirs, placement: map[TopicPartition]string{}, offline: map[string]error{}, moving: map[TopicPartition]string{},
+	m := &Manager{dir: dir, dirs: dirs, placement: map[TopicPartition]string{}, offline: map[string]error{}, moving: map[TopicPartition]*moveState{},
 		broker: broker, nodeID: broker.NodeID(), logger: logger, store: store,
 		parts: map[TopicPartition]*Partition{}, topics: map[string]metadata.TopicID{}, fetchers: map[int32]*fetcher{},
 		fetchCtx: ctx, stopFetch: cancel, isrKick: make(chan struct{}, 1),

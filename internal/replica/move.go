@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"strand/internal/atomicfile"
 	"strand/internal/log"
@@ -40,6 +41,20 @@ var (
 	ErrMoveInProgress = errors.New("the replica is already moving to another log dir")
 )
 
+// moveState is a move in progress.
+type moveState struct {
+	to  string                  // the target log dir
+	fut atomic.Pointer[log.Log] // the copy, once opened
+}
+
+// Move is a move in progress as DescribeLogDirs reports it (a future
+// replica): its target dir, the copy's size and how far it is behind.
+type Move struct {
+	Dir       string
+	Size      int64
+	OffsetLag int64
+}
+
 // futureSuffix ends the directory name of a copy in progress.
 const futureSuffix = ".future"
 
@@ -63,20 +78,21 @@ func (m *Manager) MoveReplica(topic string, partition int32, logDir string) erro
 	if !ok || m.closed {
 		return fmt.Errorf("%w: %s-%d", ErrReplicaNotAvailable, topic, partition)
 	}
-	if to, moving := m.moving[tp]; moving {
-		if to == logDir {
+	if mv, moving := m.moving[tp]; moving {
+		if mv.to == logDir {
 			return nil
 		}
-		return fmt.Errorf("%w: %s-%d to %s", ErrMoveInProgress, topic, partition, to)
+		return fmt.Errorf("%w: %s-%d to %s", ErrMoveInProgress, topic, partition, mv.to)
 	}
 	if filepath.Dir(p.lg().Dir()) == logDir {
 		return nil
 	}
-	m.moving[tp] = logDir
+	mv := &moveState{to: logDir}
+	m.moving[tp] = mv
 	m.fetchWG.Add(1)
 	go func() {
 		defer m.fetchWG.Done()
-		err := m.move(m.fetchCtx, tp, p, logDir)
+		err := m.move(m.fetchCtx, tp, p, mv)
 		m.mu.Lock()
 		delete(m.moving, tp)
 		if err == nil {
@@ -92,19 +108,25 @@ func (m *Manager) MoveReplica(topic string, partition int32, logDir string) erro
 	return nil
 }
 
-// Moving returns the partitions being moved and their target log dirs.
-func (m *Manager) Moving() map[TopicPartition]string {
+// Moving returns the partitions being moved: target dir, the copy's size
+// and its lag behind the partition's log end offset.
+func (m *Manager) Moving() map[TopicPartition]Move {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	out := make(map[TopicPartition]string, len(m.moving))
-	for tp, d := range m.moving {
-		out[tp] = d
+	out := make(map[TopicPartition]Move, len(m.moving))
+	for tp, mv := range m.moving {
+		info := Move{Dir: mv.to}
+		if fut, p := mv.fut.Load(), m.parts[tp]; fut != nil && p != nil {
+			info.Size, info.OffsetLag = fut.Size(), max(p.LogEndOffset()-fut.LogEndOffset(), 0)
+		}
+		out[tp] = info
 	}
 	return out
 }
 
 // move copies p into a future log under logDir and switches p to it.
-func (m *Manager) move(ctx context.Context, tp TopicPartition, p *Partition, logDir string) (err error) {
+func (m *Manager) move(ctx context.Context, tp TopicPartition, p *Partition, mv *moveState) (err error) {
+	logDir := mv.to
 	src := p.lg()
 	name := filepath.Base(src.Dir())
 	future, final := filepath.Join(logDir, name+futureSuffix), filepath.Join(logDir, name)
@@ -121,6 +143,7 @@ func (m *Manager) move(ctx context.Context, tp TopicPartition, p *Partition, log
 	if err != nil {
 		return err
 	}
+	mv.fut.Store(fut)
 	defer func() {
 		if err != nil {
 			fut.Close()

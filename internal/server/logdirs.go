@@ -16,7 +16,9 @@ import (
 // broker's log directories (log.dirs, in order): the hosted partitions in
 // it, or the requested ones, each with its size in bytes and its offset lag
 // (how far its log end is behind the high watermark it knows; 0 on a
-// leader), plus the volume's total and usable bytes (v4+). A log dir taken
+// leader), plus the volume's total and usable bytes (v4+); a replica being
+// moved (AlterReplicaLogDirs) also appears in its target dir as a future
+// replica, with the copy's size and lag. A log dir taken
 // offline after an I/O error is answered with KAFKA_STORAGE_ERROR.
 func (s *Server) handleDescribeLogDirs(req *kmsg.DescribeLogDirsRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.DescribeLogDirsResponse)
@@ -58,6 +60,25 @@ func (s *Server) handleDescribeLogDirs(req *kmsg.DescribeLogDirsRequest) kmsg.Re
 		rp.Partition = p.Index
 		rp.Size = p.Log().Size()
 		rp.OffsetLag = max(p.HighWatermark()-p.LogEndOffset(), 0)
+		rt.Partitions = append(rt.Partitions, rp)
+	}
+	for tp, mv := range s.parts.Moving() { // future replicas (AlterReplicaLogDirs)
+		if want != nil && !want[tp.Topic][tp.Partition] {
+			continue
+		}
+		i, ok := index[filepath.Clean(mv.Dir)]
+		if !ok {
+			continue
+		}
+		rt := byDir[i][tp.Topic]
+		if rt == nil {
+			t := kmsg.NewDescribeLogDirsResponseDirTopic()
+			t.Topic = tp.Topic
+			rt = &t
+			byDir[i][tp.Topic] = rt
+		}
+		rp := kmsg.NewDescribeLogDirsResponseDirTopicPartition()
+		rp.Partition, rp.Size, rp.OffsetLag, rp.IsFuture = tp.Partition, mv.Size, mv.OffsetLag, true
 		rt.Partitions = append(rt.Partitions, rp)
 	}
 	offline := s.parts.OfflineDirs()

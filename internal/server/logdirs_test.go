@@ -116,7 +116,7 @@ func TestAlterReplicaLogDirs(t *testing.T) {
 			t.Fatal(err)
 		}
 		for dir, d := range all[1] {
-			if _, ok := d.Topics["mv"][0]; ok {
+			if p, ok := d.Topics["mv"][0]; ok && !p.IsFuture {
 				return dir
 			}
 		}
