@@ -41,9 +41,9 @@ type Manager struct {
 	logger *slog.Logger
 	store  ISRStore // nil: no ISR maintenance (RunISR returns at once)
 
-	mu        sync.RWMutex              // guards broker, parts, topics, fetchers, closed, placement, offline, moving
-	placement map[TopicPartition]string // the log dir of each partition Apply opened or is opening
-	offline   map[string]error          // failed log dirs (dirfail.go) and why
+	mu        sync.RWMutex                  // guards broker, parts, topics, fetchers, closed, placement, offline, moving
+	placement map[TopicPartition]string     // the log dir of each partition Apply opened or is opening
+	offline   map[string]error              // failed log dirs (dirfail.go) and why
 	moving    map[TopicPartition]*moveState // partitions moving between log dirs (move.go)
 	parts     map[TopicPartition]*Partition
 	topics    map[string]metadata.TopicID // hosted topic -> id
