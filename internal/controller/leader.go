@@ -207,7 +207,7 @@ func (n *Node) lead(ctx context.Context) {
 				n.logger.Warn("fencing broker", "broker", b.ID, "err", err)
 			}
 		}
-		if now.Sub(lastRecord) >= n.cfg.SessionTimeout/4 {
+		if len(n.cfg.Voters) > 1 && now.Sub(lastRecord) >= n.cfg.SessionTimeout/4 { // a quorum of one has no successor
 			lastRecord = now
 			if _, err := n.commit(ctx, func(img *metadata.Image) ([]metadata.Record, error) {
 				return []metadata.Record{{BrokerHeartbeats: n.live.record(img, now)}}, nil

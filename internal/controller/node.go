@@ -124,6 +124,7 @@ func Open(cfg Config) (*Node, error) {
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	if err := n.startRaft(); err != nil {
 		n.cancel()
+		n.fsm.close()
 		if n.mux != nil {
 			n.mux.Close()
 		}
