@@ -32,7 +32,8 @@ func newLiveness() *liveness {
 // says (a full session from now for a broker it says nothing about), but
 // never less than grace before its session expires, so that live brokers
 // have time to find the new controller.
-func (l *liveness) takeOver(img *metadata.Image, heard map[int32]heardFrom, now time.Time, session, grace time.Duration) {
+// It returns how many brokers' times came from the log.
+func (l *liveness) takeOver(img *metadata.Image, heard map[int32]heardFrom, now time.Time, session, grace time.Duration) (carried int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.lastSeen, l.shutdown = map[int32]time.Time{}, map[int32]bool{}
@@ -41,12 +42,14 @@ func (l *liveness) takeOver(img *metadata.Image, heard map[int32]heardFrom, now 
 		at := now
 		if h, ok := heard[b.ID]; ok && h.epoch == b.Epoch {
 			at = h.at
+			carried++
 		}
 		if at.Before(floor) {
 			at = floor
 		}
 		l.lastSeen[b.ID] = at
 	}
+	return carried
 }
 
 // record returns the heartbeats of img's unfenced brokers as of now.
@@ -187,7 +190,9 @@ func (n *Node) lead(ctx context.Context) {
 // moved on).
 func (n *Node) serve(o *office) {
 	ctx := o.ctx
-	n.live.takeOver(n.Image(), n.fsm.lastHeard(), time.Now(), n.cfg.SessionTimeout, n.sessionGrace())
+	img := n.Image()
+	carried := n.live.takeOver(img, n.fsm.lastHeard(), time.Now(), n.cfg.SessionTimeout, n.sessionGrace())
+	n.logger.Info("controller term starting", "term", o.term, "brokers", len(img.Brokers), "sessions_carried", carried)
 	n.setOffice(o)
 	defer n.setOffice(nil)
 	id := n.cfg.NodeID
