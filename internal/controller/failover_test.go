@@ -403,3 +403,32 @@ func mustJSON(t *testing.T, v any) []byte {
 	}
 	return b
 }
+
+// TestRestartedLeaderDoesNotKeepItsEpoch: a broker that leads a partition
+// and comes back as a new incarnation before its session expired (kill -9
+// and restart) registers again; the controller moves its leadership to
+// another ISR member at a higher leader epoch and takes it out of the ISR,
+// so followers reconcile by epoch instead of trusting a log that may have
+// lost its unflushed tail.
+func TestRestartedLeaderDoesNotKeepItsEpoch(t *testing.T) {
+	q := newQuorum(t, 3, 1, func(c *Config) { c.SessionTimeout = 5 * time.Second })
+	ctx := context.Background()
+	if _, err := q.nodes[1].CreateTopic(ctx, metadata.CreateTopic{Name: "x", Assignment: [][]int32{{4, 1, 2}}}); err != nil {
+		t.Fatal(err)
+	}
+	before := q.nodes[1].Image().Topics["x"].Partitions[0]
+	if before.Leader != 4 {
+		t.Fatalf("partition before the restart: %+v", before)
+	}
+	q.stop(4)
+	q.start(4)
+	q.waitRegistered(4)
+	img := q.nodes[4].Image()
+	after := img.Topics["x"].Partitions[0]
+	if b, _ := img.Broker(4); b.Fenced {
+		t.Fatalf("restarted broker fenced: %+v", b)
+	}
+	if after.LeaderEpoch <= before.LeaderEpoch || after.Leader == 4 || after.Leader < 0 || slices.Contains(after.ISR, 4) {
+		t.Fatalf("after the leader's new incarnation registered: %+v (before %+v)", after, before)
+	}
+}
