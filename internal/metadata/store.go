@@ -39,7 +39,10 @@ type Store interface {
 	// AllocateProducerIDs reserves count cluster-unique producer ids and
 	// returns the first.
 	AllocateProducerIDs(ctx context.Context, count int64) (int64, error)
-	// OnChange registers fn to be called, serially and in order, with each newly
-	// published image (and once at registration with the current one).
+	// OnChange registers fn to be called, serially and in order, with newly
+	// published images (and once at registration with the current one). A
+	// listener still busy when several images are published gets only the
+	// newest of them: images are whole states, never deltas. Listeners run
+	// outside any lock Image takes.
 	OnChange(fn func(*Image))
 }
