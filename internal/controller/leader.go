@@ -131,6 +131,7 @@ func (n *Node) lead(ctx context.Context) {
 		if img.ClusterID == "" {
 			cid := newClusterID()
 			recs = append(recs, metadata.Record{ClusterID: &cid})
+			recs = append(recs, n.cfg.Bootstrap...)
 		}
 		return append(recs, metadata.Record{Controller: &id}), nil
 	}); err != nil {

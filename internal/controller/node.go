@@ -71,6 +71,9 @@ type Config struct {
 	Unclean metadata.Unclean
 	// RebalanceInterval, when positive, runs preferred-leader elections that often.
 	RebalanceInterval time.Duration
+	// Bootstrap records are committed with the cluster id when the cluster
+	// forms (the first SCRAM users, as kafka-storage format --add-scram).
+	Bootstrap []metadata.Record
 
 	Logger *slog.Logger
 }

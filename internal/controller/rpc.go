@@ -216,6 +216,8 @@ func (n *Node) handle(ctx context.Context, op string, body json.RawMessage) (jso
 		if decode(&r) {
 			out, idx, err = n.heartbeat(ctx, r)
 		}
+	case "alter_scram":
+		out, idx, err = n.handleAlterScram(ctx, body)
 	default:
 		err = fmt.Errorf("%w: unknown op %q", metadata.ErrInvalidRequest, op)
 	}

@@ -24,6 +24,7 @@ type Record struct {
 	ProducerIDs      *ProducerIDsRecord     `json:",omitempty"`
 	Partitions       *AddPartitionsRecord   `json:",omitempty"`
 	ClusterConfigs   *map[string]string     `json:",omitempty"`
+	Scram            *ScramCredentialRecord `json:",omitempty"`
 }
 
 // BrokerFenceRecord fences or unfences a broker of the given epoch.
@@ -132,6 +133,8 @@ func (im *Image) apply(r Record, offset uint64) {
 		}
 	case r.ClusterConfigs != nil:
 		im.ClusterConfigs = *r.ClusterConfigs
+	case r.Scram != nil:
+		im.applyScram(r.Scram)
 	case r.Partitions != nil:
 		if t, ok := im.Topics[r.Partitions.Topic]; ok {
 			for _, p := range r.Partitions.Partitions {
