@@ -3,7 +3,6 @@ package config
 import (
 	"fmt"
 	"net"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -247,15 +246,16 @@ func parseListeners(prop, v string, allowed func(string) bool) ([]Listener, erro
 		if e == "" {
 			continue
 		}
-		u, err := url.Parse(e)
-		if err != nil || u.Scheme == "" || u.Host == "" && u.Opaque == "" {
+		// Listener names may hold '_' (SASL_SSL), which URL schemes may not.
+		scheme, hostPort, ok := strings.Cut(e, "://")
+		if !ok || scheme == "" || hostPort == "" || strings.ContainsAny(scheme, ":/") {
 			return nil, fmt.Errorf("%s: %q is not NAME://host:port", prop, e)
 		}
-		name := strings.ToUpper(u.Scheme)
+		name := strings.ToUpper(scheme)
 		if !allowed(name) {
 			return nil, fmt.Errorf("%s: listener %s: not in listener.security.protocol.map (add %s:PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL)", prop, name, name)
 		}
-		host, port, err := net.SplitHostPort(u.Host)
+		host, port, err := net.SplitHostPort(hostPort)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %q: %w", prop, e, err)
 		}

@@ -49,7 +49,7 @@ func (s *Server) handleSync(ctx context.Context, req *protocol.Request) kmsg.Res
 	case *kmsg.MetadataRequest:
 		return s.handleMetadata(ctx, body)
 	case *kmsg.DescribeClusterRequest:
-		return s.handleDescribeCluster(body)
+		return s.handleDescribeCluster(ctx, body)
 	case *kmsg.ListOffsetsRequest:
 		return s.handleListOffsets(body)
 	case *kmsg.OffsetForLeaderEpochRequest:
@@ -82,6 +82,10 @@ func (s *Server) handleSync(ctx context.Context, req *protocol.Request) kmsg.Res
 		return s.groups.Heartbeat(body)
 	case *kmsg.LeaveGroupRequest:
 		return s.groups.LeaveGroup(body)
+	case *kmsg.DescribeUserSCRAMCredentialsRequest:
+		return s.handleDescribeUserSCRAM(body)
+	case *kmsg.AlterUserSCRAMCredentialsRequest:
+		return s.handleAlterUserSCRAM(ctx, body)
 	}
 	// Unreachable: protocol.ParseRequest only decodes supported keys, each handled above.
 	panic("no handler for " + kmsg.NameForKey(req.Key))

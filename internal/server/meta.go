@@ -29,7 +29,8 @@ func (s *Server) handleMetadata(ctx context.Context, req *kmsg.MetadataRequest) 
 	resp := req.ResponseKind().(*kmsg.MetadataResponse)
 	img := s.store.Image()
 	for _, b := range img.LiveBrokers() {
-		resp.Brokers = append(resp.Brokers, kmsg.MetadataResponseBroker{NodeID: b.ID, Host: b.Host, Port: b.Port, Rack: b.Rack})
+		host, port := advertisedFor(ctx, b)
+		resp.Brokers = append(resp.Brokers, kmsg.MetadataResponseBroker{NodeID: b.ID, Host: host, Port: port, Rack: b.Rack})
 	}
 	resp.ClusterID = &img.ClusterID
 	resp.ControllerID = controllerFor(img)
@@ -120,7 +121,7 @@ func topicMetadata(t *metadata.Topic, version int16) kmsg.MetadataResponseTopic 
 	return mt
 }
 
-func (s *Server) handleDescribeCluster(req *kmsg.DescribeClusterRequest) kmsg.Response {
+func (s *Server) handleDescribeCluster(ctx context.Context, req *kmsg.DescribeClusterRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.DescribeClusterResponse)
 	img := s.store.Image()
 	resp.ClusterID = img.ClusterID
@@ -131,7 +132,8 @@ func (s *Server) handleDescribeCluster(req *kmsg.DescribeClusterRequest) kmsg.Re
 		return resp
 	}
 	for _, b := range img.LiveBrokers() {
-		resp.Brokers = append(resp.Brokers, kmsg.DescribeClusterResponseBroker{NodeID: b.ID, Host: b.Host, Port: b.Port, Rack: b.Rack})
+		host, port := advertisedFor(ctx, b)
+		resp.Brokers = append(resp.Brokers, kmsg.DescribeClusterResponseBroker{NodeID: b.ID, Host: host, Port: port, Rack: b.Rack})
 	}
 	return resp
 }

@@ -31,6 +31,7 @@ import (
 	"strand/internal/metadata"
 	"strand/internal/protocol"
 	"strand/internal/replica"
+	"strand/internal/security"
 	"strand/internal/txn"
 )
 
@@ -188,7 +189,7 @@ func (s *Server) openController() (*controller.Node, error) {
 		if err != nil {
 			return nil, fmt.Errorf("process.roles includes broker: %w", err)
 		}
-		b := &metadata.Broker{Host: client.Host, Port: client.Port}
+		b := &metadata.Broker{Host: client.Host, Port: client.Port, Listeners: advertisedListeners(s.cfg)}
 		if inter != client {
 			b.ReplicaAddr = inter.Addr()
 		}
@@ -209,6 +210,13 @@ func (s *Server) Listen() error {
 	}
 	for _, l := range ls {
 		ln, err := net.Listen("tcp", l.Addr())
+		if err == nil {
+			var sln net.Listener
+			if sln, err = s.secure(l, ln); err != nil {
+				ln.Close()
+			}
+			ln = sln
+		}
 		if err != nil {
 			for _, o := range s.listeners {
 				o.Close()
@@ -216,7 +224,7 @@ func (s *Server) Listen() error {
 			return fmt.Errorf("listen %s: %w", l.Addr(), err)
 		}
 		s.listeners = append(s.listeners, ln)
-		s.logger.Info("listening", "listener", l.Name, "addr", ln.Addr().String())
+		s.logger.Info("listening", "listener", l.Name, "security_protocol", l.Protocol, "addr", ln.Addr().String())
 	}
 	return nil
 }
@@ -355,9 +363,15 @@ var hangUp kmsg.Response = new(kmsg.ProduceResponse)
 const maxPipelined = 64
 
 func (s *Server) serveConn(ctx context.Context, c net.Conn) {
-	ctx, cancel := context.WithCancel(context.WithValue(ctx, remoteAddrKey{}, c.RemoteAddr().String()))
-	defer cancel()
 	logger := s.logger.With("remote", c.RemoteAddr().String())
+	auth, err := s.startAuth(ctx, c)
+	if err != nil {
+		logger.Info("closing connection", "err", err)
+		c.Close()
+		return
+	}
+	ctx, cancel := context.WithCancel(security.WithSession(context.WithValue(ctx, remoteAddrKey{}, c.RemoteAddr().String()), auth.sess))
+	defer cancel()
 	replies := make(chan reply, maxPipelined)
 	writerDone := make(chan struct{})
 	go func() {
@@ -376,7 +390,15 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 	r := bufio.NewReaderSize(c, 64<<10)
 	max := int32(s.cfg.Int("socket.request.max.bytes"))
 	for {
-		frame, err := protocol.ReadFrame(r, max)
+		if auth.state == authRaw {
+			out, ok, err := auth.rawStep(r, logger)
+			if err != nil || !ok {
+				return
+			}
+			replies <- reply{run: writeRaw(c, out)}
+			continue
+		}
+		frame, err := protocol.ReadFrame(r, auth.maxFrame(max))
 		if err != nil {
 			if !errors.Is(err, io.EOF) && ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
 				logger.Warn("closing connection", "err", err)
@@ -393,6 +415,15 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 				continue
 			}
 			logger.Warn("closing connection after a bad request", "err", err)
+			return
+		}
+		if resp, v := auth.gate(req, logger); v != pass {
+			if v != drop {
+				replies <- reply{req.CorrelationID, func() kmsg.Response { return resp }}
+			}
+			if v == answer {
+				continue
+			}
 			return
 		}
 		run := s.handle(ctx, req)
