@@ -189,7 +189,7 @@ type Listener struct {
 	// Protocol is the listener's security protocol (listener.security.protocol.map).
 	Protocol string
 	Host     string
-	Port int32
+	Port     int32
 }
 
 // Addr is host:port.
