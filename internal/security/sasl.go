@@ -21,6 +21,28 @@ const (
 // password or token.
 var ErrAuthentication = errors.New("authentication failed")
 
+// AuthError is a refused authentication: Reason may be told to the client,
+// Detail (for the broker's log only) says what exactly failed, without
+// credentials. It wraps ErrAuthentication.
+type AuthError struct {
+	Reason string
+	Detail error
+}
+
+func (e *AuthError) Error() string { return ErrAuthentication.Error() + ": " + e.Reason }
+
+// Unwrap makes errors.Is(err, ErrAuthentication) hold.
+func (e *AuthError) Unwrap() error { return ErrAuthentication }
+
+// LogDetail returns the detail of an *AuthError (nil for other errors).
+func LogDetail(err error) error {
+	var ae *AuthError
+	if errors.As(err, &ae) {
+		return ae.Detail
+	}
+	return nil
+}
+
 // Mechanism is one SASL mechanism a listener offers.
 type Mechanism interface {
 	Name() string

@@ -3,14 +3,16 @@ package security
 import (
 	"crypto/hmac"
 	"crypto/pbkdf2"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/sha512"
+	"crypto/subtle"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"hash"
+	"strings"
 	"time"
-
-	"github.com/xdg-go/scram"
 )
 
 // ScramCredential is what the broker stores for one user and SCRAM
@@ -79,69 +81,230 @@ func SaltPassword(mechanism, password string, salt []byte, iterations int) ([]by
 	return pbkdf2.Key(h, password, salt, iterations, h().Size())
 }
 
-// scramMechanism is SCRAM-SHA-256 or SCRAM-SHA-512 against credentials
-// from the metadata image.
+// scramMechanism is SCRAM-SHA-256 or SCRAM-SHA-512 (RFC 5802) against
+// credentials from the metadata image.
+//
+// The server side is implemented here rather than with xdg-go/scram's
+// server: librdkafka sends the client-final nonce as client nonce + the
+// whole server nonce, which Kafka accepts (it checks that the nonce ends
+// with the server's) and xdg-go refuses.
 type scramMechanism struct {
 	name   string
-	server *scram.Server
+	hash   func() hash.Hash
+	lookup ScramLookup
+	fake   []byte // key deriving fake salts for unknown users
 }
 
 // NewScram returns a SCRAM mechanism (SCRAM-SHA-256 or SCRAM-SHA-512)
 // looking credentials up with lookup at each authentication, so users
-// created or changed in the metadata log apply to the next login.
+// created or changed in the metadata log apply to the next login. An
+// unknown user goes through the whole exchange with a fake credential and
+// fails at the end, like a wrong password, so user names cannot be probed.
 func NewScram(mechanism string, lookup ScramLookup) (Mechanism, error) {
-	var gen scram.HashGeneratorFcn
-	switch mechanism {
-	case MechanismScramSHA256:
-		gen = scram.SHA256
-	case MechanismScramSHA512:
-		gen = scram.SHA512
-	default:
+	h, ok := ScramHash(mechanism)
+	if !ok {
 		return nil, fmt.Errorf("unknown SCRAM mechanism %q", mechanism)
 	}
-	srv, err := gen.NewServer(func(user string) (scram.StoredCredentials, error) {
-		c, ok := lookup(user, mechanism)
-		if !ok {
-			return scram.StoredCredentials{}, fmt.Errorf("%w: unknown user", ErrAuthentication)
-		}
-		return scram.StoredCredentials{
-			KeyFactors: scram.KeyFactors{Salt: string(c.Salt), Iters: int(c.Iterations)},
-			StoredKey:  c.StoredKey, ServerKey: c.ServerKey,
-		}, nil
-	})
-	if err != nil {
+	fake := make([]byte, 32)
+	if _, err := rand.Read(fake); err != nil {
 		return nil, err
 	}
-	return &scramMechanism{name: mechanism, server: srv}, nil
+	return &scramMechanism{name: mechanism, hash: h, lookup: lookup, fake: fake}, nil
 }
 
-func (m *scramMechanism) Name() string { return m.name }
-func (m *scramMechanism) Start() Exchange {
-	return &scramExchange{conv: m.server.NewConversation()}
-}
+func (m *scramMechanism) Name() string    { return m.name }
+func (m *scramMechanism) Start() Exchange { return &scramExchange{m: m} }
 
 type scramExchange struct {
-	conv *scram.ServerConversation
-	user string
+	m           *scramMechanism
+	step        int
+	user        string
+	known       bool
+	cred        ScramCredential
+	gs2         string // gs2 header as sent
+	clientBare  string // client-first-message-bare
+	serverFirst string
+	nonce       string // client nonce + server nonce
+}
+
+// ScramClientFirst is a parsed client-first-message.
+type ScramClientFirst struct {
+	GS2     string // "n,," or "y,," plus an authzid
+	AuthzID string
+	User    string
+	Nonce   string
+	Bare    string // the message without the gs2 header
+}
+
+// ParseScramClientFirst parses a client-first-message (RFC 5802 section
+// 7). Channel binding ("p=") is refused; extensions after the nonce (Kafka's
+// tokenauth) are allowed and ignored.
+func ParseScramClientFirst(msg string) (ScramClientFirst, error) {
+	var f ScramClientFirst
+	parts := strings.SplitN(msg, ",", 3)
+	if len(parts) != 3 {
+		return f, errors.New("malformed client-first-message")
+	}
+	switch parts[0] {
+	case "n", "y":
+	default:
+		return f, errors.New("channel binding is not supported")
+	}
+	if parts[1] != "" {
+		a, ok := strings.CutPrefix(parts[1], "a=")
+		if !ok {
+			return f, errors.New("malformed authzid")
+		}
+		var err error
+		if f.AuthzID, err = decodeSaslName(a); err != nil {
+			return f, err
+		}
+	}
+	f.GS2 = parts[0] + "," + parts[1] + ","
+	f.Bare = parts[2]
+	attrs := strings.Split(f.Bare, ",")
+	if len(attrs) < 2 || !strings.HasPrefix(attrs[0], "n=") || !strings.HasPrefix(attrs[1], "r=") {
+		return f, errors.New("malformed client-first-message-bare")
+	}
+	var err error
+	if f.User, err = decodeSaslName(attrs[0][2:]); err != nil {
+		return f, err
+	}
+	f.Nonce = attrs[1][2:]
+	if f.User == "" || f.Nonce == "" {
+		return f, errors.New("empty user name or nonce")
+	}
+	return f, nil
+}
+
+// decodeSaslName undoes RFC 5802's =2C / =3D escaping.
+func decodeSaslName(s string) (string, error) {
+	if !strings.Contains(s, "=") {
+		return s, nil
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] != '=' {
+			b.WriteByte(s[i])
+			continue
+		}
+		switch {
+		case strings.HasPrefix(s[i:], "=2C"):
+			b.WriteByte(',')
+		case strings.HasPrefix(s[i:], "=3D"):
+			b.WriteByte('=')
+		default:
+			return "", errors.New("bad '=' escape in a SASL name")
+		}
+		i += 2
+	}
+	return b.String(), nil
+}
+
+// ScramClientFinal is a parsed client-final-message.
+type ScramClientFinal struct {
+	ChannelBinding string // c= value (base64)
+	Nonce          string
+	Proof          []byte
+	WithoutProof   string
+}
+
+// ParseScramClientFinal parses a client-final-message.
+func ParseScramClientFinal(msg string) (ScramClientFinal, error) {
+	var f ScramClientFinal
+	i := strings.LastIndex(msg, ",p=")
+	if i < 0 {
+		return f, errors.New("client-final-message without proof")
+	}
+	f.WithoutProof = msg[:i]
+	proof, err := base64.StdEncoding.DecodeString(msg[i+3:])
+	if err != nil || len(proof) == 0 {
+		return f, errors.New("malformed proof")
+	}
+	f.Proof = proof
+	attrs := strings.Split(f.WithoutProof, ",")
+	if len(attrs) < 2 || !strings.HasPrefix(attrs[0], "c=") || !strings.HasPrefix(attrs[1], "r=") {
+		return f, errors.New("malformed client-final-message")
+	}
+	f.ChannelBinding, f.Nonce = attrs[0][2:], attrs[1][2:]
+	return f, nil
+}
+
+func (e *scramExchange) mac(key []byte, msg string) []byte {
+	m := hmac.New(e.m.hash, key)
+	m.Write([]byte(msg))
+	return m.Sum(nil)
 }
 
 func (e *scramExchange) Next(in []byte) ([]byte, bool, error) {
-	out, err := e.conv.Step(string(in))
-	if err != nil {
-		return nil, false, fmt.Errorf("%w: invalid username or password", ErrAuthentication)
+	fail := func(detail error) ([]byte, bool, error) {
+		e.step = 2
+		return nil, false, &AuthError{Reason: "invalid username or password", Detail: detail}
 	}
-	if !e.conv.Done() {
-		return []byte(out), false, nil
+	switch e.step {
+	case 0:
+		f, err := ParseScramClientFirst(string(in))
+		if err != nil {
+			return fail(err)
+		}
+		if f.AuthzID != "" && f.AuthzID != f.User {
+			return fail(errors.New("authorization id differs from the user name"))
+		}
+		e.user, e.gs2, e.clientBare = f.User, f.GS2, f.Bare
+		e.cred, e.known = e.m.lookup(f.User, e.m.name)
+		if !e.known {
+			// A consistent fake salt per user name, and keys nobody knows.
+			e.cred = ScramCredential{Salt: e.mac(e.m.fake, f.User)[:16], Iterations: ScramMinIterations,
+				StoredKey: e.mac(e.m.fake, "stored "+f.User), ServerKey: e.mac(e.m.fake, "server "+f.User)}
+		}
+		e.nonce = f.Nonce + alnumNonce()
+		e.serverFirst = fmt.Sprintf("r=%s,s=%s,i=%d", e.nonce, base64.StdEncoding.EncodeToString(e.cred.Salt), e.cred.Iterations)
+		e.step = 1
+		return []byte(e.serverFirst), false, nil
+	case 1:
+		f, err := ParseScramClientFinal(string(in))
+		if err != nil {
+			return fail(err)
+		}
+		if f.ChannelBinding != base64.StdEncoding.EncodeToString([]byte(e.gs2)) {
+			return fail(errors.New("channel binding does not match the gs2 header"))
+		}
+		// As Kafka: the nonce must end with ours (librdkafka prefixes its own once more).
+		if !strings.HasSuffix(f.Nonce, e.nonce) {
+			return fail(errors.New("nonce does not match"))
+		}
+		authMsg := e.clientBare + "," + e.serverFirst + "," + f.WithoutProof
+		sig := e.mac(e.cred.StoredKey, authMsg)
+		if len(f.Proof) != len(sig) {
+			return fail(errors.New("proof of the wrong length"))
+		}
+		clientKey := make([]byte, len(sig))
+		for i := range sig {
+			clientKey[i] = f.Proof[i] ^ sig[i]
+		}
+		d := e.m.hash()
+		d.Write(clientKey)
+		if subtle.ConstantTimeCompare(d.Sum(nil), e.cred.StoredKey) != 1 || !e.known {
+			return fail(errors.New("wrong password or unknown user"))
+		}
+		e.step = 3
+		return []byte("v=" + base64.StdEncoding.EncodeToString(e.mac(e.cred.ServerKey, authMsg))), true, nil
 	}
-	if !e.conv.Valid() {
-		return nil, false, fmt.Errorf("%w: invalid username or password", ErrAuthentication)
-	}
-	if a := e.conv.AuthzID(); a != "" && a != e.conv.Username() {
-		return nil, false, fmt.Errorf("%w: authorization id differs from the user name", ErrAuthentication)
-	}
-	e.user = e.conv.Username()
-	return []byte(out), true, nil
+	return nil, false, &AuthError{Reason: "SCRAM exchange already finished"}
 }
 
 func (e *scramExchange) Principal() Principal { return Principal{Type: "User", Name: e.user} }
 func (e *scramExchange) Expiry() time.Time    { return time.Time{} }
+
+// alnumNonce returns a 32-character random nonce of letters and digits.
+func alnumNonce() string {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		panic(fmt.Sprintf("crypto/rand: %v", err))
+	}
+	for i := range b {
+		b[i] = alphabet[int(b[i])%len(alphabet)]
+	}
+	return string(b)
+}

@@ -166,7 +166,7 @@ func clientReason(err error) string {
 func (a *connAuth) step(in []byte, logger *slog.Logger) ([]byte, bool, error) {
 	out, done, err := a.ex.Next(in)
 	if err != nil {
-		logger.Info("SASL authentication failed", "mechanism", a.mech, "listener", a.sec.name, "err", err)
+		logger.Info("SASL authentication failed", "mechanism", a.mech, "listener", a.sec.name, "err", err, "detail", security.LogDetail(err))
 		return nil, false, err
 	}
 	if !done {

@@ -63,11 +63,13 @@ type Server struct {
 
 	connMu sync.Mutex // guards conns
 	conns  map[net.Conn]struct{}
+
+	opts options // from New (options.go)
 }
 
 // New opens the node's data directory (taking an exclusive lock on it), loads
 // metadata and every hosted partition, running crash recovery where needed.
-func New(cfg *config.Broker, logger *slog.Logger) (*Server, error) {
+func New(cfg *config.Broker, logger *slog.Logger, opts ...Option) (*Server, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
@@ -84,6 +86,9 @@ func New(cfg *config.Broker, logger *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("data dir %s is in use by another process: %w", dir, err)
 	}
 	s := &Server{cfg: cfg, logger: logger, dir: dir, lock: lock, conns: map[net.Conn]struct{}{}}
+	for _, o := range opts {
+		o(&s.opts)
+	}
 	if err := s.open(); err != nil {
 		s.closeState()
 		return nil, err
@@ -176,7 +181,8 @@ func (s *Server) openController() (*controller.Node, error) {
 		Unclean: func(t *metadata.Topic) bool {
 			return s.dyn().TopicConfig(t.Configs).Bool("unclean.leader.election.enable")
 		},
-		Logger: s.logger,
+		Logger:    s.logger,
+		Bootstrap: s.opts.bootstrap,
 	}
 	if len(voters) == 0 && !s.cfg.IsSet("controller.quorum.election.timeout.ms") {
 		cfg.ElectionTimeout = 100 * time.Millisecond // a quorum of one elects itself at once
