@@ -11,6 +11,7 @@ import (
 
 	"strand/internal/config"
 	"strand/internal/metadata"
+	"strand/internal/replica"
 	"strand/internal/security"
 )
 
@@ -226,4 +227,43 @@ func advertisedListeners(cfg *config.Broker) map[string]string {
 		out[l.Name] = l.Addr()
 	}
 	return out
+}
+
+// interBrokerDialer is how followers connect to leaders: as clients of the
+// inter-broker listener (inter.broker.listener.name, or the listener named
+// by security.inter.broker.protocol), with its protocol, its TLS settings
+// and, for SASL, sasl.mechanism.inter.broker.protocol with the username and
+// password of the listener's JAAS configuration. nil means plain TCP.
+func (s *Server) interBrokerDialer() (security.Dialer, error) {
+	name := s.cfg.InterBrokerListenerName()
+	proto, ok := s.cfg.ListenerProtocol(name)
+	if !ok || proto == config.ProtocolPlaintext {
+		return nil, nil
+	}
+	cc := security.ClientConfig{Protocol: proto, Props: func(p string) string { return s.cfg.ListenerString(name, p) }}
+	if proto == config.ProtocolSASLPlaintext || proto == config.ProtocolSASLSSL {
+		cc.Mechanism = strings.ToUpper(s.cfg.ListenerString(name, "sasl.mechanism.inter.broker.protocol"))
+		if j := s.cfg.ListenerMechanismString(name, cc.Mechanism, "sasl.jaas.config"); j != "" {
+			jaas, err := security.ParseJAAS(j)
+			if err != nil {
+				return nil, fmt.Errorf("inter-broker listener %s: %w", name, err)
+			}
+			cc.User, cc.Password = jaas.Options["username"], jaas.Options["password"]
+		}
+	}
+	d, err := security.NewClientDialer(cc)
+	if err != nil {
+		return nil, fmt.Errorf("inter-broker listener %s: %w", name, err)
+	}
+	return d, nil
+}
+
+// secureReplication makes followers use the inter-broker listener's security.
+func (s *Server) secureReplication() error {
+	d, err := s.interBrokerDialer()
+	if err != nil || d == nil {
+		return err
+	}
+	s.parts.SetDialer(replica.DialFunc(d))
+	return nil
 }

@@ -104,6 +104,9 @@ func (s *Server) open() error {
 	s.ctrl, s.store = node, node
 	s.pids = txn.NewIDAllocator(node.AllocateProducerIDs)
 	s.parts = replica.NewManager(s.dir, s.cfg, node, s.logger)
+	if err := s.secureReplication(); err != nil {
+		return err
+	}
 	s.openGroups()
 	node.OnChange(s.applyImage)
 	return nil
