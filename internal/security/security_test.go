@@ -1,0 +1,242 @@
+package security
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"software.sslmate.com/src/go-pkcs12"
+
+	"strand/internal/security/securitytest"
+)
+
+func TestParseJAAS(t *testing.T) {
+	j, err := ParseJAAS(`org.apache.kafka.common.security.plain.PlainLoginModule required
+		username="admin" password="admin-secret" user_admin="admin-secret" user_alice="a\"lice" bare=value;`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.Module != "org.apache.kafka.common.security.plain.PlainLoginModule" || j.Flag != "required" || j.Options["username"] != "admin" || j.Options["bare"] != "value" {
+		t.Fatalf("parsed %+v", j)
+	}
+	users := j.PlainUsers()
+	if len(users) != 2 || users["alice"] != `a"lice` || users["admin"] != "admin-secret" {
+		t.Fatalf("users %v", users)
+	}
+	for _, bad := range []string{"", "Mod", "Mod maybe;", `Mod required user_a="x"`, `Mod required user_a="x;`, `Mod required a= ;`, `Mod required ="x";`, `Mod required a="x"; Other required;`} {
+		if _, err := ParseJAAS(bad); err == nil {
+			t.Errorf("ParseJAAS(%q) accepted", bad)
+		} else if strings.Contains(err.Error(), `"x"`) {
+			t.Errorf("error quotes a value: %v", err)
+		}
+	}
+}
+
+func TestPlain(t *testing.T) {
+	m := NewPlain(map[string]string{"alice": "secret"})
+	for _, tc := range []struct {
+		msg string
+		ok  bool
+	}{{"\x00alice\x00secret", true}, {"alice\x00alice\x00secret", true}, {"bob\x00alice\x00secret", false},
+		{"\x00alice\x00wrong", false}, {"\x00bob\x00secret", false}, {"\x00alice", false}, {"\x00\x00secret", false}} {
+		_, done, err := m.Start().Next([]byte(tc.msg))
+		if done != tc.ok || (err == nil) != tc.ok {
+			t.Errorf("%q: done %v err %v", tc.msg, done, err)
+		}
+		if err != nil && strings.Contains(err.Error(), "secret") {
+			t.Errorf("error shows the password: %v", err)
+		}
+	}
+}
+
+func TestPrincipalMapping(t *testing.T) {
+	m, err := ParsePrincipalMapping(`RULE:^CN=(.*?),OU=ServiceUsers.*$/$1/,RULE:^CN=(.*?),OU=(.*?),O=.*$/$1@$2/L, RULE:^cn=([^,]*)$/\/$1/U,DEFAULT`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for subject, want := range map[string]string{
+		"CN=kafka-broker,OU=ServiceUsers,O=Acme": "kafka-broker",
+		"CN=Alice,OU=ENG,O=Acme":                "alice@eng",
+		"cn=bob":                                "/BOB",
+		"CN=plain,C=US":                         "CN=plain,C=US",
+	} {
+		if got, err := m.Map(subject); err != nil || got != want {
+			t.Errorf("Map(%q) = %q, %v; want %q", subject, got, err, want)
+		}
+	}
+	strict, _ := ParsePrincipalMapping(`RULE:^CN=([^,]*)$/$1/`)
+	if _, err := strict.Map("O=x"); err == nil {
+		t.Error("no rule matched, but Map succeeded")
+	}
+	for _, bad := range []string{"RULE:abc", "RULE:a/b", "SOMETHING", "RULE:(/x/"} {
+		if _, err := ParsePrincipalMapping(bad); err == nil {
+			t.Errorf("ParsePrincipalMapping(%q) accepted", bad)
+		}
+	}
+	// The principal of a certificate is its RFC 2253 subject.
+	def, _ := ParsePrincipalMapping("")
+	p, err := def.CertificatePrincipal(&x509.Certificate{Subject: pkix.Name{CommonName: "alice", OrganizationalUnit: []string{"eng"}, Organization: []string{"Acme"}}})
+	if err != nil || p.String() != "User:CN=alice,OU=eng,O=Acme" {
+		t.Fatalf("principal %v %v", p, err)
+	}
+}
+
+func props(m map[string]string) Props {
+	return func(n string) string {
+		if v, ok := m[n]; ok {
+			return v
+		}
+		switch n {
+		case "ssl.enabled.protocols":
+			return "TLSv1.2,TLSv1.3"
+		case "ssl.client.auth":
+			return "none"
+		}
+		return ""
+	}
+}
+
+func leafSerial(t *testing.T, cfg *tls.Config) string {
+	t.Helper()
+	c, err := cfg.GetCertificate(&tls.ClientHelloInfo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(c.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return leaf.Subject.CommonName
+}
+
+// TestKeystoresAndReload: PEM (file and inline) and PKCS12 keystores load,
+// and a rewritten keystore file is picked up without a restart.
+func TestKeystoresAndReload(t *testing.T) {
+	dir := t.TempDir()
+	ca := securitytest.NewCA(t)
+	cert, key := ca.Issue(t, pkix.Name{CommonName: "one"}, "127.0.0.1")
+	path := securitytest.WriteFile(t, dir, "server.pem", key, cert, ca.PEM)
+	cfg, err := ServerTLS(props(map[string]string{"ssl.keystore.type": "PEM", "ssl.keystore.location": path}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := leafSerial(t, cfg); got != "one" {
+		t.Fatalf("leaf %q", got)
+	}
+	cert2, key2 := ca.Issue(t, pkix.Name{CommonName: "two"}, "127.0.0.1")
+	os.WriteFile(path, append(append([]byte{}, cert2...), key2...), 0o600)
+	future := time.Now().Add(2 * time.Second)
+	os.Chtimes(path, future, future)
+	deadline := time.Now().Add(5 * time.Second)
+	for leafSerial(t, cfg) != "two" {
+		if time.Now().After(deadline) {
+			t.Fatal("the rewritten keystore was not reloaded")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	inline, err := ServerTLS(props(map[string]string{"ssl.keystore.type": "PEM", "ssl.keystore.key": string(key), "ssl.keystore.certificate.chain": string(cert)}))
+	if err != nil || leafSerial(t, inline) != "one" {
+		t.Fatalf("inline PEM: %v", err)
+	}
+
+	block, _ := pem.Decode(key)
+	pk, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cblock, _ := pem.Decode(cert)
+	leaf, _ := x509.ParseCertificate(cblock.Bytes)
+	p12, err := pkcs12.Modern.Encode(pk, leaf, []*x509.Certificate{ca.Cert}, "changeit")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p12Path := filepath.Join(dir, "server.p12")
+	os.WriteFile(p12Path, p12, 0o600)
+	pc, err := ServerTLS(props(map[string]string{"ssl.keystore.type": "PKCS12", "ssl.keystore.location": p12Path, "ssl.keystore.password": "changeit"}))
+	if err != nil || leafSerial(t, pc) != "one" {
+		t.Fatalf("PKCS12: %v", err)
+	}
+	if _, err := ServerTLS(props(map[string]string{"ssl.keystore.type": "PKCS12", "ssl.keystore.location": p12Path, "ssl.keystore.password": "wrong"})); err == nil {
+		t.Fatal("PKCS12 with a wrong password loaded")
+	}
+	for _, bad := range []map[string]string{
+		{"ssl.keystore.type": "JKS", "ssl.keystore.location": path},
+		{"ssl.keystore.type": "PEM"},
+		{"ssl.keystore.type": "PEM", "ssl.keystore.location": path, "ssl.enabled.protocols": "TLSv1.1"},
+		{"ssl.keystore.type": "PEM", "ssl.keystore.location": path, "ssl.cipher.suites": "TLS_RSA_WITH_RC4_128_SHA"},
+		{"ssl.keystore.type": "PEM", "ssl.keystore.location": path, "ssl.client.auth": "required"},
+	} {
+		if _, err := ServerTLS(props(bad)); err == nil {
+			t.Errorf("ServerTLS(%v) accepted", bad)
+		}
+	}
+	only12, err := ServerTLS(props(map[string]string{"ssl.keystore.type": "PEM", "ssl.keystore.location": path, "ssl.enabled.protocols": "TLSv1.2",
+		"ssl.cipher.suites": "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"}))
+	if err != nil || only12.MaxVersion != tls.VersionTLS12 || only12.MinVersion != tls.VersionTLS12 || len(only12.CipherSuites) != 1 {
+		t.Fatalf("TLSv1.2 only: %v %+v", err, only12)
+	}
+}
+
+func TestOAuthBearer(t *testing.T) {
+	iss := securitytest.NewIssuer(t, "k1")
+	path := securitytest.WriteFile(t, t.TempDir(), "jwks.json", iss.JWKS())
+	m, err := NewOAuthBearer(OAuthConfig{JWKS: "file://" + path, Issuer: "iss", Audience: []string{"strand"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := func(tok string) []byte { return []byte("n,,\x01auth=Bearer " + tok + "\x01\x01") }
+	now := time.Now()
+	good := iss.Token(t, jwt.MapClaims{"sub": "carol", "iss": "iss", "aud": "strand", "exp": now.Add(time.Hour).Unix()})
+	ex := m.Start()
+	if _, done, err := ex.Next(msg(good)); !done || err != nil || ex.Principal().Name != "carol" || ex.Expiry().IsZero() {
+		t.Fatalf("good token: %v %v %v", done, err, ex.Principal())
+	}
+	other := securitytest.NewIssuer(t, "k1")
+	for name, tok := range map[string]string{
+		"expired":      iss.Token(t, jwt.MapClaims{"sub": "carol", "iss": "iss", "aud": "strand", "exp": now.Add(-time.Hour).Unix()}),
+		"no exp":       iss.Token(t, jwt.MapClaims{"sub": "carol", "iss": "iss", "aud": "strand"}),
+		"not yet":      iss.Token(t, jwt.MapClaims{"sub": "carol", "iss": "iss", "aud": "strand", "exp": now.Add(2 * time.Hour).Unix(), "nbf": now.Add(time.Hour).Unix()}),
+		"issuer":       iss.Token(t, jwt.MapClaims{"sub": "carol", "iss": "other", "aud": "strand", "exp": now.Add(time.Hour).Unix()}),
+		"audience":     iss.Token(t, jwt.MapClaims{"sub": "carol", "iss": "iss", "aud": "other", "exp": now.Add(time.Hour).Unix()}),
+		"no sub":       iss.Token(t, jwt.MapClaims{"iss": "iss", "aud": "strand", "exp": now.Add(time.Hour).Unix()}),
+		"wrong key":    other.Token(t, jwt.MapClaims{"sub": "carol", "iss": "iss", "aud": "strand", "exp": now.Add(time.Hour).Unix()}),
+		"alg none":     mustNone(t, jwt.MapClaims{"sub": "carol", "iss": "iss", "aud": "strand", "exp": now.Add(time.Hour).Unix()}),
+		"HS256 by key": mustHS(t, jwt.MapClaims{"sub": "carol", "iss": "iss", "aud": "strand", "exp": now.Add(time.Hour).Unix()}, iss.JWKS()),
+		"garbage":      "abc.def.ghi",
+	} {
+		if _, done, err := m.Start().Next(msg(tok)); done || err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	for _, bad := range []string{"", "n,,", "n,,\x01auth=Bearer\x01\x01", "n,,\x01auth=Basic abc\x01\x01", "x,,\x01auth=Bearer a\x01\x01", "n,,\x01auth=Bearer a\x01"} {
+		if _, err := ParseOAuthBearerMessage([]byte(bad)); err == nil {
+			t.Errorf("ParseOAuthBearerMessage(%q) accepted", bad)
+		}
+	}
+}
+
+func mustNone(t *testing.T, c jwt.MapClaims) string {
+	s, err := jwt.NewWithClaims(jwt.SigningMethodNone, c).SignedString(jwt.UnsafeAllowNoneSignatureType)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func mustHS(t *testing.T, c jwt.MapClaims, key []byte) string {
+	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, c)
+	tok.Header["kid"] = "k1"
+	s, err := tok.SignedString(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
