@@ -306,8 +306,7 @@ func (n *Node) send(ctx context.Context, addr, op string, body json.RawMessage) 
 	// former leader must not hold the caller past the next election.
 	ctx, cancel := context.WithTimeout(ctx, rpcAttemptTimeout)
 	defer cancel()
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", addr)
+	c, err := n.cfg.dial(ctx, addr, rpcAttemptTimeout)
 	if err != nil {
 		return nil, 0, fmt.Errorf("%w: dial %s: %v", metadata.ErrNotController, addr, err)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -22,7 +23,9 @@ import (
 // TestInterBrokerSASLSSL runs three nodes whose only client listener is
 // SASL_SSL with SCRAM-SHA-512, also used between brokers: followers must
 // authenticate as the bootstrapped broker user for a topic of replication
-// factor 3 to reach a full ISR and take acks=all writes.
+// factor 3 to reach a full ISR and take acks=all writes. The controller
+// listener is SSL with required client certificates: the quorum forms and
+// controller RPCs flow over mutual TLS, and a plaintext peer gets nothing.
 func TestInterBrokerSASLSSL(t *testing.T) {
 	dir := t.TempDir()
 	ca := securitytest.NewCA(t)
@@ -51,6 +54,8 @@ func TestInterBrokerSASLSSL(t *testing.T) {
 			{"controller.quorum.voters", strings.Join(voters, ",")},
 			{"controller.quorum.election.timeout.ms", "300"},
 			{"security.inter.broker.protocol", "SASL_SSL"},
+			{"listener.security.protocol.map", "SASL_SSL:SASL_SSL,CONTROLLER:SSL"},
+			{"listener.name.controller.ssl.client.auth", "required"},
 			{"sasl.enabled.mechanisms", "SCRAM-SHA-512"},
 			{"sasl.mechanism.inter.broker.protocol", "SCRAM-SHA-512"},
 			{"listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config", `org.apache.kafka.common.security.scram.ScramLoginModule required username="broker" password="broker-secret";`},
@@ -99,5 +104,17 @@ func TestInterBrokerSASLSSL(t *testing.T) {
 	// fetching over SASL_SSL) takes the write.
 	if err := cl.ProduceSync(c, &kgo.Record{Topic: "replicated", Value: []byte("v")}).FirstErr(); err != nil {
 		t.Fatalf("acks=all produce with min.insync.replicas=3: %v", err)
+	}
+
+	// A plaintext client on the controller port gets no answer.
+	raw, err := net.DialTimeout("tcp", ctrlAddrs[1], 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	raw.SetDeadline(time.Now().Add(10 * time.Second))
+	raw.Write([]byte("C{\"Op\":\"heartbeat\",\"Body\":{}}\n"))
+	if n, err := raw.Read(make([]byte, 64)); err == nil {
+		t.Fatalf("plaintext controller RPC answered with %d bytes", n)
 	}
 }

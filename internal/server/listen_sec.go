@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"strand/internal/config"
+	"strand/internal/controller"
 	"strand/internal/metadata"
 	"strand/internal/replica"
 	"strand/internal/security"
@@ -265,5 +266,42 @@ func (s *Server) secureReplication() error {
 		return err
 	}
 	s.parts.SetDialer(replica.DialFunc(d))
+	return nil
+}
+
+// secureController sets up TLS on the controller listener (Raft and the
+// controller RPCs) when the first of controller.listener.names maps to SSL:
+// the node serves with the listener's keystore (and verifies peers per its
+// ssl.client.auth), and dials other controllers with the same keystore as
+// client certificate, verifying them against the truststore.
+func (s *Server) secureController(cfg *controller.Config) error {
+	name := strings.TrimSpace(strings.Split(s.cfg.String("controller.listener.names"), ",")[0])
+	proto, _ := s.cfg.ListenerProtocol(name)
+	switch proto {
+	case "", config.ProtocolPlaintext:
+		return nil
+	case config.ProtocolSSL:
+	default:
+		return fmt.Errorf("controller listener %s: security protocol %s is not supported there (use SSL, with ssl.client.auth=required for mutual authentication)", name, proto)
+	}
+	props := func(p string) string { return s.cfg.ListenerString(name, p) }
+	srvTLS, err := security.ServerTLS(props)
+	if err != nil {
+		return fmt.Errorf("controller listener %s: %w", name, err)
+	}
+	if _, err := security.ClientTLS(props, ""); err != nil {
+		return fmt.Errorf("controller listener %s: %w", name, err)
+	}
+	cfg.WrapListener = func(ln net.Listener) net.Listener { return tls.NewListener(ln, srvTLS) }
+	cfg.Dial = func(ctx context.Context, addr string) (net.Conn, error) {
+		host, _, _ := net.SplitHostPort(addr)
+		ct, err := security.ClientTLS(props, host)
+		if err != nil {
+			return nil, err
+		}
+		ct.ServerName = host
+		d := tls.Dialer{Config: ct}
+		return d.DialContext(ctx, "tcp", addr)
+	}
 	return nil
 }

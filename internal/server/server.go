@@ -187,6 +187,11 @@ func (s *Server) openController() (*controller.Node, error) {
 		Logger:    s.logger,
 		Bootstrap: s.opts.bootstrap,
 	}
+	if len(voters) > 0 {
+		if err := s.secureController(&cfg); err != nil {
+			return nil, err
+		}
+	}
 	if len(voters) == 0 && !s.cfg.IsSet("controller.quorum.election.timeout.ms") {
 		cfg.ElectionTimeout = 100 * time.Millisecond // a quorum of one elects itself at once
 	}
