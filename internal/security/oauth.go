@@ -108,16 +108,24 @@ func ParseJWKS(b []byte) (map[string]any, error) {
 			default:
 				return nil, fmt.Errorf("JWKS key %d: unsupported curve %q", i, k.Crv)
 			}
-			x, err := num(k.X)
+			size := (c.Params().BitSize + 7) / 8
+			coord := func(v string) ([]byte, error) {
+				b, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(v, "="))
+				if err != nil || len(b) == 0 || len(b) > size {
+					return nil, errors.New("bad coordinate")
+				}
+				return append(make([]byte, size-len(b)), b...), nil // left-pad to the curve size
+			}
+			x, err := coord(k.X)
 			if err != nil {
 				return nil, fmt.Errorf("JWKS key %d: x: %w", i, err)
 			}
-			y, err := num(k.Y)
+			y, err := coord(k.Y)
 			if err != nil {
 				return nil, fmt.Errorf("JWKS key %d: y: %w", i, err)
 			}
-			pub := &ecdsa.PublicKey{Curve: c, X: x, Y: y}
-			if _, err := pub.ECDH(); err != nil {
+			pub, err := ecdsa.ParseUncompressedPublicKey(c, append(append([]byte{4}, x...), y...))
+			if err != nil {
 				return nil, fmt.Errorf("JWKS key %d: point not on the curve", i)
 			}
 			keys[k.Kid] = pub

@@ -1,10 +1,15 @@
 package security
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/pem"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -63,9 +68,9 @@ func TestPrincipalMapping(t *testing.T) {
 	}
 	for subject, want := range map[string]string{
 		"CN=kafka-broker,OU=ServiceUsers,O=Acme": "kafka-broker",
-		"CN=Alice,OU=ENG,O=Acme":                "alice@eng",
-		"cn=bob":                                "/BOB",
-		"CN=plain,C=US":                         "CN=plain,C=US",
+		"CN=Alice,OU=ENG,O=Acme":                 "alice@eng",
+		"cn=bob":                                 "/BOB",
+		"CN=plain,C=US":                          "CN=plain,C=US",
 	} {
 		if got, err := m.Map(subject); err != nil || got != want {
 			t.Errorf("Map(%q) = %q, %v; want %q", subject, got, err, want)
@@ -239,4 +244,29 @@ func mustHS(t *testing.T, c jwt.MapClaims, key []byte) string {
 		t.Fatal(err)
 	}
 	return s
+}
+
+func TestOAuthBearerES256(t *testing.T) {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := k.PublicKey.Bytes() // 0x04 || X || Y
+	b64 := base64.RawURLEncoding.EncodeToString
+	jwks := fmt.Sprintf(`{"keys":[{"kty":"EC","crv":"P-256","kid":"ec","x":%q,"y":%q}]}`, b64(raw[1:33]), b64(raw[33:]))
+	path := securitytest.WriteFile(t, t.TempDir(), "jwks.json", []byte(jwks))
+	m, err := NewOAuthBearer(OAuthConfig{JWKS: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{"sub": "dave", "exp": time.Now().Add(time.Minute).Unix()})
+	tok.Header["kid"] = "ec"
+	s, err := tok.SignedString(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex := m.Start()
+	if _, done, err := ex.Next([]byte("n,,\x01auth=Bearer " + s + "\x01\x01")); !done || err != nil || ex.Principal().Name != "dave" {
+		t.Fatalf("ES256 token: %v %v", done, err)
+	}
 }

@@ -1,12 +1,10 @@
 package server
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509/pkix"
 	"errors"
 	"io"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -265,6 +263,3 @@ func TestMutualTLS(t *testing.T) {
 		t.Fatal("handshake with a foreign client certificate succeeded")
 	}
 }
-
-var _ = context.Background
-var _ net.Conn

@@ -14,15 +14,6 @@ import (
 // DescribeUserScramCredentials (KIP-554).
 var scramMechanisms = map[int8]string{1: security.MechanismScramSHA256, 2: security.MechanismScramSHA512}
 
-func scramMechanismID(name string) int8 {
-	for id, n := range scramMechanisms {
-		if n == name {
-			return id
-		}
-	}
-	return 0
-}
-
 // handleDescribeUserSCRAM lists users' SCRAM mechanisms and iterations
 // (never salts or keys). A null user list describes every user.
 func (s *Server) handleDescribeUserSCRAM(req *kmsg.DescribeUserSCRAMCredentialsRequest) kmsg.Response {
@@ -173,5 +164,3 @@ func (s *Server) handleAlterUserSCRAM(ctx context.Context, req *kmsg.AlterUserSC
 	}
 	return resp
 }
-
-var _ = scramMechanismID
