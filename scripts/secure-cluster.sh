@@ -9,7 +9,8 @@
 # Then checks with kcat (librdkafka): SCRAM-SHA-512 over SASL_SSL reads and
 # writes, a wrong password is refused, mTLS reads and writes, TLS without a
 # client certificate is refused; with kafka-python: PLAIN over
-# SASL_PLAINTEXT round-trips; and that no password is in the broker log or
+# SASL_PLAINTEXT round-trips; with confluent-kafka-python: SCRAM-SHA-512
+# over SASL_SSL and mTLS with a consumer group; and that no password is in the broker log or
 # data directory.
 #
 # Usage: scripts/secure-cluster.sh      (builds ./cmd/strand)
@@ -129,6 +130,43 @@ elif [[ ${CI:-} == true ]]; then
 	fail "kafka-python not installed on CI (apt-get install -y python3-kafka)"
 else
 	log "kafka-python not installed: skipping its check (CI installs python3-kafka)"
+fi
+
+if "$py" -c 'import confluent_kafka' 2>/dev/null; then
+	if timeout 60 "$py" - "127.0.0.1:$sasl_ssl" "127.0.0.1:$ssl" "$tmp" >confluent.out 2>&1 <<'PY'; then
+import sys
+from confluent_kafka import Producer, Consumer
+scram_addr, mtls_addr, tmp = sys.argv[1], sys.argv[2], sys.argv[3]
+for name, conf in [
+    ("scram", {"bootstrap.servers": scram_addr, "security.protocol": "SASL_SSL", "sasl.mechanisms": "SCRAM-SHA-512",
+               "sasl.username": "alice", "sasl.password": "alice-secret", "ssl.ca.location": tmp + "/ca.pem"}),
+    ("mtls", {"bootstrap.servers": mtls_addr, "security.protocol": "SSL", "ssl.ca.location": tmp + "/ca.pem",
+              "ssl.certificate.location": tmp + "/client.crt", "ssl.key.location": tmp + "/client.key"}),
+]:
+    topic = "confluent-" + name
+    p = Producer(conf)
+    p.produce(topic, b"hello")
+    assert p.flush(30) == 0, name + ": produce not delivered"
+    c = Consumer(dict(conf, **{"group.id": "g-" + name, "auto.offset.reset": "earliest"}))
+    c.subscribe([topic])
+    got = None
+    for _ in range(60):
+        m = c.poll(1.0)
+        if m is not None and not m.error():
+            got = m.value()
+            break
+    c.close()
+    assert got == b"hello", (name, got)
+print("ok")
+PY
+		pass "confluent-kafka-python: SCRAM-SHA-512 over SASL_SSL and mTLS, produce and group consume"
+	else
+		fail "confluent-kafka-python: $(tail -n 5 confluent.out)"
+	fi
+elif [[ ${CI:-} == true ]]; then
+	fail "confluent-kafka-python not installed on CI (apt-get install -y python3-confluent-kafka)"
+else
+	log "confluent-kafka-python not installed: skipping its check"
 fi
 
 # --- 4. No password in the log or on disk ---

@@ -33,7 +33,7 @@ var securityDefs = []*Def{
 	{Name: "ssl.keystore.type", Type: TypeString, Default: "JKS", Doc: "PEM or PKCS12 (JKS is not supported: convert it with keytool -importkeystore -deststoretype PKCS12).", ReadOnly: true},
 	{Name: "ssl.keystore.location", Type: TypeString, Default: "", Doc: "Keystore file: PEM (private key and certificate chain) or PKCS12. Reloaded when it changes.", ReadOnly: true},
 	{Name: "ssl.keystore.password", Type: TypeString, Default: "", Doc: "Password of a PKCS12 keystore.", ReadOnly: true, Sensitive: true},
-	{Name: "ssl.key.password", Type: TypeString, Default: "", Doc: "Password of an encrypted PEM private key (PKCS#8).", ReadOnly: true, Sensitive: true},
+	{Name: "ssl.key.password", Type: TypeString, Default: "", Doc: "Accepted for compatibility; encrypted PEM private keys are refused (keep the key file mode 0600, or use PKCS12).", ReadOnly: true, Sensitive: true},
 	{Name: "ssl.keystore.key", Type: TypeString, Default: "", Doc: "Inline PEM private key (with ssl.keystore.certificate.chain, ssl.keystore.type=PEM).", ReadOnly: true, Sensitive: true},
 	{Name: "ssl.keystore.certificate.chain", Type: TypeString, Default: "", Doc: "Inline PEM certificate chain.", ReadOnly: true},
 	{Name: "ssl.truststore.type", Type: TypeString, Default: "JKS", Doc: "PEM or PKCS12: CA certificates trusted for client certificates (and by followers).", ReadOnly: true},

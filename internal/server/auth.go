@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -155,8 +156,12 @@ func (a *connAuth) authenticate(req *kmsg.SASLAuthenticateRequest, logger *slog.
 // clientReason is the part of an authentication error a client is told:
 // the mechanism's reason without any credential.
 func clientReason(err error) string {
-	if errors.Is(err, security.ErrAuthentication) {
-		return err.Error()
+	var ae *security.AuthError
+	switch {
+	case errors.As(err, &ae):
+		return ae.Reason
+	case errors.Is(err, security.ErrAuthentication):
+		return strings.TrimPrefix(err.Error(), security.ErrAuthentication.Error()+": ")
 	}
 	return "invalid credentials"
 }
