@@ -106,23 +106,28 @@ fi
 py=python3
 [[ -x /usr/bin/python3 ]] && py=/usr/bin/python3
 if "$py" -c 'import kafka' 2>/dev/null; then
-	if timeout 60 "$py" - "127.0.0.1:$sasl_plain" >python.out 2>&1 <<'PY'; then
+	if timeout 90 "$py" - "127.0.0.1:$sasl_plain" "127.0.0.1:$sasl_ssl" "$tmp" >python.out 2>&1 <<'PY'; then
 import sys
 from kafka import KafkaProducer, KafkaConsumer
-addr = sys.argv[1]
-auth = dict(security_protocol="SASL_PLAINTEXT", sasl_mechanism="PLAIN",
-            sasl_plain_username="carol", sasl_plain_password="carol-secret")
-p = KafkaProducer(bootstrap_servers=addr, **auth)
-p.send("kafka-python-plain", b"hello").get(timeout=30)
-p.close()
-c = KafkaConsumer("kafka-python-plain", bootstrap_servers=addr, auto_offset_reset="earliest",
-                  consumer_timeout_ms=10000, **auth)
-got = [m.value for m in c]
-c.close()
-assert got == [b"hello"], got
+plain_addr, scram_addr, tmp = sys.argv[1], sys.argv[2], sys.argv[3]
+for topic, addr, auth in [
+    ("kafka-python-plain", plain_addr, dict(security_protocol="SASL_PLAINTEXT", sasl_mechanism="PLAIN",
+                                            sasl_plain_username="carol", sasl_plain_password="carol-secret")),
+    ("kafka-python-scram", scram_addr, dict(security_protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512",
+                                            sasl_plain_username="alice", sasl_plain_password="alice-secret",
+                                            ssl_cafile=tmp + "/ca.pem")),
+]:
+    p = KafkaProducer(bootstrap_servers=addr, **auth)
+    p.send(topic, b"hello").get(timeout=30)
+    p.close()
+    c = KafkaConsumer(topic, bootstrap_servers=addr, auto_offset_reset="earliest",
+                      consumer_timeout_ms=10000, **auth)
+    got = [m.value for m in c]
+    c.close()
+    assert got == [b"hello"], (topic, got)
 print("ok")
 PY
-		pass "kafka-python: PLAIN over SASL_PLAINTEXT produce and consume"
+		pass "kafka-python: PLAIN over SASL_PLAINTEXT and SCRAM-SHA-512 over SASL_SSL (handshake v0, raw tokens)"
 	else
 		fail "kafka-python PLAIN: $(tail -n 5 python.out)"
 	fi
