@@ -171,7 +171,10 @@ func clientReason(err error) string {
 func (a *connAuth) step(in []byte, logger *slog.Logger) ([]byte, bool, error) {
 	out, done, err := a.ex.Next(in)
 	if err != nil {
-		logger.Info("SASL authentication failed", "mechanism", a.mech, "listener", a.sec.name, "err", err, "detail", security.LogDetail(err))
+		if ok, dropped := a.sec.failLog.allow(time.Now()); ok {
+			logger.Info("SASL authentication failed", "mechanism", a.mech, "listener", a.sec.name, "err", err,
+				"detail", security.LogDetail(err), "suppressed_since_last", dropped)
+		}
 		return nil, false, err
 	}
 	if !done {

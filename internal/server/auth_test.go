@@ -263,3 +263,16 @@ func TestMutualTLS(t *testing.T) {
 		t.Fatal("handshake with a foreign client certificate succeeded")
 	}
 }
+
+func TestLogLimiter(t *testing.T) {
+	l := &logLimiter{perSecond: 2}
+	now := time.Now()
+	for i, want := range []bool{true, true, false, false} {
+		if ok, _ := l.allow(now); ok != want {
+			t.Fatalf("line %d: allow %v", i, ok)
+		}
+	}
+	if ok, dropped := l.allow(now.Add(time.Second)); !ok || dropped != 2 {
+		t.Fatalf("next second: %v, %d dropped", ok, dropped)
+	}
+}

@@ -27,6 +27,7 @@ type listenerSec struct {
 	mechs    map[string]security.Mechanism // by name; empty unless SASL
 	mechList []string                      // enabled mechanism names, in configured order
 	reauth   time.Duration                 // connections.max.reauth.ms; 0: sessions never expire
+	failLog  *logLimiter                   // rate of authentication-failure log lines
 }
 
 func (l *listenerSec) sasl() bool {
@@ -36,7 +37,7 @@ func (l *listenerSec) sasl() bool {
 // newListenerSec builds a listener's security from the configuration.
 func (s *Server) newListenerSec(l config.Listener) (*listenerSec, error) {
 	props := func(name string) string { return s.cfg.ListenerString(l.Name, name) }
-	sec := &listenerSec{name: l.Name, protocol: l.Protocol, mechs: map[string]security.Mechanism{}}
+	sec := &listenerSec{name: l.Name, protocol: l.Protocol, mechs: map[string]security.Mechanism{}, failLog: &logLimiter{perSecond: 10}}
 	if sec.protocol == "" {
 		sec.protocol = config.ProtocolPlaintext
 	}
