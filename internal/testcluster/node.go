@@ -35,6 +35,7 @@ type nodeConfig struct {
 	logLevel string
 	dataDir  string
 	ctrlAddr string // CONTROLLER listener, "" for none
+	wantRepl bool   // WithReplicationListener: a REPLICATION listener on a free loopback port
 
 	// Set by StartNetCluster (netns.go); zero values keep the defaults.
 	addr     string   // PLAINTEXT listener instead of a free loopback port
@@ -57,6 +58,13 @@ func WithNodeID(id int32) Option {
 // WithArgs appends raw flags to `strand server` (after the harness's own).
 func WithArgs(args ...string) Option {
 	return func(c *nodeConfig) { c.args = append(c.args, args...) }
+}
+
+// WithReplicationListener adds a REPLICATION listener on a free loopback
+// port (its protocol, e.g. SASL_SSL, set with listener.security.protocol.map;
+// make it the inter-broker listener with inter.broker.listener.name).
+func WithReplicationListener() Option {
+	return func(c *nodeConfig) { c.wantRepl = true }
 }
 
 // WithLogLevel sets `--log-level` (debug, info, warn, error). Default info.
@@ -124,6 +132,9 @@ func NewNode(t testing.TB, opts ...Option) *Node {
 	cfg := nodeConfig{nodeID: 1, logLevel: "info"}
 	for _, o := range opts {
 		o(&cfg)
+	}
+	if cfg.wantRepl && cfg.replAddr == "" {
+		cfg.replAddr = freeAddr(t)
 	}
 	n := &Node{bin: cfg.bin, cfg: cfg, addr: cfg.addr, dataDir: cfg.dataDir}
 	if n.bin == "" {
