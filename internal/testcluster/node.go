@@ -319,6 +319,9 @@ func (n *Node) WaitReady(ctx context.Context) error {
 // Addr returns the node's host:port (its PLAINTEXT listener).
 func (n *Node) Addr() string { return n.addr }
 
+// ReplicationAddr returns the REPLICATION listener's address ("" for none).
+func (n *Node) ReplicationAddr() string { return n.cfg.replAddr }
+
 // ID returns the node id.
 func (n *Node) ID() int32 { return n.cfg.nodeID }
 

@@ -7,6 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
+
 	"strand/internal/security/securitytest"
 	"strand/internal/testcluster"
 	"strand/internal/verify"
@@ -18,9 +21,9 @@ import (
 // (bootstrapped with --add-scram), and Raft and controller RPCs use an SSL
 // controller listener with required client certificates. A leader and then
 // a follower are killed mid-run; no acknowledged record may be lost,
-// duplicated or reordered. (Clients use the loopback PLAINTEXT listener,
-// as the harness does; client SASL_SSL is covered by the server tests and
-// scripts/secure-cluster.sh.)
+// duplicated or reordered. The verifier's producer and consumers use the
+// same SASL_SSL listener; only the harness's readiness probes use the
+// loopback PLAINTEXT listener.
 func TestSecureReplicationChaos(t *testing.T) {
 	dir := t.TempDir()
 	ca := securitytest.NewCA(t)
@@ -41,6 +44,13 @@ func TestSecureReplicationChaos(t *testing.T) {
 		testcluster.WithSet("listener.name.controller.ssl.client.auth", "required"),
 		testcluster.WithArgs("--add-scram", "SCRAM-SHA-512=[name=broker,password=broker-secret]"),
 	)
+	// The verifier's clients use the SASL_SSL listener too, as the broker user.
+	var secureAddrs []string
+	for _, n := range c.Nodes {
+		secureAddrs = append(secureAddrs, n.ReplicationAddr())
+	}
+	clientOpts := []kgo.Opt{kgo.DialTLSConfig(ca.ClientTLS(t, nil, nil)),
+		kgo.SASL(scram.Auth{User: "broker", Pass: "broker-secret"}.AsSha512Mechanism())}
 	faults := []struct {
 		name   string
 		victim func(leader int32, replicas []int32) int32
@@ -58,7 +68,8 @@ func TestSecureReplicationChaos(t *testing.T) {
 	for i, f := range faults {
 		topic := fmt.Sprintf("secure-chaos-%d", i)
 		o := verify.DefaultOptions()
-		o.Brokers, o.Topic, o.Partitions, o.ReplicationFactor, o.MinInsync = c.Addrs(), topic, 3, 3, 2
+		o.Brokers, o.Topic, o.Partitions, o.ReplicationFactor, o.MinInsync = secureAddrs, topic, 3, 3, 2
+		o.ClientOpts = clientOpts
 		o.Duration, o.FaultAt = chaosRoundTime(), chaosRoundTime()/4
 		o.DrainTimeout, o.ReadTimeout = 40*time.Second, 60*time.Second
 		o.InFlight = 200
