@@ -15,7 +15,7 @@ import (
 var scramMechanisms = map[int8]string{1: security.MechanismScramSHA256, 2: security.MechanismScramSHA512}
 
 // handleDescribeUserSCRAM lists users' SCRAM mechanisms and iterations
-// (never salts or keys). A null user list describes every user.
+// (never salts or keys). A null or empty user list describes every user.
 func (s *Server) handleDescribeUserSCRAM(req *kmsg.DescribeUserSCRAMCredentialsRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.DescribeUserSCRAMCredentialsResponse)
 	img := s.store.Image()
@@ -33,7 +33,7 @@ func (s *Server) handleDescribeUserSCRAM(req *kmsg.DescribeUserSCRAMCredentialsR
 		}
 		return r
 	}
-	if req.Users == nil {
+	if len(req.Users) == 0 {
 		for _, u := range img.ScramUsers() {
 			resp.Results = append(resp.Results, describe(u))
 		}
