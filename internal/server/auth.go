@@ -28,6 +28,10 @@ const (
 	authRaw                        // SaslHandshake v0 done: the exchange comes as raw size-prefixed tokens
 )
 
+// saslAuthTimeout is how long a connection to a SASL listener may take to
+// authenticate before it is closed (a variable for tests).
+var saslAuthTimeout = 30 * time.Second
+
 // maxSASLFrame bounds a frame before authentication (Kafka's
 // sasl.server.max.receive.size), so an unauthenticated client cannot make
 // the broker allocate socket.request.max.bytes.
@@ -45,6 +49,7 @@ type connAuth struct {
 	sec   *listenerSec // nil for connections not accepted by a listener (tests)
 	sess  *security.Session
 	state authState
+	conn  net.Conn // its read deadline bounds the time to authenticate
 
 	mech    string
 	ex      security.Exchange
@@ -191,6 +196,9 @@ func (a *connAuth) step(in []byte, logger *slog.Logger) ([]byte, bool, error) {
 		logger.Debug("SASL authenticated", "mechanism", a.mech, "principal", p.String())
 	}
 	exp := a.ex.Expiry()
+	if !a.authed && a.conn != nil {
+		a.conn.SetReadDeadline(time.Time{}) // authenticated: no more deadline (see startAuth)
+	}
 	a.authed, a.state, a.ex = true, authDone, nil
 	a.expires = time.Time{}
 	if a.sec.reauth > 0 {

@@ -276,3 +276,27 @@ func TestLogLimiter(t *testing.T) {
 		t.Fatalf("next second: %v, %d dropped", ok, dropped)
 	}
 }
+
+// TestUnauthenticatedConnectionTimesOut: a client that connects to a SASL
+// listener and never authenticates is disconnected.
+func TestUnauthenticatedConnectionTimesOut(t *testing.T) {
+	old := saslAuthTimeout
+	saslAuthTimeout = 300 * time.Millisecond
+	t.Cleanup(func() { saslAuthTimeout = old })
+	sn := startSecureNode(t)
+	c := dial(t, sn.saslPlain)
+	c.send(t, kmsg.NewPtrApiVersionsRequest(), 1)
+	c.recv(t)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.r.ReadByte(); !errors.Is(err, io.EOF) {
+		t.Fatalf("idle unauthenticated connection not closed: %v", err)
+	}
+	// An authenticated one stays past that time.
+	c = dial(t, sn.saslPlain)
+	saslPlainLogin(t, c, 1, "alice", "alice-secret")
+	time.Sleep(500 * time.Millisecond) // longer than saslAuthTimeout
+	c.send(t, kmsg.NewPtrMetadataRequest(), 3)
+	if corr, _ := c.recv(t); corr != 3 {
+		t.Fatalf("correlation %d", corr)
+	}
+}

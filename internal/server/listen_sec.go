@@ -198,6 +198,8 @@ func (s *Server) startAuth(ctx context.Context, c net.Conn) (*connAuth, error) {
 	if sc.sec.sasl() {
 		a.state = authHandshake
 		a.sess.Principal = security.Anonymous
+		a.conn = c
+		c.SetReadDeadline(time.Now().Add(saslAuthTimeout))
 	}
 	return a, nil
 }
