@@ -154,6 +154,9 @@ func Load(path string, overrides [][2]string) (*Broker, error) {
 	if _, err := b.AdvertisedListeners(); err != nil {
 		return nil, err
 	}
+	if b.set["inter.broker.listener.name"] && b.set["security.inter.broker.protocol"] {
+		return nil, fmt.Errorf("only one of inter.broker.listener.name and security.inter.broker.protocol may be set")
+	}
 	return b, nil
 }
 
