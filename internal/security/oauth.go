@@ -207,26 +207,34 @@ func (m *oauthMechanism) ValidateToken(token string) (string, time.Time, error) 
 	return sub, exp.Time, nil
 }
 
+// oauthExchange follows RFC 7628 as Kafka does: a refused token is
+// answered with an error challenge ({"status":"invalid_token"}), the client
+// acknowledges it with a single %x01, and only then does the exchange fail.
 type oauthExchange struct {
 	m      *oauthMechanism
 	sub    string
 	expiry time.Time
+	failed error // the refusal waiting for the client's %x01
 }
 
 func (e *oauthExchange) Next(in []byte) ([]byte, bool, error) {
+	if e.failed != nil {
+		return nil, false, e.failed
+	}
 	if e.sub != "" {
 		return nil, false, fmt.Errorf("%w: OAUTHBEARER takes one message", ErrAuthentication)
 	}
 	tok, err := ParseOAuthBearerMessage(in)
-	if err != nil {
-		return nil, false, err
+	if err == nil {
+		var sub string
+		var exp time.Time
+		if sub, exp, err = e.m.ValidateToken(tok); err == nil {
+			e.sub, e.expiry = sub, exp
+			return nil, true, nil
+		}
 	}
-	sub, exp, err := e.m.ValidateToken(tok)
-	if err != nil {
-		return nil, false, err
-	}
-	e.sub, e.expiry = sub, exp
-	return nil, true, nil
+	e.failed = err
+	return []byte(`{"status":"invalid_token"}`), false, nil
 }
 
 func (e *oauthExchange) Principal() Principal { return Principal{Type: "User", Name: e.sub} }

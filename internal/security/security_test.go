@@ -217,7 +217,12 @@ func TestOAuthBearer(t *testing.T) {
 		"HS256 by key": mustHS(t, jwt.MapClaims{"sub": "carol", "iss": "iss", "aud": "strand", "exp": now.Add(time.Hour).Unix()}, iss.JWKS()),
 		"garbage":      "abc.def.ghi",
 	} {
-		if _, done, err := m.Start().Next(msg(tok)); done || err == nil {
+		ex := m.Start()
+		challenge, done, err := ex.Next(msg(tok))
+		if done || err != nil || string(challenge) != `{"status":"invalid_token"}` {
+			t.Errorf("%s: first step %q %v %v, want the invalid_token challenge", name, challenge, done, err)
+		}
+		if _, done, err := ex.Next([]byte{1}); done || err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}
