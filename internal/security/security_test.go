@@ -275,3 +275,67 @@ func TestOAuthBearerES256(t *testing.T) {
 		t.Fatalf("ES256 token: %v %v", done, err)
 	}
 }
+
+// TestClientTLSAndPKCS12Truststore: a follower's TLS client verifies the
+// server against a PKCS12 truststore and the host name, and presents its
+// keystore for mutual TLS.
+func TestClientTLSAndPKCS12Truststore(t *testing.T) {
+	dir := t.TempDir()
+	ca := securitytest.NewCA(t)
+	cert, key := ca.Issue(t, pkix.Name{CommonName: "broker"}, "127.0.0.1")
+	p12, err := pkcs12.Modern.EncodeTrustStore([]*x509.Certificate{ca.Cert}, "changeit")
+	if err != nil {
+		t.Fatal(err)
+	}
+	trust := filepath.Join(dir, "trust.p12")
+	os.WriteFile(trust, p12, 0o600)
+	ks := securitytest.WriteFile(t, dir, "server.pem", key, cert)
+	p := props(map[string]string{"ssl.keystore.type": "PEM", "ssl.keystore.location": ks, "ssl.client.auth": "required",
+		"ssl.truststore.type": "PKCS12", "ssl.truststore.location": trust, "ssl.truststore.password": "changeit",
+		"ssl.endpoint.identification.algorithm": "https"})
+	srv, err := ServerTLS(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", srv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.(*tls.Conn).Handshake()
+				c.Write([]byte{1})
+			}()
+		}
+	}()
+	try := func(host string, cfg Props) error {
+		ct, err := ClientTLS(cfg, host)
+		if err != nil {
+			return err
+		}
+		c, err := tls.Dial("tcp", ln.Addr().String(), ct)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_, err = c.Read(make([]byte, 1))
+		return err
+	}
+	if err := try("127.0.0.1", p); err != nil {
+		t.Fatalf("mutual TLS with a PKCS12 truststore: %v", err)
+	}
+	if err := try("10.9.9.9", p); err == nil {
+		t.Fatal("host name not verified")
+	}
+	noKey := props(map[string]string{"ssl.truststore.type": "PKCS12", "ssl.truststore.location": trust, "ssl.truststore.password": "changeit"})
+	if err := try("127.0.0.1", noKey); err == nil {
+		t.Fatal("client without a certificate accepted by ssl.client.auth=required")
+	}
+}
