@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"software.sslmate.com/src/go-pkcs12"
@@ -138,16 +139,22 @@ func splitList(v string) []string {
 }
 
 // reloader re-reads a file when its modification time or size changes,
-// checking at most once a second.
+// checking at most once a second. Readers (every TLS handshake) never wait
+// for file I/O: one of them checks the file while the others keep using
+// the current value.
 type reloader[T any] struct {
 	path  string
 	parse func([]byte) (T, error)
 
-	mu      sync.Mutex // guards the fields below
-	checked time.Time
-	mtime   time.Time
-	size    int64
-	val     T
+	cur     atomic.Pointer[loaded[T]] // the last good parse; nil before the first
+	checked atomic.Int64              // UnixNano of the last check
+	mu      sync.Mutex                // serialises checks; taken with TryLock once a value exists
+}
+
+type loaded[T any] struct {
+	val   T
+	mtime time.Time
+	size  int64
 }
 
 func newReloader[T any](path string, parse func([]byte) (T, error)) (*reloader[T], error) {
@@ -158,38 +165,45 @@ func newReloader[T any](path string, parse func([]byte) (T, error)) (*reloader[T
 	return r, nil
 }
 
-// get returns the parsed file, re-reading it if it changed. A file that
-// changed but does not parse (a rotation half written) keeps the old value.
+// get returns the parsed file, re-reading it if it changed. Once a value
+// exists, a file that vanished, cannot be read or does not parse (a
+// rotation half written) keeps the old value.
 func (r *reloader[T]) get() (T, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	cur := r.cur.Load()
 	now := time.Now()
-	if !r.checked.IsZero() && now.Sub(r.checked) < time.Second {
-		return r.val, nil
+	if cur != nil && now.Sub(time.Unix(0, r.checked.Load())) < time.Second {
+		return cur.val, nil
 	}
-	r.checked = now
+	if cur == nil {
+		r.mu.Lock()
+	} else if !r.mu.TryLock() {
+		return cur.val, nil // another reader is checking the file
+	}
+	defer r.mu.Unlock()
+	cur = r.cur.Load()
+	r.checked.Store(now.UnixNano())
+	var zero T
 	st, err := os.Stat(r.path)
-	if err != nil {
-		if !r.mtime.IsZero() {
-			return r.val, nil
+	if err == nil && cur != nil && st.ModTime().Equal(cur.mtime) && st.Size() == cur.size {
+		return cur.val, nil
+	}
+	var b []byte
+	if err == nil {
+		b, err = os.ReadFile(r.path)
+	}
+	var v T
+	if err == nil {
+		if v, err = r.parse(b); err != nil {
+			err = fmt.Errorf("%s: %w", r.path, err)
 		}
-		return r.val, err
 	}
-	if st.ModTime().Equal(r.mtime) && st.Size() == r.size {
-		return r.val, nil
-	}
-	b, err := os.ReadFile(r.path)
 	if err != nil {
-		return r.val, err
-	}
-	v, err := r.parse(b)
-	if err != nil {
-		if !r.mtime.IsZero() {
-			return r.val, nil
+		if cur != nil {
+			return cur.val, nil
 		}
-		return r.val, fmt.Errorf("%s: %w", r.path, err)
+		return zero, err
 	}
-	r.val, r.mtime, r.size = v, st.ModTime(), st.Size()
+	r.cur.Store(&loaded[T]{val: v, mtime: st.ModTime(), size: st.Size()})
 	return v, nil
 }
 
