@@ -102,17 +102,16 @@ func (a *connAuth) gate(req *protocol.Request, logger *slog.Logger) (kmsg.Respon
 	return nil, drop
 }
 
+// illegal answers a SASL request with ILLEGAL_SASL_STATE, in the request's version.
 func (a *connAuth) illegal(req *protocol.Request, msg string) kmsg.Response {
-	switch req.Body.(type) {
-	case *kmsg.SASLHandshakeRequest:
-		r := kmsg.NewPtrSASLHandshakeResponse()
+	resp := req.Body.ResponseKind()
+	switch r := resp.(type) {
+	case *kmsg.SASLHandshakeResponse:
 		r.ErrorCode = kerr.IllegalSaslState.Code
-		return r
-	default:
-		r := kmsg.NewPtrSASLAuthenticateResponse()
+	case *kmsg.SASLAuthenticateResponse:
 		r.ErrorCode, r.ErrorMessage = kerr.IllegalSaslState.Code, &msg
-		return r
 	}
+	return resp
 }
 
 func (a *connAuth) handshake(req *kmsg.SASLHandshakeRequest) (kmsg.Response, verdict) {

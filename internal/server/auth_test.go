@@ -300,3 +300,23 @@ func TestUnauthenticatedConnectionTimesOut(t *testing.T) {
 		t.Fatalf("correlation %d", corr)
 	}
 }
+
+// TestSASLOnPlaintextListener: SASL requests on a listener without SASL
+// get ILLEGAL_SASL_STATE (in the request's version) and the connection closes.
+func TestSASLOnPlaintextListener(t *testing.T) {
+	n := startNode(t)
+	c := dial(t, n.addr)
+	hs := kmsg.NewPtrSASLHandshakeRequest()
+	hs.Version, hs.Mechanism = 1, "PLAIN"
+	c.send(t, hs, 1)
+	_, body := c.recv(t)
+	resp := kmsg.NewPtrSASLHandshakeResponse()
+	resp.Version = 1
+	if err := resp.ReadFrom(body); err != nil || resp.ErrorCode != kerr.IllegalSaslState.Code {
+		t.Fatalf("handshake on PLAINTEXT: %v %d", err, resp.ErrorCode)
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.r.ReadByte(); !errors.Is(err, io.EOF) {
+		t.Fatalf("connection not closed: %v", err)
+	}
+}
