@@ -8,9 +8,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
+	"net/http"
 	"net/url"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -19,41 +23,133 @@ import (
 // OAuthConfig is how OAUTHBEARER tokens are validated, from Kafka's
 // sasl.oauthbearer.* properties.
 type OAuthConfig struct {
-	JWKS      string   // sasl.oauthbearer.jwks.endpoint.url: file:// URL or path of a JSON Web Key Set
-	Audience  []string // sasl.oauthbearer.expected.audience (empty: not checked)
-	Issuer    string   // sasl.oauthbearer.expected.issuer (empty: not checked)
-	SubClaim  string   // sasl.oauthbearer.sub.claim.name
+	// JWKS is sasl.oauthbearer.jwks.endpoint.url: a file path or file://
+	// URL (re-read when it changes), or an http(s):// URL (fetched at start
+	// and every Refresh, and again, at most every 10 s, for an unknown kid).
+	JWKS      string
+	Refresh   time.Duration // sasl.oauthbearer.jwks.endpoint.refresh.ms; 0: one hour
+	Audience  []string      // sasl.oauthbearer.expected.audience (empty: not checked)
+	Issuer    string        // sasl.oauthbearer.expected.issuer (empty: not checked)
+	SubClaim  string        // sasl.oauthbearer.sub.claim.name
 	ClockSkew time.Duration
+	// HTTPClient fetches an http(s) JWKS; nil uses a client with the
+	// system's CAs and a 10 s timeout.
+	HTTPClient *http.Client
+}
+
+// keySource yields the current key set by kid.
+type keySource interface {
+	keys(kid string) (map[string]any, error)
 }
 
 type oauthMechanism struct {
 	cfg  OAuthConfig
-	keys *reloader[map[string]any] // kid -> public key; reloaded when the file changes
+	keys keySource
 }
 
-// NewOAuthBearer returns OAUTHBEARER (RFC 7628) validating unsecured-free
-// JWTs: the signature against the JWKS file (RS*, PS*, ES* algorithms), exp
-// (required), nbf, iss and aud; the principal is the sub claim.
+// fileKeys is a JWKS file, re-read when it changes.
+type fileKeys struct{ r *reloader[map[string]any] }
+
+func (f fileKeys) keys(string) (map[string]any, error) { return f.r.get() }
+
+// NewOAuthBearer returns OAUTHBEARER (RFC 7628) validating signed JWTs:
+// the signature against the JWKS (RS*, PS*, ES* algorithms; never none or
+// HMAC), exp (required), nbf, iss and aud; the principal is the sub claim.
 func NewOAuthBearer(cfg OAuthConfig) (Mechanism, error) {
-	path := cfg.JWKS
-	if path == "" {
-		return nil, errors.New("OAUTHBEARER needs sasl.oauthbearer.jwks.endpoint.url (a file:// URL of a JSON Web Key Set)")
-	}
-	if strings.Contains(path, "://") {
-		u, err := url.Parse(path)
-		if err != nil || u.Scheme != "file" {
-			return nil, fmt.Errorf("sasl.oauthbearer.jwks.endpoint.url %q: only file:// URLs are supported", path)
-		}
-		path = u.Path
-	}
 	if cfg.SubClaim == "" {
 		cfg.SubClaim = "sub"
 	}
-	keys, err := newReloader(path, ParseJWKS)
+	loc := cfg.JWKS
+	if loc == "" {
+		return nil, errors.New("OAUTHBEARER needs sasl.oauthbearer.jwks.endpoint.url (a JSON Web Key Set: https:// or file://)")
+	}
+	if strings.Contains(loc, "://") {
+		u, err := url.Parse(loc)
+		if err != nil {
+			return nil, fmt.Errorf("sasl.oauthbearer.jwks.endpoint.url: %w", err)
+		}
+		switch u.Scheme {
+		case "file":
+			loc = u.Path
+		case "http", "https":
+			hk, err := newHTTPKeys(u.String(), cfg)
+			if err != nil {
+				return nil, fmt.Errorf("sasl.oauthbearer.jwks.endpoint.url: %w", err)
+			}
+			return &oauthMechanism{cfg: cfg, keys: hk}, nil
+		default:
+			return nil, fmt.Errorf("sasl.oauthbearer.jwks.endpoint.url: scheme %q is not https, http or file", u.Scheme)
+		}
+	}
+	r, err := newReloader(loc, ParseJWKS)
 	if err != nil {
 		return nil, fmt.Errorf("sasl.oauthbearer.jwks.endpoint.url: %w", err)
 	}
-	return &oauthMechanism{cfg: cfg, keys: keys}, nil
+	return &oauthMechanism{cfg: cfg, keys: fileKeys{r}}, nil
+}
+
+// httpKeys is a JWKS served over http(s). Logins never wait on a fetch
+// another login is already doing: they use the current set meanwhile.
+type httpKeys struct {
+	url     string
+	client  *http.Client
+	refresh time.Duration
+
+	cur     atomic.Pointer[map[string]any] // the last good set
+	fetched atomic.Int64                   // UnixNano of the last fetch attempt
+	mu      sync.Mutex                     // serialises fetches (TryLock from logins)
+}
+
+func newHTTPKeys(u string, cfg OAuthConfig) (*httpKeys, error) {
+	h := &httpKeys{url: u, client: cfg.HTTPClient, refresh: cfg.Refresh}
+	if h.client == nil {
+		h.client = &http.Client{Timeout: 10 * time.Second}
+	}
+	if h.refresh <= 0 {
+		h.refresh = time.Hour
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if err := h.fetch(); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// fetch downloads and parses the set. Caller holds mu.
+func (h *httpKeys) fetch() error {
+	h.fetched.Store(time.Now().UnixNano())
+	resp, err := h.client.Get(h.url)
+	if err != nil {
+		return fmt.Errorf("fetching the JWKS: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("fetching the JWKS: HTTP %s", resp.Status)
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return fmt.Errorf("fetching the JWKS: %w", err)
+	}
+	keys, err := ParseJWKS(b)
+	if err != nil {
+		return err
+	}
+	h.cur.Store(&keys)
+	return nil
+}
+
+func (h *httpKeys) keys(kid string) (map[string]any, error) {
+	cur := *h.cur.Load()
+	since := time.Since(time.Unix(0, h.fetched.Load()))
+	_, known := cur[kid]
+	if (since >= h.refresh || !known && since >= 10*time.Second) && h.mu.TryLock() {
+		// A failed refresh keeps the current set (the next one retries).
+		h.fetch()
+		h.mu.Unlock()
+		cur = *h.cur.Load()
+	}
+	return cur, nil
 }
 
 func (m *oauthMechanism) Name() string    { return MechanismOAuthBearer }
@@ -168,7 +264,16 @@ func ParseOAuthBearerMessage(in []byte) (token string, err error) {
 // ValidateToken checks a JWT against the key set and the configuration and
 // returns its principal name and expiry.
 func (m *oauthMechanism) ValidateToken(token string) (string, time.Time, error) {
-	keys, err := m.keys.get()
+	kid := ""
+	if parts := strings.SplitN(token, ".", 2); len(parts) == 2 {
+		if hdr, err := base64.RawURLEncoding.DecodeString(parts[0]); err == nil {
+			var h struct{ Kid string }
+			if json.Unmarshal(hdr, &h) == nil {
+				kid = h.Kid
+			}
+		}
+	}
+	keys, err := m.keys.keys(kid)
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("%w: key set unavailable", ErrAuthentication)
 	}

@@ -9,10 +9,14 @@ import (
 	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/pem"
+	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -337,5 +341,60 @@ func TestClientTLSAndPKCS12Truststore(t *testing.T) {
 	noKey := props(map[string]string{"ssl.truststore.type": "PKCS12", "ssl.truststore.location": trust, "ssl.truststore.password": "changeit"})
 	if err := try("127.0.0.1", noKey); err == nil {
 		t.Fatal("client without a certificate accepted by ssl.client.auth=required")
+	}
+}
+
+// TestOAuthBearerHTTPSJWKS: the key set comes from an https endpoint,
+// fetched at start and again when a token names a key it does not know
+// (key rotation), but not for every login.
+func TestOAuthBearerHTTPSJWKS(t *testing.T) {
+	first, second := securitytest.NewIssuer(t, "k1"), securitytest.NewIssuer(t, "k2")
+	var mu sync.Mutex
+	jwks, fetches := first.JWKS(), 0
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		fetches++
+		w.Write(jwks)
+	}))
+	defer srv.Close()
+	m, err := NewOAuthBearer(OAuthConfig{JWKS: srv.URL + "/jwks", HTTPClient: srv.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	login := func(iss *securitytest.Issuer) error {
+		tok := iss.Token(t, jwt.MapClaims{"sub": "erin", "exp": time.Now().Add(time.Minute).Unix()})
+		out, done, err := m.Start().Next([]byte("n,,\x01auth=Bearer " + tok + "\x01\x01"))
+		if err == nil && !done {
+			return errors.New(string(out))
+		}
+		return err
+	}
+	for range 3 {
+		if err := login(first); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Rotation: the endpoint now serves k2; a k2 token makes the broker fetch again
+	// (the 10 s floor between unknown-kid fetches is moved back for the test).
+	mu.Lock()
+	jwks = second.JWKS()
+	mu.Unlock()
+	hk := m.(*oauthMechanism).keys.(*httpKeys)
+	hk.fetched.Store(time.Now().Add(-time.Minute).UnixNano())
+	if err := login(second); err != nil {
+		t.Fatalf("rotated key: %v", err)
+	}
+	mu.Lock()
+	n := fetches
+	mu.Unlock()
+	if n != 2 {
+		t.Fatalf("%d fetches, want 2 (start, rotation)", n)
+	}
+	if _, err := NewOAuthBearer(OAuthConfig{JWKS: srv.URL + "/jwks"}); err == nil {
+		t.Fatal("an https JWKS with an untrusted certificate was accepted")
+	}
+	if _, err := NewOAuthBearer(OAuthConfig{JWKS: "ftp://x/jwks"}); err == nil {
+		t.Fatal("ftp JWKS accepted")
 	}
 }

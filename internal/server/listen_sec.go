@@ -99,6 +99,7 @@ func (s *Server) newMechanism(listener, name string) (security.Mechanism, error)
 	case security.MechanismOAuthBearer:
 		return security.NewOAuthBearer(security.OAuthConfig{
 			JWKS:      prop("sasl.oauthbearer.jwks.endpoint.url"),
+			Refresh:   time.Duration(parseMillis(prop("sasl.oauthbearer.jwks.endpoint.refresh.ms"))) * time.Millisecond,
 			Audience:  splitNonEmpty(prop("sasl.oauthbearer.expected.audience")),
 			Issuer:    prop("sasl.oauthbearer.expected.issuer"),
 			SubClaim:  prop("sasl.oauthbearer.sub.claim.name"),
