@@ -23,6 +23,7 @@ import (
 	"strand/internal/config"
 	"strand/internal/httpapi"
 	"strand/internal/metrics"
+	"strand/internal/security"
 	"strand/internal/server"
 	"strand/internal/verify"
 )
@@ -94,6 +95,8 @@ func runServer(ctx context.Context, args []string, stderr io.Writer) error {
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	var sets setFlag
 	fs.Var(&sets, "set", "any broker property as key=value (repeatable), e.g. --set num.partitions=3")
+	var addScram scramFlag
+	fs.Var(&addScram, "add-scram", "SCRAM user created when this node forms the cluster, as kafka-storage format --add-scram: 'SCRAM-SHA-512=[name=admin,password=admin-secret]' (repeatable)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -119,7 +122,7 @@ func runServer(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	srv, err := server.New(cfg, logger)
+	srv, err := server.New(cfg, logger, server.WithBootstrapScram(addScram...))
 	if err != nil {
 		return err
 	}
@@ -173,4 +176,19 @@ func startHTTP(cfg *config.Broker, srv *server.Server, logger *slog.Logger) (*ht
 	}
 	logger.Info("listening", "listener", "HTTP", "addr", web.Addr())
 	return web, nil
+}
+
+// scramFlag collects repeated --add-scram flags, salted as they are parsed
+// (the password is not kept).
+type scramFlag []security.ScramUser
+
+func (s *scramFlag) String() string { return "" }
+
+func (s *scramFlag) Set(v string) error {
+	u, err := security.ParseAddScram(v)
+	if err != nil {
+		return err
+	}
+	*s = append(*s, u)
+	return nil
 }

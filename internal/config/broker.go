@@ -3,7 +3,6 @@ package config
 import (
 	"fmt"
 	"net"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -121,6 +120,9 @@ type Broker struct {
 	values  map[string]string // every brokerDefs name -> effective value
 	set     map[string]bool   // names given explicitly (file or flags)
 	dynamic map[string]bool   // names whose value is a cluster-wide dynamic config
+	// perListener holds listener.name.<listener>.<property> overrides,
+	// keyed "<listener lower-case>.<property>" (see ListenerString).
+	perListener map[string]string
 }
 
 // Load builds a Broker from an optional .properties file (path may be "") and
@@ -151,6 +153,12 @@ func Load(path string, overrides [][2]string) (*Broker, error) {
 			}
 			name, v = a.to, conv
 		}
+		if strings.HasPrefix(name, listenerPrefix) {
+			if err := b.setListenerProp(name, v); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		d, ok := brokerDefs[name]
 		if !ok {
 			return nil, fmt.Errorf("unknown broker property %q", name)
@@ -165,6 +173,9 @@ func Load(path string, overrides [][2]string) (*Broker, error) {
 	}
 	if _, err := b.AdvertisedListeners(); err != nil {
 		return nil, err
+	}
+	if b.set["inter.broker.listener.name"] && b.set["security.inter.broker.protocol"] {
+		return nil, fmt.Errorf("only one of inter.broker.listener.name and security.inter.broker.protocol may be set")
 	}
 	return b, nil
 }
@@ -198,14 +209,16 @@ func (b *Broker) DataDir() string { return b.values["log.dirs"] }
 // Listener is one entry of listeners / advertised.listeners.
 type Listener struct {
 	Name string // e.g. PLAINTEXT
-	Host string
-	Port int32
+	// Protocol is the listener's security protocol (listener.security.protocol.map).
+	Protocol string
+	Host     string
+	Port     int32
 }
 
 // Addr is host:port.
 func (l Listener) Addr() string { return net.JoinHostPort(l.Host, strconv.Itoa(int(l.Port))) }
 
-// Listeners parses listeners. Only PLAINTEXT is supported for now.
+// Listeners parses listeners, without the controller listeners.
 func (b *Broker) Listeners() ([]Listener, error) {
 	ls, err := b.allListeners()
 	return b.clientListeners(ls), err
@@ -213,7 +226,11 @@ func (b *Broker) Listeners() ([]Listener, error) {
 
 // allListeners parses listeners including controller listeners.
 func (b *Broker) allListeners() ([]Listener, error) {
-	return parseListeners("listeners", b.values["listeners"], b.listenerAllowed)
+	ls, err := parseListeners("listeners", b.values["listeners"], b.listenerAllowed)
+	for i := range ls {
+		ls[i].Protocol, _ = b.ListenerProtocol(ls[i].Name)
+	}
+	return ls, err
 }
 
 // clientListeners drops controller listeners.
@@ -237,6 +254,7 @@ func (b *Broker) AdvertisedListeners() ([]Listener, error) {
 	ls, err := parseListeners("advertised.listeners", v, b.listenerAllowed)
 	ls = b.clientListeners(ls)
 	for i := range ls {
+		ls[i].Protocol, _ = b.ListenerProtocol(ls[i].Name)
 		if ls[i].Host == "" || ls[i].Host == "0.0.0.0" {
 			ls[i].Host = "127.0.0.1"
 		}
@@ -251,15 +269,16 @@ func parseListeners(prop, v string, allowed func(string) bool) ([]Listener, erro
 		if e == "" {
 			continue
 		}
-		u, err := url.Parse(e)
-		if err != nil || u.Scheme == "" || u.Host == "" && u.Opaque == "" {
+		// Listener names may hold '_' (SASL_SSL), which URL schemes may not.
+		scheme, hostPort, ok := strings.Cut(e, "://")
+		if !ok || scheme == "" || hostPort == "" || strings.ContainsAny(scheme, ":/") {
 			return nil, fmt.Errorf("%s: %q is not NAME://host:port", prop, e)
 		}
-		name := strings.ToUpper(u.Scheme)
+		name := strings.ToUpper(scheme)
 		if !allowed(name) {
-			return nil, fmt.Errorf("%s: listener %s: only PLAINTEXT, the inter-broker listener and controller listeners are supported", prop, name)
+			return nil, fmt.Errorf("%s: listener %s: not in listener.security.protocol.map (add %s:PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL)", prop, name, name)
 		}
-		host, port, err := net.SplitHostPort(u.Host)
+		host, port, err := net.SplitHostPort(hostPort)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %q: %w", prop, e, err)
 		}

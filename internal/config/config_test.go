@@ -6,7 +6,7 @@ import (
 )
 
 func TestLoadRejectsUnknownAndBadValues(t *testing.T) {
-	for _, bad := range [][2]string{{"no.such.property", "1"}, {"num.partitions", "0"}, {"log.retention.ms", "soon"}, {"listeners", "SSL://h:1"}} {
+	for _, bad := range [][2]string{{"no.such.property", "1"}, {"num.partitions", "0"}, {"log.retention.ms", "soon"}, {"listeners", "FOO://h:1"}} {
 		if _, err := Load("", [][2]string{bad}); err == nil {
 			t.Errorf("Load accepted %s=%s", bad[0], bad[1])
 		}

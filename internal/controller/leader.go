@@ -202,6 +202,7 @@ func (n *Node) serve(o *office) {
 			if img.ClusterID == "" {
 				cid := newClusterID()
 				recs = append(recs, metadata.Record{ClusterID: &cid})
+				recs = append(recs, n.cfg.Bootstrap...) // e.g. --add-scram users
 			}
 			return append(recs, metadata.Record{Controller: &id}), nil
 		})

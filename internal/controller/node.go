@@ -75,6 +75,14 @@ type Config struct {
 	Unclean metadata.Unclean
 	// RebalanceInterval, when positive, runs preferred-leader elections that often.
 	RebalanceInterval time.Duration
+	// WrapListener, when set, wraps the controller listener (TLS for an SSL
+	// controller listener); Dial then connects to other nodes' controller
+	// listeners the same way. Both nil: plain TCP.
+	WrapListener func(net.Listener) net.Listener
+	Dial         func(ctx context.Context, addr string) (net.Conn, error)
+	// Bootstrap records are committed with the cluster id when the cluster
+	// forms (the first SCRAM users, as kafka-storage format --add-scram).
+	Bootstrap []metadata.Record
 
 	Logger *slog.Logger
 }
@@ -208,7 +216,11 @@ func (n *Node) startRaft() error {
 		if adv.Port == 0 {
 			adv = ln.Addr().(*net.TCPAddr)
 		}
+		if n.cfg.WrapListener != nil {
+			ln = n.cfg.WrapListener(ln)
+		}
 		n.mux = newMux(ln, adv, n.serveRPC)
+		n.mux.dial = n.cfg.dial
 		trans = raft.NewNetworkTransportWithLogger(streamLayer{n.mux}, 3, 5*time.Second, rc.Logger)
 		for _, v := range n.cfg.Voters {
 			servers = append(servers, raft.Server{ID: serverID(v.ID), Address: raft.ServerAddress(v.Addr)})

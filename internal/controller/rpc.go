@@ -221,6 +221,8 @@ func (n *Node) handle(ctx context.Context, op string, body json.RawMessage) (jso
 		if decode(&r) {
 			out, idx, err = n.heartbeat(ctx, r)
 		}
+	case "alter_scram":
+		out, idx, err = n.handleAlterScram(ctx, body)
 	default:
 		var known bool
 		if out, idx, known, err = n.securityOps(ctx, op, body); !known {
@@ -321,8 +323,7 @@ func (n *Node) send(ctx context.Context, addr, op string, body json.RawMessage) 
 		case <-ctx.Done():
 		}
 	}()
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", addr)
+	c, err := n.cfg.dial(ctx, addr, rpcAttemptTimeout)
 	if err != nil {
 		return nil, 0, fmt.Errorf("%w: dial %s: %v", metadata.ErrNotController, addr, err)
 	}

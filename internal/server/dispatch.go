@@ -121,6 +121,10 @@ func (s *Server) handleSync(ctx context.Context, req *protocol.Request) kmsg.Res
 		return s.handleDescribeClientQuotas(ctx, body)
 	case *kmsg.AlterClientQuotasRequest:
 		return s.handleAlterClientQuotas(ctx, body)
+	case *kmsg.DescribeUserSCRAMCredentialsRequest:
+		return s.handleDescribeUserSCRAM(body)
+	case *kmsg.AlterUserSCRAMCredentialsRequest:
+		return s.handleAlterUserSCRAM(ctx, body)
 	}
 	// Unreachable: protocol.ParseRequest only decodes supported keys, each handled above.
 	panic("no handler for " + kmsg.NameForKey(req.Key))

@@ -316,7 +316,8 @@ func (s *Server) findCoordinator(ctx context.Context, keyType int8, key string) 
 	if leader < 0 || !ok || b.Fenced {
 		return fail(kerr.CoordinatorNotAvailable.Code, fmt.Sprintf("%s-%d has no live leader", group.Topic, p))
 	}
-	out.NodeID, out.Host, out.Port = b.ID, b.Host, b.Port
+	out.Host, out.Port = advertisedFor(ctx, b)
+	out.NodeID = b.ID
 	return out
 }
 

@@ -72,11 +72,13 @@ type Server struct {
 
 	// Rate-limited log lines of the connection layer.
 	acceptLog, refusedLog, overLimitLog, connErrLog rateLimited
+
+	opts options // from New (options.go)
 }
 
 // New opens the node's data directory (taking an exclusive lock on it), loads
 // metadata and every hosted partition, running crash recovery where needed.
-func New(cfg *config.Broker, logger *slog.Logger) (*Server, error) {
+func New(cfg *config.Broker, logger *slog.Logger, opts ...Option) (*Server, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
@@ -93,6 +95,9 @@ func New(cfg *config.Broker, logger *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("data dir %s is in use by another process: %w", dir, err)
 	}
 	s := &Server{cfg: cfg, logger: logger, dir: dir, lock: lock}
+	for _, o := range opts {
+		o(&s.opts)
+	}
 	if err := s.initConns(); err != nil {
 		lock.Close()
 		return nil, err
@@ -113,6 +118,9 @@ func (s *Server) open() error {
 	s.ctrl, s.store = node, node
 	s.pids = txn.NewIDAllocator(node.AllocateProducerIDs)
 	s.parts = replica.NewManager(s.dir, s.cfg, node, s.logger)
+	if err := s.secureReplication(); err != nil {
+		return err
+	}
 	if isBroker, _ := s.cfg.Roles(); isBroker {
 		s.parts.SetLease(node.LastHeartbeat, time.Duration(s.cfg.Int("broker.session.timeout.ms"))*time.Millisecond)
 	}
@@ -193,7 +201,13 @@ func (s *Server) openController() (*controller.Node, error) {
 		Unclean: func(t *metadata.Topic) bool {
 			return s.dyn().TopicConfig(t.Configs).Bool("unclean.leader.election.enable")
 		},
-		Logger: s.logger,
+		Logger:    s.logger,
+		Bootstrap: s.opts.bootstrap,
+	}
+	if len(voters) > 0 {
+		if err := s.secureController(&cfg); err != nil {
+			return nil, err
+		}
 	}
 	if len(voters) == 0 && !s.cfg.IsSet("controller.quorum.election.timeout.ms") {
 		cfg.ElectionTimeout = 100 * time.Millisecond // a quorum of one elects itself at once
@@ -206,7 +220,7 @@ func (s *Server) openController() (*controller.Node, error) {
 		if err != nil {
 			return nil, fmt.Errorf("process.roles includes broker: %w", err)
 		}
-		b := &metadata.Broker{Host: client.Host, Port: client.Port}
+		b := &metadata.Broker{Host: client.Host, Port: client.Port, Listeners: advertisedListeners(s.cfg)}
 		if inter != client {
 			b.ReplicaAddr = inter.Addr()
 		}
@@ -227,6 +241,13 @@ func (s *Server) Listen() error {
 	}
 	for _, l := range ls {
 		ln, err := net.Listen("tcp", l.Addr())
+		if err == nil {
+			var sln net.Listener
+			if sln, err = s.secure(l, ln); err != nil {
+				ln.Close()
+			}
+			ln = sln
+		}
 		if err != nil {
 			for _, o := range s.listeners {
 				o.Close()
@@ -238,7 +259,7 @@ func (s *Server) Listen() error {
 		// its own) is not subject to max.connections, so replication goes on
 		// when clients exhaust it.
 		s.exempt = append(s.exempt, len(ls) > 1 && l.Name == s.cfg.String("inter.broker.listener.name"))
-		s.logger.Info("listening", "listener", l.Name, "addr", ln.Addr().String())
+		s.logger.Info("listening", "listener", l.Name, "security_protocol", l.Protocol, "addr", ln.Addr().String())
 	}
 	return nil
 }

@@ -82,6 +82,10 @@ type Options struct {
 	// fault does not run (Report.Fault says so).
 	Fault   func(ctx context.Context) error
 	FaultAt time.Duration
+
+	// ClientOpts are added to every client the run makes (e.g. TLS and SASL
+	// for a secured listener).
+	ClientOpts []kgo.Opt
 }
 
 // DefaultOptions returns the options `strand verify` uses without flags.
@@ -310,7 +314,7 @@ func Run(ctx context.Context, o Options) (rep Report, err error) {
 
 // ensureTopic creates o.Topic unless it exists and returns its partitions.
 func ensureTopic(ctx context.Context, o Options) (partitions []int32, created bool, err error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(o.Brokers...))
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(o.Brokers...)}, o.ClientOpts...)...)
 	if err != nil {
 		return nil, false, fmt.Errorf("admin client: %w", err)
 	}
@@ -435,7 +439,7 @@ func produce(ctx context.Context, o Options, partitions []int32) ([]Sent, produc
 	if o.MetadataMinAge > 0 {
 		opts = append(opts, kgo.MetadataMinAge(o.MetadataMinAge))
 	}
-	cl, err := kgo.NewClient(opts...)
+	cl, err := kgo.NewClient(append(opts, o.ClientOpts...)...)
 	if err != nil {
 		return nil, res, fmt.Errorf("producer: %w", err)
 	}
@@ -593,7 +597,7 @@ produce:
 func readBack(ctx context.Context, o Options, partitions []int32, ch *Checker) error {
 	ctx, cancel := context.WithTimeout(ctx, o.ReadTimeout)
 	defer cancel()
-	admCl, err := kgo.NewClient(kgo.SeedBrokers(o.Brokers...))
+	admCl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(o.Brokers...)}, o.ClientOpts...)...)
 	if err != nil {
 		return fmt.Errorf("admin client: %w", err)
 	}
@@ -612,8 +616,8 @@ func readBack(ctx context.Context, o Options, partitions []int32, ch *Checker) e
 	for _, p := range partitions {
 		offs[p] = kgo.NewOffset().AtStart()
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(o.Brokers...), kgo.FetchMaxWait(500*time.Millisecond),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{o.Topic: offs}))
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(o.Brokers...), kgo.FetchMaxWait(500 * time.Millisecond),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{o.Topic: offs})}, o.ClientOpts...)...)
 	if err != nil {
 		return fmt.Errorf("consumer: %w", err)
 	}
