@@ -16,6 +16,7 @@ import (
 
 	"strand/internal/bench"
 	"strand/internal/config"
+	"strand/internal/readiness"
 	"strand/internal/server"
 	"strand/internal/verify"
 )
@@ -26,6 +27,7 @@ commands:
   server   run a broker node (single node with embedded defaults: 127.0.0.1:9092, data in ./data)
   bench    measure produce/consume throughput and latency against a running node
   verify   produce under faults, read back, and check nothing acknowledged was lost, duplicated or reordered
+  ready    exit 0 once a node is registered and back in the ISR of every partition it hosts (rolling restarts)
 
 run 'strand <command> -h' for a command's flags.
 `
@@ -45,6 +47,8 @@ func main() {
 		err = bench.Main(ctx, os.Args[2:], os.Stdout)
 	case "verify":
 		err = verify.Main(ctx, os.Args[2:], os.Stdout)
+	case "ready":
+		err = readiness.Main(ctx, os.Args[2:], os.Stdout)
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return
