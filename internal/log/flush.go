@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
+
+	"strand/internal/metrics"
 )
 
 // backgroundTick is how often the background flusher checks flush.ms.
@@ -59,8 +62,12 @@ func (l *Log) flushLocked() error {
 		return err
 	}
 	target := l.leo
-	needCkpt := l.needCkpt
-	l.needCkpt = false
+	// A checkpoint waits for data above the last one (a new log's first
+	// flush with data writes its first checkpoint).
+	needCkpt := l.needCkpt && target > l.checkpointed
+	if needCkpt {
+		l.needCkpt = false
+	}
 	var segs []*segment
 	var persistErr error
 	for _, s := range l.segs {
@@ -73,7 +80,16 @@ func (l *Log) flushLocked() error {
 		}
 	}
 	l.mu.Unlock()
+	if errors.Is(persistErr, syscall.ENOSPC) {
+		// Out of space writing the index files of sealed segments: nothing
+		// is lost (the in-memory indexes are authoritative while the log is
+		// open, Close writes them again, recovery rebuilds them), so this is
+		// not the sticky failure an fsync error is.
+		l.logger.Warn("index files not written: no space left; written again at close", "err", persistErr)
+		persistErr = nil
+	}
 	err := persistErr
+	defer metrics.FsyncSince(time.Now()) // fsync latency histogram
 	for _, s := range segs {
 		err = errors.Join(err, s.syncLog())
 		if s != segs[len(segs)-1] {
@@ -91,8 +107,16 @@ func (l *Log) flushLocked() error {
 	l.mu.Unlock()
 	if needCkpt && target > l.checkpointed {
 		if err := writeCheckpoint(l.dir, recoveryPointFile, target); err != nil {
-			l.fail(err)
-			return err
+			if !errors.Is(err, syscall.ENOSPC) {
+				l.fail(err)
+				return err
+			}
+			// Out of space: the data is fsynced and the previous checkpoint
+			// is intact (checkpoints are replaced by rename); a recovery
+			// point that lags only means more to check after a crash. The
+			// next roll writes it again.
+			l.logger.Warn("recovery point not written: no space left", "err", err)
+			return nil
 		}
 		l.checkpointed = target // guarded by flushMu
 	}
@@ -216,4 +240,17 @@ func (l *Log) Delete() error {
 		return fmt.Errorf("delete log %s: %w", l.dir, errors.Join(cerr, err))
 	}
 	return nil
+}
+
+// Retire closes the log and renames its directory to newDir (on the same
+// file system), fsyncing the parent: the caller removes newDir later (in the
+// background). A compaction in progress is waited for first.
+func (l *Log) Retire(newDir string) error {
+	cerr := l.Close()
+	l.cleanMu.Lock()
+	defer l.cleanMu.Unlock()
+	if err := os.Rename(l.dir, newDir); err != nil {
+		return fmt.Errorf("retire log %s: %w", l.dir, errors.Join(cerr, err))
+	}
+	return syncDir(filepath.Dir(l.dir))
 }

@@ -48,18 +48,11 @@ func ReadFrame(r io.Reader, max int32) ([]byte, error) {
 	if _, err := io.ReadFull(r, sz[:]); err != nil {
 		return nil, err
 	}
-	n := int32(binary.BigEndian.Uint32(sz[:]))
-	if n < 0 || n > max {
-		return nil, fmt.Errorf("%w: %d bytes (limit %d)", ErrFrameTooLarge, n, max)
+	n, err := ParseSize(sz, max)
+	if err != nil {
+		return nil, err
 	}
-	if n < 8 {
-		return nil, fmt.Errorf("%w: frame of %d bytes is shorter than a request header", ErrMalformed, n)
-	}
-	buf := make([]byte, n)
-	if _, err := io.ReadFull(r, buf); err != nil {
-		return nil, fmt.Errorf("reading %d-byte frame: %w", n, err)
-	}
-	return buf, nil
+	return ReadBody(r, n, func(int) error { return nil })
 }
 
 // ParseRequest decodes a frame body (without its size prefix). For an API key or

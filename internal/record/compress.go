@@ -14,9 +14,13 @@ import (
 	"github.com/pierrec/lz4/v4"
 )
 
-// MaxDecompressedSize caps the decompressed size of one batch's records, so
-// that a small hostile batch cannot make the broker allocate unbounded
-// memory (a decompression bomb). Larger payloads yield ErrInvalid.
+// MaxDecompressedSize caps the decompressed size of one batch's records
+// when it is decoded whole (Records, ForEach, Filter), so that a small
+// hostile batch cannot make the broker allocate unbounded memory (a
+// decompression bomb); larger payloads yield ErrInvalid. It is also the
+// largest ceiling CheckProduce applies to produced batches
+// (message.max.decompressed.bytes), so that every stored batch can be
+// decoded whole.
 const MaxDecompressedSize = 64 << 20
 
 // xerialMagic starts a snappy payload framed by the xerial snappy-java

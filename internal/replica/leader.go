@@ -201,8 +201,9 @@ func (p *Partition) UpdateFollower(replica int32, fetchOffset int64, now time.Ti
 	}
 	f.fetched(fetchOffset, leo, now)
 	p.advanceHWLocked()
-	if !slices.Contains(rs.isr, replica) && f.leo >= p.hw.Load() && f.leo >= rs.epochStart && p.kickISR != nil {
-		p.kickISR() // it may rejoin the ISR
+	inISR := slices.Contains(rs.isr, replica)
+	if p.kickISR != nil && (!inISR && f.leo >= p.hw.Load() && f.leo >= rs.epochStart || inISR && f.leo < p.hw.Load()) {
+		p.kickISR() // it may rejoin the ISR, or must leave it (see proposeISR)
 	}
 	return true
 }

@@ -61,6 +61,10 @@ type Partition struct {
 	log     *log.Log
 	logger  *slog.Logger
 	kickISR func() // asks the manager's ISR maintenance to run soon; nil for none
+	// verifyHook asks for a background verification of the log (set by the
+	// manager; nil for none).
+	verifyHook func(*Partition)
+	readErrs   readErrLog
 	// leaseValid and leaseTimeout are the manager's lease (lease.go); nil
 	// leaseValid: always valid.
 	leaseValid   func(time.Time) bool
@@ -68,6 +72,7 @@ type Partition struct {
 
 	mu          sync.Mutex // guards producers, leader, leaderEpoch, appendTime, closed; serialises appends and truncations
 	producers   *txn.State
+	snapOffset  int64 // offset of the newest producer-state snapshot on disk, -1 if none (snapshot.go)
 	leaderEpoch int32 // the leader epoch of the latest metadata (-1 before any)
 	leader      int32 // the partition's leader per metadata (-1: none)
 	appendTime  bool  // message.timestamp.type=LogAppendTime
@@ -93,7 +98,18 @@ func openPartition(dir, topic string, index, self int32, cfg log.Config, appendT
 	// up), a replica only knows its log start to be committed.
 	p.hw.Store(l.LogStartOffset())
 	start := time.Now()
-	if err := p.rebuildProducers(); err != nil {
+	err = p.rebuildProducers()
+	if errors.Is(err, record.ErrCorrupt) {
+		// Damage that a clean start-up did not read: find and record it all,
+		// then replay the intact batches.
+		logger.Error("partition log is damaged on disk; verifying it", "dir", dir, "err", err)
+		if verr := l.Verify(nil); verr != nil && !errors.Is(verr, record.ErrCorrupt) {
+			err = errors.Join(err, verr)
+		} else {
+			err = p.rebuildProducers()
+		}
+	}
+	if err != nil {
 		l.Close()
 		return nil, fmt.Errorf("partition %s-%d: %w", topic, index, err)
 	}
@@ -104,21 +120,6 @@ func openPartition(dir, topic string, index, self int32, cfg log.Config, appendT
 		logger.Error("partition log is corrupt; reads of the damaged range fail with KAFKA_STORAGE_ERROR", "err", err)
 	}
 	return p, nil
-}
-
-// rebuildProducers replays the log's batch headers into a fresh producer
-// table (at open, and after a truncation removed batches). Called with mu
-// held or before the partition is shared.
-func (p *Partition) rebuildProducers() error {
-	st := txn.NewState()
-	if err := p.log.ScanHeaders(p.log.LogStartOffset(), func(h record.Header) error {
-		st.Update(h)
-		return nil
-	}); err != nil {
-		return fmt.Errorf("rebuild producer state: %w", err)
-	}
-	p.producers = st
-	return nil
 }
 
 // AppendResult is the outcome of a leader append.

@@ -9,6 +9,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"strand/internal/log"
+	"strand/internal/metrics"
+	"strand/internal/record"
 	"strand/internal/replica"
 )
 
@@ -127,12 +129,18 @@ func (s *Server) fetchOnce(req *kmsg.FetchRequest, replicaID int32, first bool) 
 				switch {
 				case errors.Is(err, log.ErrOffsetOutOfRange):
 					out.ErrorCode, done = kerr.OffsetOutOfRange.Code, true
+				case errors.Is(err, record.ErrCorrupt):
+					// Damaged on disk: an error clients surface (librdkafka
+					// retries KAFKA_STORAGE_ERROR silently, stalling).
+					p.ReadFailed(rp.FetchOffset, err)
+					out.ErrorCode, done = kerr.CorruptMessage.Code, true
 				case err != nil:
-					s.logger.Error("fetch read failed", "topic", rt.Topic, "partition", rp.Partition, "offset", rp.FetchOffset, "err", err)
+					p.ReadFailed(rp.FetchOffset, err)
 					out.ErrorCode, done = kerr.KafkaStorageError.Code, true
 				case len(batches) > 0:
 					out.RecordBatches = batches
 					total += len(batches)
+					metrics.Fetched(rt.Topic, len(batches), replicaID >= 0)
 				}
 			}
 			topic.Partitions = append(topic.Partitions, out)

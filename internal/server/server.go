@@ -10,11 +10,9 @@
 package server
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -24,12 +22,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kmsg"
-
 	"strand/internal/config"
 	"strand/internal/controller"
 	"strand/internal/metadata"
-	"strand/internal/protocol"
 	"strand/internal/replica"
 	"strand/internal/txn"
 )
@@ -53,15 +48,30 @@ type Server struct {
 	dynImg *metadata.Image // the image dynCfg was layered for
 	dynCfg *config.Broker  // cfg with dynImg's cluster-wide dynamic configs
 	pids   *txn.IDAllocator
+	sec    *serverSecurity // authorizer and quotas (authz.go)
 
 	groups    *groupCoordinator // consumer group coordinator (groups.go)
 	offsetsMu sync.Mutex        // serialises the creation of __consumer_offsets
 
 	listeners []net.Listener
-	wg        sync.WaitGroup // connection and background goroutines
+	exempt    []bool         // per listener: its connections do not count against max.connections
+	wg        sync.WaitGroup // accept loops and background goroutines
 
-	connMu sync.Mutex // guards conns
-	conns  map[net.Conn]struct{}
+	// Connections (conn.go) and their bounds (limits.go).
+	limits      *connLimits
+	mem         *memPool // queued.max.request.bytes; nil when unbounded
+	spare       *spareFD
+	maxRequest  int32         // socket.request.max.bytes
+	readTimeout time.Duration // request.read.timeout.ms
+	idleTimeout time.Duration // connections.max.idle.ms
+	connCtx     context.Context
+	connCancel  context.CancelFunc // ends what connections' requests still wait for
+	connWG      sync.WaitGroup     // connection goroutines
+	connMu      sync.Mutex         // guards conns
+	conns       map[*conn]struct{}
+
+	// Rate-limited log lines of the connection layer.
+	acceptLog, refusedLog, overLimitLog, connErrLog rateLimited
 }
 
 // New opens the node's data directory (taking an exclusive lock on it), loads
@@ -82,7 +92,12 @@ func New(cfg *config.Broker, logger *slog.Logger) (*Server, error) {
 		lock.Close()
 		return nil, fmt.Errorf("data dir %s is in use by another process: %w", dir, err)
 	}
-	s := &Server{cfg: cfg, logger: logger, dir: dir, lock: lock, conns: map[net.Conn]struct{}{}}
+	s := &Server{cfg: cfg, logger: logger, dir: dir, lock: lock}
+	if err := s.initConns(); err != nil {
+		lock.Close()
+		return nil, err
+	}
+	s.sec = newServerSecurity(cfg, logger)
 	if err := s.open(); err != nil {
 		s.closeState()
 		return nil, err
@@ -219,6 +234,10 @@ func (s *Server) Listen() error {
 			return fmt.Errorf("listen %s: %w", l.Addr(), err)
 		}
 		s.listeners = append(s.listeners, ln)
+		// As Kafka does, the inter-broker listener (when it is a listener of
+		// its own) is not subject to max.connections, so replication goes on
+		// when clients exhaust it.
+		s.exempt = append(s.exempt, len(ls) > 1 && l.Name == s.cfg.String("inter.broker.listener.name"))
 		s.logger.Info("listening", "listener", l.Name, "addr", ln.Addr().String())
 	}
 	return nil
@@ -233,20 +252,30 @@ func (s *Server) Addrs() []net.Addr {
 	return out
 }
 
-// Serve accepts connections until ctx ends, then shuts down: it stops accepting,
-// closes connections, and closes every log cleanly.
+// Serve accepts connections until ctx ends, then shuts down in order: it
+// stops accepting (clients dialling now are refused by the OS and try
+// another broker), hands leadership off with a controlled shutdown while it
+// still answers requests on open connections, then stops reading requests,
+// answers those already read, closes connections and closes every log
+// cleanly.
 func (s *Server) Serve(ctx context.Context) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	bg, stopBG := context.WithCancel(context.Background())
+	defer stopBG()
+	defer s.connCancel()
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		s.parts.RunRetention(ctx, time.Duration(s.cfg.Int("log.retention.check.interval.ms"))*time.Millisecond)
+		s.parts.RunRetention(bg, time.Duration(s.cfg.Int("log.retention.check.interval.ms"))*time.Millisecond)
 	}()
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		s.parts.RunISR(ctx)
+		s.parts.RunISR(bg)
+	}()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.mem.runReclaim(bg, 2*time.Second)
 	}()
 	s.wg.Add(1)
 	go func() {
@@ -257,7 +286,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			s.parts.RunCleaner(ctx, time.Duration(s.cfg.Int("log.cleaner.backoff.ms"))*time.Millisecond)
+			s.parts.RunCleaner(bg, time.Duration(s.cfg.Int("log.cleaner.backoff.ms"))*time.Millisecond)
 		}()
 	}
 	// As a KRaft broker does, serve clients only once registered with an
@@ -271,32 +300,78 @@ func (s *Server) Serve(ctx context.Context) error {
 			s.catchUp()
 		}
 	}
-	for _, ln := range s.listeners {
+	for i, ln := range s.listeners {
 		s.wg.Add(1)
-		go func(ln net.Listener) {
+		go func() {
 			defer s.wg.Done()
-			s.accept(ctx, ln)
-		}(ln)
+			s.acceptLoop(ln, s.exempt[i])
+		}()
 	}
 	<-ctx.Done()
-	s.logger.Info("shutting down")
-	if isBroker, _ := s.cfg.Roles(); isBroker && s.cfg.Bool("controlled.shutdown.enable") {
-		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
-		if err := s.ctrl.ControlledShutdown(sctx); err != nil {
-			s.logger.Warn("controlled shutdown incomplete", "err", err)
-		}
-		scancel()
-	}
+	s.logger.Info("shutting down: no new connections")
 	for _, ln := range s.listeners {
 		ln.Close()
 	}
-	s.connMu.Lock()
-	for c := range s.conns {
-		c.Close()
+	if isBroker, _ := s.cfg.Roles(); isBroker && s.cfg.Bool("controlled.shutdown.enable") {
+		start := time.Now()
+		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := s.ctrl.ControlledShutdown(sctx); err != nil {
+			s.logger.Warn("controlled shutdown incomplete", "err", err)
+		} else {
+			s.awaitLeadershipGone(sctx)
+			s.logger.Info("controlled shutdown: leadership handed off", "took", time.Since(start).Round(time.Millisecond))
+		}
+		scancel()
 	}
-	s.connMu.Unlock()
+	s.drainConns(drainTimeout)
+	stopBG()
 	s.wg.Wait()
+	s.spare.close()
 	return s.closeState()
+}
+
+// awaitLeadershipGone waits (until ctx ends) for this broker's image to show
+// the leadership the controller moved away, so that a client told
+// NOT_LEADER_OR_FOLLOWER that asks this broker for metadata is pointed at
+// the new leader.
+func (s *Server) awaitLeadershipGone(ctx context.Context) {
+	self := s.cfg.NodeID()
+	for {
+		img := s.store.Image()
+		leads := false
+		for _, t := range img.Topics {
+			for _, p := range t.Partitions {
+				leads = leads || p.Leader == self
+			}
+		}
+		if !leads || ctx.Err() != nil {
+			return
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// initConns reads the connection limits of the configuration.
+func (s *Server) initConns() error {
+	overrides, err := s.cfg.ConnectionsPerIPOverrides()
+	if err != nil {
+		return err
+	}
+	s.limits = newConnLimits(int(s.cfg.Int("max.connections")), int(s.cfg.Int("max.connections.per.ip")), overrides)
+	s.mem = newMemPool(s.cfg.Int("queued.max.request.bytes"))
+	s.spare = newSpareFD()
+	s.maxRequest = int32(s.cfg.Int("socket.request.max.bytes"))
+	s.readTimeout = time.Duration(s.cfg.Int("request.read.timeout.ms")) * time.Millisecond
+	s.idleTimeout = time.Duration(s.cfg.Int("connections.max.idle.ms")) * time.Millisecond
+	s.connCtx, s.connCancel = context.WithCancel(context.Background())
+	s.conns = map[*conn]struct{}{}
+	for _, r := range []*rateLimited{&s.acceptLog, &s.refusedLog, &s.overLimitLog, &s.connErrLog} {
+		r.every = 10 * time.Second
+	}
+	return nil
 }
 
 // Close releases a server that will not Serve (for example when Listen failed).
@@ -304,6 +379,8 @@ func (s *Server) Close() error {
 	for _, ln := range s.listeners {
 		ln.Close()
 	}
+	s.spare.close()
+	s.connCancel()
 	return s.closeState()
 }
 
@@ -322,123 +399,6 @@ func (s *Server) closeState() error {
 		s.lock.Close()
 	}
 	return err
-}
-
-func (s *Server) accept(ctx context.Context, ln net.Listener) {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			s.logger.Warn("accept", "err", err)
-			time.Sleep(10 * time.Millisecond)
-			continue
-		}
-		s.connMu.Lock()
-		s.conns[c] = struct{}{}
-		s.connMu.Unlock()
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			s.serveConn(ctx, c)
-			s.connMu.Lock()
-			delete(s.conns, c)
-			s.connMu.Unlock()
-		}()
-	}
-}
-
-// reply is a response to come, in request order: run is called on the writer
-// goroutine and returns the response, or nil when none is sent (acks=0).
-type reply struct {
-	correlationID int32
-	run           func() kmsg.Response
-}
-
-// hangUp, returned by a reply, closes the connection instead of answering.
-var hangUp kmsg.Response = new(kmsg.ProduceResponse)
-
-// maxPipelined bounds the requests a connection may have in flight.
-const maxPipelined = 64
-
-func (s *Server) serveConn(ctx context.Context, c net.Conn) {
-	ctx, cancel := context.WithCancel(context.WithValue(ctx, remoteAddrKey{}, c.RemoteAddr().String()))
-	defer cancel()
-	logger := s.logger.With("remote", c.RemoteAddr().String())
-	replies := make(chan reply, maxPipelined)
-	writerDone := make(chan struct{})
-	go func() {
-		defer close(writerDone)
-		s.writeReplies(c, replies, logger)
-		// On a write error: stop the reader, then drain what it still queues.
-		cancel()
-		c.Close()
-		for range replies {
-		}
-	}()
-	defer func() {
-		close(replies)
-		<-writerDone
-	}()
-	r := bufio.NewReaderSize(c, 64<<10)
-	max := int32(s.cfg.Int("socket.request.max.bytes"))
-	for {
-		frame, err := protocol.ReadFrame(r, max)
-		if err != nil {
-			if !errors.Is(err, io.EOF) && ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
-				logger.Warn("closing connection", "err", err)
-			}
-			return
-		}
-		req, err := protocol.ParseRequest(frame)
-		if err != nil {
-			if req != nil && req.Key == int16(kmsg.ApiVersions) && errors.Is(err, protocol.ErrUnsupported) {
-				// Answer with v0 and UNSUPPORTED_VERSION so the client retries with a version we have.
-				resp := s.apiVersions(0)
-				resp.ErrorCode = kerrUnsupportedVersion
-				replies <- reply{req.CorrelationID, func() kmsg.Response { return resp }}
-				continue
-			}
-			logger.Warn("closing connection after a bad request", "err", err)
-			return
-		}
-		run := s.handle(ctx, req)
-		select {
-		case replies <- reply{req.CorrelationID, run}:
-		case <-ctx.Done():
-			return
-		}
-	}
-}
-
-// writeReplies runs each reply in order and writes its response. It returns
-// when replies is closed or a write fails.
-func (s *Server) writeReplies(c net.Conn, replies <-chan reply, logger *slog.Logger) {
-	w := bufio.NewWriterSize(c, 64<<10)
-	var buf []byte
-	for r := range replies {
-		resp := r.run()
-		if resp == hangUp {
-			w.Flush()
-			return
-		}
-		if resp == nil {
-			continue
-		}
-		buf = protocol.AppendResponse(buf[:0], r.correlationID, resp)
-		if _, err := w.Write(buf); err != nil {
-			logger.Debug("write", "err", err)
-			return
-		}
-		// Flush when nothing else is ready, so pipelined responses share a write.
-		if len(replies) == 0 {
-			if err := w.Flush(); err != nil {
-				logger.Debug("write", "err", err)
-				return
-			}
-		}
-	}
 }
 
 // dyn is the node's configuration with the cluster-wide dynamic configs of

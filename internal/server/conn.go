@@ -1,0 +1,403 @@
+package server
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"strand/internal/protocol"
+)
+
+// Connection resources. An idle connection holds two parked goroutines, its
+// socket and a small reply queue, and no read or write buffer: buffers are
+// taken from pools when bytes arrive or responses leave and given back when
+// the connection goes quiet, so that thousands of idle clients cost little
+// memory (see TestIdleConnectionsRSS).
+const (
+	// maxPipelined bounds the requests a connection may have in flight.
+	maxPipelined = 64
+	// readBufSize is a pooled read buffer's size: small pipelined requests
+	// arriving together are read with one system call.
+	readBufSize = 16 << 10
+	// writeFlushSize is how much response data is gathered before a write
+	// when more responses are ready.
+	writeFlushSize = 64 << 10
+	// maxPooledWriteBuf is the largest write buffer kept for reuse; a larger
+	// one (a big fetch response) is left to the garbage collector.
+	maxPooledWriteBuf = 1 << 20
+	// drainTimeout bounds how long shutdown waits for connections to answer
+	// the requests they have read before it closes them.
+	drainTimeout = 5 * time.Second
+)
+
+var (
+	readBufs  = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readBufSize) }}
+	writeBufs = sync.Pool{New: func() any { b := make([]byte, 0, writeFlushSize); return &b }}
+)
+
+// Reasons a connection's reader stops without an I/O error.
+var (
+	errIdle     = errors.New("idle longer than connections.max.idle.ms")
+	errDraining = errors.New("broker shutting down")
+)
+
+// conn is one client connection. Its reader goroutine (serve) reads requests
+// in order and runs their ordered part; its writer goroutine (writeReplies)
+// runs their continuations and writes the responses in the same order.
+type conn struct {
+	s      *Server
+	c      net.Conn
+	ip     netip.Addr
+	logger *slog.Logger
+
+	draining atomic.Bool  // set by drain: read no further request
+	pending  atomic.Int32 // requests read and not yet answered
+
+	br *bufio.Reader // pooled; held only while it buffers unread bytes (reader goroutine only)
+}
+
+// acceptLoop accepts connections from ln until it is closed. Connections
+// over max.connections or max.connections.per.ip are refused at once; when
+// file descriptors run out, waiting connections are refused with the spare
+// descriptor rather than left to make Accept fail in a loop.
+//
+// This is the seam for TLS and SASL: c is the raw TCP connection, counted
+// against the limits before any handshake; a wrapper (tls.Server) goes
+// around it before newConn.
+func (s *Server) acceptLoop(ln net.Listener, exempt bool) {
+	var backoff time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			if isFDExhausted(err) && s.spare.refuseOne(ln) {
+				s.refusedLog.log(s.logger, slog.LevelWarn, "out of file descriptors: refusing new connections", "err", err)
+				continue
+			}
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.acceptLog.log(s.logger, slog.LevelWarn, "accept failed", "err", err, "retry_in", backoff)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		ip := remoteIP(c)
+		if ok, why := s.limits.admit(ip, exempt); !ok {
+			refuse(c)
+			s.overLimitLog.log(s.logger, slog.LevelWarn, "refused a connection over the limit", "limit", why, "remote", c.RemoteAddr().String())
+			continue
+		}
+		cn := &conn{s: s, c: c, ip: ip, logger: s.logger.With("remote", c.RemoteAddr().String())}
+		s.connMu.Lock()
+		s.conns[cn] = struct{}{}
+		s.connMu.Unlock()
+		s.connWG.Add(1)
+		go func() {
+			defer s.connWG.Done()
+			cn.serve()
+			s.connMu.Lock()
+			delete(s.conns, cn)
+			s.connMu.Unlock()
+			s.limits.release(ip, exempt)
+		}()
+	}
+}
+
+// drain makes the connection stop reading requests; those already read are
+// answered, then it closes.
+func (cn *conn) drain() {
+	cn.draining.Store(true)
+	cn.c.SetReadDeadline(time.Now())
+}
+
+// reply is a response to come, in request order: run is called on the writer
+// goroutine and returns the response, or nil when none is sent (acks=0).
+type reply struct {
+	correlationID int32
+	run           func() kmsg.Response
+}
+
+// hangUp, returned by a reply, closes the connection instead of answering.
+var hangUp kmsg.Response = new(kmsg.ProduceResponse)
+
+// serve reads and handles requests until the peer leaves, a limit or error
+// closes the connection, or shutdown drains it.
+func (cn *conn) serve() {
+	s := cn.s
+	ctx, cancel := context.WithCancel(context.WithValue(s.connCtx, remoteAddrKey{}, cn.c.RemoteAddr().String()))
+	defer cancel()
+	ctx = withMute(ctx) // client quotas (quotas.go)
+	replies := make(chan reply, maxPipelined)
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		cn.writeReplies(replies)
+		// On a write error: stop the reader, then drain what it still queues.
+		cancel()
+		cn.c.Close()
+		for range replies {
+			cn.pending.Add(-1)
+		}
+	}()
+	defer func() {
+		close(replies)
+		<-writerDone
+		cn.releaseReader()
+	}()
+	for {
+		if !waitUnmuted(ctx) { // a throttled client's next request waits
+			return
+		}
+		req, err := cn.readRequest()
+		if err != nil {
+			switch {
+			case errors.Is(err, errIdle), errors.Is(err, errDraining):
+				cn.logger.Debug("closing connection", "reason", err)
+			case errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || ctx.Err() != nil:
+			default:
+				s.connErrLog.log(cn.logger, slog.LevelWarn, "closing connection", "err", err)
+			}
+			return
+		}
+		r, ok := cn.dispatch(ctx, req)
+		if !ok {
+			return
+		}
+		cn.pending.Add(1)
+		select {
+		case replies <- r:
+		case <-ctx.Done():
+			cn.pending.Add(-1)
+			return
+		}
+	}
+}
+
+// frame is a request read off the wire with the request memory it holds.
+type frame struct {
+	body []byte
+	held int64 // bytes of queued.max.request.bytes taken for body
+}
+
+// dispatch parses a frame, runs the request's ordered part and returns its
+// reply; ok is false when the connection must close. The frame's request
+// memory is given back once the ordered part is done: what waits after it
+// (replication of acks=all, long-poll fetch) holds no request memory, so
+// waiting requests can never keep followers' fetches from being read.
+func (cn *conn) dispatch(ctx context.Context, f frame) (r reply, ok bool) {
+	defer cn.s.mem.release(f.held)
+	req, err := protocol.ParseRequest(f.body)
+	if err != nil {
+		if req != nil && req.Key == int16(kmsg.ApiVersions) && errors.Is(err, protocol.ErrUnsupported) {
+			// Answer with v0 and UNSUPPORTED_VERSION so the client retries with a version we have.
+			resp := cn.s.apiVersions(0)
+			resp.ErrorCode = kerrUnsupportedVersion
+			return reply{req.CorrelationID, func() kmsg.Response { return resp }}, true
+		}
+		cn.s.connErrLog.log(cn.logger, slog.LevelWarn, "closing connection after a bad request", "err", err)
+		return reply{}, false
+	}
+	return reply{req.CorrelationID, cn.s.handle(ctx, req)}, true
+}
+
+// readRequest reads the next frame. It waits for the frame's first byte up
+// to connections.max.idle.ms (longer while a response is pending); from
+// that byte on, the whole frame must arrive within request.read.timeout.ms,
+// including any wait for request memory (queued.max.request.bytes).
+func (cn *conn) readRequest() (frame, error) {
+	start, prefix, err := cn.readPrefix()
+	if err != nil {
+		return frame{}, err
+	}
+	n, err := protocol.ParseSize(prefix, cn.s.maxRequest)
+	if err != nil {
+		return frame{}, err
+	}
+	deadline := start.Add(cn.s.readTimeout)
+	var held int64
+	reserve := func(k int) error {
+		take := min(int64(k), cn.s.mem.limit()-held)
+		if err := cn.s.mem.acquire(take, deadline); err != nil {
+			return err
+		}
+		held += max(take, 0)
+		return nil
+	}
+	body, err := protocol.ReadBody(cn.reader(), n, reserve)
+	if err != nil {
+		cn.s.mem.release(held)
+		if isTimeout(err) && !cn.draining.Load() {
+			err = fmt.Errorf("request not complete within request.read.timeout.ms (%v): %w", cn.s.readTimeout, err)
+		}
+		return frame{}, err
+	}
+	if cn.br != nil && cn.br.Buffered() == 0 {
+		cn.releaseReader()
+	}
+	return frame{body: body, held: held}, nil
+}
+
+// readPrefix reads a frame's 4-byte size and returns when its first byte
+// arrived. Bytes already buffered are the next frame's, read at once.
+func (cn *conn) readPrefix() (time.Time, [4]byte, error) {
+	var prefix [4]byte
+	if cn.br != nil {
+		start := time.Now()
+		cn.c.SetReadDeadline(start.Add(cn.s.readTimeout))
+		if cn.draining.Load() {
+			return start, prefix, errDraining
+		}
+		_, err := io.ReadFull(cn.br, prefix[:])
+		return start, prefix, err
+	}
+	got := 0
+	for got == 0 {
+		cn.c.SetReadDeadline(time.Now().Add(cn.s.idleTimeout))
+		if cn.draining.Load() {
+			return time.Time{}, prefix, errDraining
+		}
+		n, err := cn.c.Read(prefix[:])
+		got = n
+		switch {
+		case n > 0:
+		case cn.draining.Load():
+			return time.Time{}, prefix, errDraining
+		case isTimeout(err) && cn.pending.Load() > 0:
+			// A response is on its way: not idle.
+		case isTimeout(err):
+			return time.Time{}, prefix, errIdle
+		case err != nil:
+			return time.Time{}, prefix, err
+		}
+	}
+	start := time.Now()
+	if got < len(prefix) {
+		cn.c.SetReadDeadline(start.Add(cn.s.readTimeout))
+		if _, err := io.ReadFull(cn.reader(), prefix[got:]); err != nil {
+			return start, prefix, err
+		}
+	} else {
+		cn.c.SetReadDeadline(start.Add(cn.s.readTimeout))
+	}
+	return start, prefix, nil
+}
+
+// reader returns the connection's pooled read buffer, taking one if needed.
+func (cn *conn) reader() *bufio.Reader {
+	if cn.br == nil {
+		cn.br = readBufs.Get().(*bufio.Reader)
+		cn.br.Reset(cn.c)
+	}
+	return cn.br
+}
+
+// releaseReader gives the read buffer back to the pool (it must hold no
+// unread bytes, or the connection is closing).
+func (cn *conn) releaseReader() {
+	if cn.br != nil {
+		cn.br.Reset(nil)
+		readBufs.Put(cn.br)
+		cn.br = nil
+	}
+}
+
+func isTimeout(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }
+
+// writeReplies runs each reply in order and writes its response. It returns
+// when replies is closed or a write fails. Responses that are ready together
+// go out in one write; the write buffer is pooled and given back whenever no
+// reply is waiting.
+func (cn *conn) writeReplies(replies <-chan reply) {
+	var buf *[]byte
+	defer func() {
+		if buf != nil {
+			putWriteBuf(buf)
+		}
+	}()
+	flush := func() error {
+		_, err := cn.c.Write(*buf)
+		*buf = (*buf)[:0]
+		return err
+	}
+	for r := range replies {
+		resp := r.run()
+		if resp == hangUp {
+			if buf != nil && len(*buf) > 0 {
+				flush()
+			}
+			cn.pending.Add(-1)
+			return
+		}
+		if resp != nil {
+			if buf == nil {
+				buf = writeBufs.Get().(*[]byte)
+			}
+			*buf = protocol.AppendResponse(*buf, r.correlationID, resp)
+		}
+		if buf != nil && (len(replies) == 0 || len(*buf) >= writeFlushSize) {
+			err := flush()
+			if len(replies) == 0 || err != nil {
+				putWriteBuf(buf)
+				buf = nil
+			}
+			if err != nil {
+				cn.pending.Add(-1)
+				cn.logger.Debug("write", "err", err)
+				return
+			}
+		}
+		cn.pending.Add(-1)
+	}
+	if buf != nil && len(*buf) > 0 {
+		flush()
+	}
+}
+
+func putWriteBuf(b *[]byte) {
+	if cap(*b) > maxPooledWriteBuf {
+		return
+	}
+	*b = (*b)[:0]
+	writeBufs.Put(b)
+}
+
+// drainConns stops every connection from reading further requests, waits
+// up to timeout for them to answer what they read, then cancels what still
+// waits and closes them.
+func (s *Server) drainConns(timeout time.Duration) {
+	s.connMu.Lock()
+	for cn := range s.conns {
+		cn.drain()
+	}
+	s.connMu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		s.connWG.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		s.connCancel()
+		return
+	case <-time.After(timeout):
+	}
+	s.connCancel()
+	s.connMu.Lock()
+	for cn := range s.conns {
+		cn.c.Close()
+	}
+	s.connMu.Unlock()
+	<-done
+}

@@ -1,0 +1,243 @@
+package server
+
+import (
+	"context"
+	"encoding/binary"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+func TestMemPoolBoundsAndOrder(t *testing.T) {
+	p := newMemPool(100)
+	far := time.Now().Add(10 * time.Second)
+	if err := p.acquire(85, far); err != nil {
+		t.Fatal(err)
+	}
+	// 50 does not fit: it waits, and a later 10 that would fit waits behind
+	// it (arrival order, so a large request is not starved).
+	got := make(chan int64, 2)
+	var wg sync.WaitGroup
+	for i, n := range []int64{50, 10} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := p.acquire(n, far); err != nil {
+				t.Error(err)
+			}
+			got <- n
+		}()
+		for deadline := time.Now().Add(5 * time.Second); ; { // queue them in this order
+			p.mu.Lock()
+			queued := p.waiters.Len()
+			p.mu.Unlock()
+			if queued == i+1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("acquire(%d) did not queue", n)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	select {
+	case n := <-got:
+		t.Fatalf("acquire(%d) returned while the pool was full", n)
+	case <-time.After(50 * time.Millisecond):
+	}
+	p.release(85)
+	wg.Wait()
+	if u := p.inUse(); u != 60 {
+		t.Fatalf("in use %d, want 60", u)
+	}
+	// A waiter whose deadline passes gives up and takes nothing.
+	if err := p.acquire(50, time.Now().Add(20*time.Millisecond)); err != errPoolWait {
+		t.Fatalf("acquire past deadline: %v, want errPoolWait", err)
+	}
+	p.release(60)
+	if u := p.inUse(); u != 0 {
+		t.Fatalf("in use %d after releasing everything", u)
+	}
+	var nilPool *memPool
+	if err := nilPool.acquire(1<<40, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// closedWithin reports whether the broker closes c (a read fails) within d.
+func closedWithin(c net.Conn, d time.Duration) bool {
+	c.SetReadDeadline(time.Now().Add(d))
+	var b [64]byte
+	for {
+		if _, err := c.Read(b[:]); err != nil {
+			ne, ok := err.(net.Error)
+			return !ok || !ne.Timeout()
+		}
+	}
+}
+
+// produceOK produces one record with cl and fails the test on error.
+func produceOK(t *testing.T, cl *kgo.Client, topic string) {
+	t.Helper()
+	c, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := cl.ProduceSync(c, &kgo.Record{Topic: topic, Value: []byte("v")}).FirstErr(); err != nil {
+		t.Fatalf("produce: %v", err)
+	}
+}
+
+// TestSlowlorisDropped: a client that sends a request a byte at a time, or
+// stops inside the size prefix, is dropped request.read.timeout.ms after
+// its first byte, while a producer is served throughout.
+func TestSlowlorisDropped(t *testing.T) {
+	n := startNode(t, [2]string{"request.read.timeout.ms", "500"})
+	cl := n.client(kgo.AllowAutoTopicCreation())
+	produceOK(t, cl, "slow")
+
+	slow := dial(t, n.addr)
+	start := time.Now()
+	var prefix [4]byte
+	binary.BigEndian.PutUint32(prefix[:], 100)
+	slow.Write(prefix[:])
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			if _, err := slow.Write([]byte{0}); err != nil {
+				return
+			}
+		}
+	}()
+	half := dial(t, n.addr)
+	half.Write(prefix[:2]) // stops inside the size prefix
+
+	produceOK(t, cl, "slow") // served while both are trickling
+	if !closedWithin(slow, 5*time.Second) {
+		t.Fatal("a client sending one byte every 50 ms was not dropped")
+	}
+	if took := time.Since(start); took < 400*time.Millisecond {
+		t.Fatalf("dropped after %v, before request.read.timeout.ms (500 ms)", took)
+	}
+	if !closedWithin(half, 5*time.Second) {
+		t.Fatal("a client that stopped inside the size prefix was not dropped")
+	}
+	produceOK(t, cl, "slow")
+}
+
+// TestIdleConnectionClosed: a connection with nothing in flight is closed
+// after connections.max.idle.ms; one waiting for a long-poll fetch is not.
+func TestIdleConnectionClosed(t *testing.T) {
+	n := startNode(t, [2]string{"connections.max.idle.ms", "300"})
+	cl := n.client(kgo.AllowAutoTopicCreation())
+	produceOK(t, cl, "idle")
+
+	idle := dial(t, n.addr)
+	idle.send(t, kmsg.NewPtrApiVersionsRequest(), 1)
+	idle.recv(t)
+	if !closedWithin(idle, 5*time.Second) {
+		t.Fatal("an idle connection was not closed after connections.max.idle.ms")
+	}
+
+	// A fetch that waits 1.5 s for data (longer than the idle timeout) is answered.
+	busy := dial(t, n.addr)
+	fetch := kmsg.NewPtrFetchRequest()
+	fetch.SetVersion(11)
+	fetch.ReplicaID = -1
+	fetch.MaxWaitMillis = 1500
+	fetch.MinBytes = 1 << 20
+	fetch.MaxBytes = 1 << 20
+	ft := kmsg.NewFetchRequestTopic()
+	ft.Topic = "idle"
+	fp := kmsg.NewFetchRequestTopicPartition()
+	fp.FetchOffset = 1
+	fp.PartitionMaxBytes = 1 << 20
+	ft.Partitions = append(ft.Partitions, fp)
+	fetch.Topics = append(fetch.Topics, ft)
+	start := time.Now()
+	busy.send(t, fetch, 7)
+	if corr, _ := busy.recv(t); corr != 7 {
+		t.Fatalf("fetch answered with correlation id %d", corr)
+	}
+	if took := time.Since(start); took < time.Second {
+		t.Fatalf("fetch answered after %v; expected it to wait ~1.5 s", took)
+	}
+	produceOK(t, cl, "idle")
+}
+
+// TestConnectionLimits: max.connections.per.ip (with an override) and
+// max.connections refuse connections over them at once, others are served,
+// and a freed slot is usable again.
+func TestConnectionLimits(t *testing.T) {
+	dialFrom := func(t *testing.T, addr, from string) *rawConn {
+		d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+		c, err := d.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return &rawConn{c, nil}
+	}
+	served := func(c *rawConn) bool {
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		req := kmsg.NewPtrApiVersionsRequest()
+		if _, err := c.Write(kmsg.NewRequestFormatter().AppendRequest(nil, req, 1)); err != nil {
+			return false
+		}
+		var b [4]byte
+		_, err := c.Read(b[:])
+		return err == nil
+	}
+
+	t.Run("per-ip", func(t *testing.T) {
+		n := startNode(t, [2]string{"max.connections.per.ip.overrides", "127.0.0.2:2"}, [2]string{"max.connections.per.ip", "50"})
+		a, b := dialFrom(t, n.addr, "127.0.0.2"), dialFrom(t, n.addr, "127.0.0.2")
+		if !served(a) || !served(b) {
+			t.Fatal("connections within the override not served")
+		}
+		start := time.Now()
+		if c := dialFrom(t, n.addr, "127.0.0.2"); served(c) {
+			t.Fatal("third connection from 127.0.0.2 (override 2) served")
+		}
+		if took := time.Since(start); took > 2*time.Second {
+			t.Fatalf("refusal took %v; want it at once", took)
+		}
+		produceOK(t, n.client(kgo.AllowAutoTopicCreation()), "limits") // 127.0.0.1 is not affected
+		a.Close()
+		for deadline := time.Now().Add(5 * time.Second); !served(dialFrom(t, n.addr, "127.0.0.2")); {
+			if time.Now().After(deadline) {
+				t.Fatal("a freed per-IP slot was not reused")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+	t.Run("total", func(t *testing.T) {
+		n := startNode(t, [2]string{"max.connections", "3"})
+		var cs []*rawConn
+		for range 3 {
+			c := dialFrom(t, n.addr, "127.0.0.1")
+			if !served(c) {
+				t.Fatal("connection within max.connections not served")
+			}
+			cs = append(cs, c)
+		}
+		if served(dialFrom(t, n.addr, "127.0.0.3")) {
+			t.Fatal("fourth connection served with max.connections=3")
+		}
+		cs[0].Close()
+		for deadline := time.Now().Add(5 * time.Second); !served(dialFrom(t, n.addr, "127.0.0.3")); {
+			if time.Now().After(deadline) {
+				t.Fatal("a freed connection slot was not reused")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+}
