@@ -8,9 +8,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"strand/internal/cli"
 	"strand/internal/testcluster"
@@ -108,31 +111,46 @@ func waitFor(t *testing.T, d time.Duration, check func() string) {
 // TestCommands runs every admin command against a 3-node cluster: tables
 // where stable are golden, --json outputs are decoded and checked.
 func TestCommands(t *testing.T) {
-	c := testcluster.StartCluster(t, 3)
+	c := testcluster.StartCluster(t, 3, testcluster.WithSet("group.initial.rebalance.delay.ms", "0"))
 	b := strings.Join(c.Addrs(), ",")
+	// Each step builds on the one before: stop at the first that fails.
+	step := func(name string, f func(t *testing.T)) {
+		if !t.Run(name, f) {
+			t.FailNow()
+		}
+	}
 
-	t.Run("cluster", func(t *testing.T) {
-		info := decode[struct {
+	step("cluster", func(t *testing.T) {
+		type clusterInfo struct {
 			ClusterID  string           `json:"cluster_id"`
 			Controller int32            `json:"controller"`
 			Brokers    []cli.BrokerView `json:"brokers"`
-		}](t, ok(t, b, "", "cluster", "info", "--json"))
-		if info.ClusterID == "" || info.Controller < 1 || len(info.Brokers) != 3 {
-			t.Fatalf("cluster info: %+v", info)
 		}
-		if out := ok(t, b, "", "cluster", "info"); !strings.Contains(out, "CONTROLLER   "+itoa(info.Controller)) {
+		var info clusterInfo
+		waitFor(t, 20*time.Second, func() string { // every broker registered
+			info = decode[clusterInfo](t, ok(t, b, "", "cluster", "info", "--json"))
+			if info.ClusterID == "" || info.Controller < 1 || len(info.Brokers) != 3 {
+				return fmt.Sprintf("cluster info: %+v", info)
+			}
+			return ""
+		})
+		if out := ok(t, b, "", "cluster", "info"); !strings.Contains(out, "CONTROLLER   ") || strings.Count(out, "127.0.0.1") != 3 {
 			t.Fatalf("cluster info table:\n%s", out)
 		}
-		health := decode[struct {
-			Healthy bool    `json:"healthy"`
-			Brokers []int32 `json:"brokers"`
-		}](t, ok(t, b, "", "cluster", "health", "--json"))
-		if !health.Healthy || len(health.Brokers) != 3 {
-			t.Fatalf("cluster health: %+v", health)
-		}
+		waitFor(t, 20*time.Second, func() string { // a new quorum may still be settling
+			out, err := strand(t, b, "", "cluster", "health", "--json") // exits 1 while degraded
+			health := decode[struct {
+				Healthy bool    `json:"healthy"`
+				Brokers []int32 `json:"brokers"`
+			}](t, out)
+			if err != nil || !health.Healthy || len(health.Brokers) != 3 {
+				return fmt.Sprintf("cluster health: %+v (%v)", health, err)
+			}
+			return ""
+		})
 	})
 
-	t.Run("topic", func(t *testing.T) {
+	step("topic", func(t *testing.T) {
 		golden(t, "topic-create", ok(t, b, "", "topic", "create", "T", "--partitions", "3", "--replication-factor", "3"))
 		fails(t, b, "TOPIC_ALREADY_EXISTS", "topic", "create", "T", "--partitions", "3", "--replication-factor", "3")
 		fails(t, b, "INVALID_REPLICATION_FACTOR", "topic", "create", "U", "--partitions", "1", "--replication-factor", "5")
@@ -154,29 +172,38 @@ func TestCommands(t *testing.T) {
 			return ""
 		})
 		golden(t, "topic-list", ok(t, b, "", "topic", "list"))
+		if ts := decode[[]cli.TopicView](t, ok(t, b, "", "topic", "list", "--json")); len(ts) != 1 || ts[0].Name != "T" || ts[0].ID != tv.ID {
+			t.Fatalf("topic list --json: %+v", ts)
+		}
+		md := decode[struct {
+			Brokers []cli.BrokerView `json:"brokers"`
+			Topics  []cli.TopicView  `json:"topics"`
+		}](t, ok(t, b, "", "cluster", "metadata", "--json", "--internal"))
+		if len(md.Brokers) != 3 || len(md.Topics) == 0 || md.Topics[0].Name != "T" || len(md.Topics[0].Partitions) != 3 {
+			t.Fatalf("cluster metadata --json --internal: %d brokers, topics %+v", len(md.Brokers), md.Topics)
+		}
 		if out := ok(t, b, "", "topic", "describe", "T"); !strings.Contains(out, "PARTITIONS   3\n") || !strings.Contains(out, "retention.ms") {
 			t.Fatalf("topic describe:\n%s", out)
 		}
 		fails(t, b, "UNKNOWN_TOPIC_OR_PARTITION", "topic", "describe", "nosuch")
 
 		golden(t, "topic-alter-config", ok(t, b, "", "topic", "alter-config", "T", "--set", "retention.ms=3600000"))
-		tv = decode[cli.TopicView](t, ok(t, b, "", "topic", "describe", "T", "--json"))
-		found := false
-		for _, cv := range tv.Configs {
-			if cv.Name == "retention.ms" {
-				found = cv.Value == "3600000" && cv.Source != "default"
+		waitFor(t, 20*time.Second, func() string { // every broker applies the change in its own time
+			tv := decode[cli.TopicView](t, ok(t, b, "", "topic", "describe", "T", "--json"))
+			for _, cv := range tv.Configs {
+				if cv.Name == "retention.ms" && (cv.Value != "3600000" || cv.Source == "default") {
+					return fmt.Sprintf("retention.ms not set: %+v", cv)
+				}
 			}
-		}
-		if !found {
-			t.Fatalf("retention.ms not set: %+v", tv.Configs)
-		}
+			return ""
+		})
 		fails(t, b, "nothing to change", "topic", "alter-config", "T")
 
 		golden(t, "topic-add-partitions", ok(t, b, "", "topic", "add-partitions", "T", "--total", "4"))
 		settled(t, c, "T", 4)
 	})
 
-	t.Run("produce-consume", func(t *testing.T) {
+	step("produce-consume", func(t *testing.T) {
 		out := ok(t, b, "k1:v1\nk2:v2\nk3:v3\n", "produce", "T", "-K", ":", "-p", "2", "-H", "src=test")
 		if out != "T/2@0\nT/2@1\nT/2@2\n" {
 			t.Fatalf("produce:\n%s", out)
@@ -202,7 +229,7 @@ func TestCommands(t *testing.T) {
 		fails(t, b, "UNKNOWN_TOPIC_OR_PARTITION", "consume", "T", "-p", "9", "-e")
 	})
 
-	t.Run("group", func(t *testing.T) {
+	step("group", func(t *testing.T) {
 		if out := ok(t, b, "", "consume", "T", "-g", "G", "-e", "-f", `%v\n`); strings.Count(out, "\n") != 4 {
 			t.Fatalf("consume -g G read:\n%s", out)
 		}
@@ -234,9 +261,35 @@ func TestCommands(t *testing.T) {
 		fails(t, b, "exactly one", "group", "reset-offsets", "G", "--to-earliest", "--to-latest")
 		fails(t, b, "GROUP_ID_NOT_FOUND", "group", "describe", "nosuch")
 		golden(t, "group-delete", ok(t, b, "", "group", "delete", "G"))
+
+		// A running member: describe shows it with its assignment, and
+		// deleting a group with members fails with Kafka's reason.
+		cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addrs()...), kgo.ConsumerGroup("active"), kgo.ConsumeTopics("T"),
+			kgo.ClientID("cli-test-member"), kgo.FetchMaxWait(200*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		go func() {
+			for !cl.PollFetches(t.Context()).IsClientClosed() && t.Context().Err() == nil {
+			}
+		}()
+		waitFor(t, 30*time.Second, func() string {
+			out, err := strand(t, b, "", "group", "describe", "active", "--json")
+			if err != nil {
+				return err.Error()
+			}
+			gv := decode[cli.GroupView](t, out)
+			if gv.State != "Stable" || len(gv.Members) != 1 || len(gv.Members[0].Assigned["T"]) != 4 || gv.Members[0].ClientID != "cli-test-member" {
+				return "group active: " + out
+			}
+			return ""
+		})
+		fails(t, b, "NON_EMPTY_GROUP", "group", "delete", "active")
+		fails(t, b, "stop its consumers first", "group", "reset-offsets", "active", "--to-earliest", "--topic", "T", "--execute")
 	})
 
-	t.Run("log-dirs", func(t *testing.T) {
+	step("log-dirs", func(t *testing.T) {
 		dirs := decode[[]cli.DirView](t, ok(t, b, "", "log-dirs", "describe", "--json", "--topic", "T"))
 		if len(dirs) != 3 {
 			t.Fatalf("log-dirs: %d dirs, want one per broker: %+v", len(dirs), dirs)
@@ -253,7 +306,7 @@ func TestCommands(t *testing.T) {
 		}
 	})
 
-	t.Run("reassign", func(t *testing.T) {
+	step("reassign", func(t *testing.T) {
 		out := ok(t, b, "", "reassign", "generate", "--topic", "T", "--broker-ids", "1,2", "--replication-factor", "2")
 		plan := decode[cli.Plan](t, out)
 		if len(plan.Partitions) != 4 || len(plan.Partitions[0].Replicas) != 2 {
@@ -264,18 +317,24 @@ func TestCommands(t *testing.T) {
 			t.Fatal(err)
 		}
 		golden(t, "reassign-execute", ok(t, b, "", "reassign", "execute", "--file", file, "--wait"))
-		if out := ok(t, b, "", "reassign", "status"); out != "no reassignments in progress\n" {
-			t.Fatalf("reassign status: %q", out)
-		}
-		tv := decode[cli.TopicView](t, ok(t, b, "", "topic", "describe", "T", "--json"))
-		for i, p := range tv.Partitions {
-			if ids(p.Replicas) != ids(plan.Partitions[i].Replicas) {
-				t.Fatalf("partition %d replicas %v, plan %v", i, p.Replicas, plan.Partitions[i].Replicas)
+		waitFor(t, 20*time.Second, func() string { // the answering broker may trail the one --wait asked
+			if out := ok(t, b, "", "reassign", "status"); out != "no reassignments in progress\n" {
+				return fmt.Sprintf("reassign status: %q", out)
 			}
-		}
+			return ""
+		})
+		waitFor(t, 20*time.Second, func() string {
+			tv := decode[cli.TopicView](t, ok(t, b, "", "topic", "describe", "T", "--json"))
+			for i, p := range tv.Partitions {
+				if ids(p.Replicas) != ids(plan.Partitions[i].Replicas) {
+					return fmt.Sprintf("partition %d replicas %v, plan %v", i, p.Replicas, plan.Partitions[i].Replicas)
+				}
+			}
+			return ""
+		})
 	})
 
-	t.Run("delete", func(t *testing.T) {
+	step("delete", func(t *testing.T) {
 		golden(t, "topic-delete", ok(t, b, "", "topic", "delete", "T"))
 		fails(t, b, "UNKNOWN_TOPIC_OR_PARTITION", "topic", "delete", "T")
 	})
@@ -305,8 +364,7 @@ func settled(t *testing.T, c *testcluster.Cluster, topic string, n int) {
 	}
 }
 
-func itoa(n int32) string   { return itoa64(int64(n)) }
-func itoa64(n int64) string { return strings.TrimSpace(strings.ReplaceAll(jsonString(n), `"`, "")) }
+func itoa64(n int64) string { return strconv.FormatInt(n, 10) }
 
 func jsonString(v any) string {
 	b, _ := json.Marshal(v)

@@ -59,7 +59,7 @@ func topicCreateCmd(e *env) *cobra.Command {
 		for _, r := range resps.Sorted() {
 			cr := created{Topic: r.Topic, Partitions: r.NumPartitions, ReplicationFactor: r.ReplicationFactor, Error: kafkaErr(r.Err)}
 			if r.Err == nil {
-				cr.ID = r.ID.String()
+				cr.ID = topicID(r.ID)
 			}
 			out = append(out, cr)
 		}

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"slices"
@@ -142,7 +143,7 @@ func Topics(ctx context.Context, adm *kadm.Client, internal bool, names ...strin
 	}
 	out := []TopicView{}
 	for _, t := range td.Sorted() {
-		tv := TopicView{Name: t.Topic, ID: t.ID.String(), Internal: t.IsInternal, Partitions: []PartitionView{}, Error: kafkaErr(t.Err)}
+		tv := TopicView{Name: t.Topic, ID: topicID(t.ID), Internal: t.IsInternal, Partitions: []PartitionView{}, Error: kafkaErr(t.Err)}
 		for _, p := range t.Partitions.Sorted() {
 			pv := PartitionView{Partition: p.Partition, Leader: p.Leader, LeaderEpoch: p.LeaderEpoch,
 				Replicas: nonNil(p.Replicas), ISR: nonNil(p.ISR), OfflineReplicas: nonNil(p.OfflineReplicas),
@@ -200,6 +201,26 @@ func TopicConfigs(ctx context.Context, adm *kadm.Client, name string) ([]ConfigV
 	}
 	out := []ConfigView{}
 	for _, c := range rc.Configs {
+		out = append(out, ConfigView{Name: c.Key, Value: c.MaybeValue(), Source: configSource(c.Source.String()), Sensitive: c.Sensitive})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// BrokerConfigs lists a broker's configs, sorted by name.
+func BrokerConfigs(ctx context.Context, adm *kadm.Client, id int32) ([]ConfigView, error) {
+	rcs, err := adm.DescribeBrokerConfigs(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("describe configs of broker %d: %w", id, err)
+	}
+	if len(rcs) != 1 {
+		return nil, fmt.Errorf("describe configs of broker %d: %d answers", id, len(rcs))
+	}
+	if rcs[0].Err != nil {
+		return nil, fmt.Errorf("describe configs of broker %d: %w", id, rcs[0].Err)
+	}
+	out := []ConfigView{}
+	for _, c := range rcs[0].Configs {
 		out = append(out, ConfigView{Name: c.Key, Value: c.MaybeValue(), Source: configSource(c.Source.String()), Sensitive: c.Sensitive})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
@@ -352,3 +373,6 @@ func Group(ctx context.Context, adm *kadm.Client, name string) (GroupView, error
 	}
 	return v, nil
 }
+
+// topicID prints a topic id as Kafka's tools do (base64url, no padding).
+func topicID(id [16]byte) string { return base64.RawURLEncoding.EncodeToString(id[:]) }

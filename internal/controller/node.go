@@ -44,6 +44,7 @@ import (
 
 	"strand/internal/config"
 	"strand/internal/metadata"
+	"strand/internal/metrics"
 )
 
 // Config configures a Node.
@@ -107,6 +108,9 @@ type Node struct {
 	lastHeartbeat atomic.Pointer[time.Time]
 
 	raftReady chan struct{} // closed once raft is set; RPCs wait for it
+
+	leaderMu      sync.Mutex    // guards leaderChanged
+	leaderChanged chan struct{} // closed and replaced whenever Raft observes a new leader (or none)
 }
 
 // Open starts the node's Raft member (bootstrapping a new quorum if this is
@@ -122,12 +126,14 @@ func Open(cfg Config) (*Node, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("metadata dir: %w", err)
 	}
-	n := &Node{cfg: cfg, logger: cfg.Logger.With("component", "controller"), registered: make(chan struct{}), raftReady: make(chan struct{})}
+	n := &Node{cfg: cfg, logger: cfg.Logger.With("component", "controller"), registered: make(chan struct{}), raftReady: make(chan struct{}),
+		leaderChanged: make(chan struct{})}
 	n.fsm = newFSM(n.logger)
 	n.live = newLiveness()
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	if err := n.startRaft(); err != nil {
 		n.cancel()
+		n.fsm.close()
 		if n.mux != nil {
 			n.mux.Close()
 		}
@@ -136,8 +142,9 @@ func Open(cfg Config) (*Node, error) {
 		}
 		return nil, err
 	}
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go n.leadership()
+	go n.watchLeader()
 	n.wg.Add(1)
 	go n.probeLoop() // probe.go: fence dead brokers before their session times out
 	if cfg.Broker != nil {
@@ -295,6 +302,41 @@ func (n *Node) Leader() (int32, string) {
 	return int32(v), string(addr)
 }
 
+// watchLeader turns Raft's leader observations into leaderChanged
+// broadcasts, so that an RPC in flight to a former leader (frozen or cut
+// off, not refusing connections) is abandoned as soon as another is known,
+// rather than after its timeout: a live broker's heartbeat must reach a new
+// active controller well within the grace it gives (see sessionGrace).
+func (n *Node) watchLeader() {
+	defer n.wg.Done()
+	ch := make(chan raft.Observation, 16)
+	obs := raft.NewObserver(ch, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
+	})
+	n.raft.RegisterObserver(obs)
+	defer n.raft.DeregisterObserver(obs)
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-ch:
+			n.leaderMu.Lock()
+			close(n.leaderChanged)
+			n.leaderChanged = make(chan struct{})
+			n.leaderMu.Unlock()
+		}
+	}
+}
+
+// nextLeaderChange returns a channel closed when Raft next observes a
+// leader change.
+func (n *Node) nextLeaderChange() <-chan struct{} {
+	n.leaderMu.Lock()
+	defer n.leaderMu.Unlock()
+	return n.leaderChanged
+}
+
 // commit plans with fn against the latest image and commits the records it
 // returns, on the active controller only (ErrNotController elsewhere, and
 // before the term's barrier has applied). The entry carries the term it was
@@ -323,6 +365,7 @@ func (n *Node) commit(ctx context.Context, fn func(img *metadata.Image) ([]metad
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = max(time.Until(dl), time.Millisecond)
 	}
+	defer metrics.MetadataCommitSince(time.Now()) // Raft commit latency
 	f := n.raft.Apply(b, timeout)
 	if err := f.Error(); err != nil {
 		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrLeadershipTransferInProgress) {

@@ -111,12 +111,13 @@ func TestConsoleInBrowser(t *testing.T) {
 		shot string
 		want []string
 	}{
-		{0, "/ui/", "overview.png", []string{`id="broker-count">3<`, `id="partition-count">`, "active controller", "healthy"}},
+		{0, "/ui", "overview.png", []string{`id="broker-count">3<`, `id="partition-count">`, "active controller", "healthy"}},
 		{1, "/ui/topics", "", []string{`data-topic="browsed"`, `<td class="partitions">3</td>`}},
 		{2, "/ui/topics/browsed", "topic.png", []string{`id="partition-count">3<`, "known-key", "record-4242", "origin=browser-test"}},
 		{0, "/ui/groups", "", []string{"browsing-group"}},
 		{1, "/ui/groups/browsing-group", "group.png", []string{`id="total-lag">6<`, "<polyline"}},
 		{2, "/ui/produce?topic=browsed", "", []string{`<option selected="">browsed</option>`}},
+		{2, "/ui/brokers/2", "", []string{"node.id", "min.insync.replicas"}},
 	}
 	for _, ck := range checks {
 		shot := ""
@@ -132,5 +133,10 @@ func TestConsoleInBrowser(t *testing.T) {
 		if strings.Contains(dom, `class="error"`) {
 			t.Errorf("node %d %s shows an error:\n%s", ck.node+1, ck.path, dom)
 		}
+	}
+	// Viewing the group started its lag history on that broker.
+	_, body := get(t, base(1)+"/api/groups/browsing-group/lag-history")
+	if !strings.Contains(body, `"lag": 6`) {
+		t.Errorf("lag history after viewing the group: %s", body)
 	}
 }

@@ -34,9 +34,13 @@ type console struct {
 	logger  *slog.Logger
 	pages   *template.Template
 
-	mu  sync.Mutex // guards cl, adm
-	cl  *kgo.Client
-	adm *kadm.Client
+	lag    *lagHistory
+	cancel context.CancelFunc // stops the lag sampler
+
+	mu     sync.Mutex // guards cl, adm, closed
+	cl     *kgo.Client
+	adm    *kadm.Client
+	closed bool
 }
 
 // requestTimeout bounds what one console request may take.
@@ -52,13 +56,19 @@ func newConsole(brokers []string, logger *slog.Logger) (*console, error) {
 	if err != nil {
 		return nil, fmt.Errorf("console templates: %w", err)
 	}
-	return &console{brokers: brokers, logger: logger, pages: pages}, nil
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &console{brokers: brokers, logger: logger, pages: pages, lag: newLagHistory(), cancel: cancel}
+	go c.sample(ctx)
+	return c, nil
 }
 
 // admin returns the shared admin client, creating it on first use.
 func (c *console) admin() (*kadm.Client, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.closed {
+		return nil, errors.New("the console is shutting down")
+	}
 	if c.adm == nil {
 		cl, err := cli.NewClient(c.brokers)
 		if err != nil {
@@ -70,8 +80,10 @@ func (c *console) admin() (*kadm.Client, error) {
 }
 
 func (c *console) close() {
+	c.cancel()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.closed = true
 	if c.cl != nil {
 		c.cl.Close()
 		c.cl, c.adm = nil, nil
@@ -81,12 +93,15 @@ func (c *console) close() {
 func (c *console) register(mux *http.ServeMux) {
 	static, _ := fs.Sub(uiFiles, "ui/static")
 	mux.Handle("GET /ui/static/", http.StripPrefix("/ui/static/", http.FileServerFS(static)))
-	mux.HandleFunc("GET /ui", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/ui/", http.StatusFound) })
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/ui/", http.StatusFound) })
+	mux.HandleFunc("GET /ui", c.page("overview", c.overview))
 	mux.HandleFunc("GET /ui/{$}", c.page("overview", c.overview))
 	mux.HandleFunc("GET /ui/topics", c.page("topics", c.topics))
 	mux.HandleFunc("GET /ui/topics/{name}", c.page("topic", c.topic))
 	mux.HandleFunc("GET /ui/groups", c.page("groups", c.groups))
 	mux.HandleFunc("GET /ui/groups/{name}", c.page("group", c.group))
+	mux.HandleFunc("POST /ui/topics/{name}/configs", c.page("topic", c.alterTopicConfig))
+	mux.HandleFunc("GET /ui/brokers/{id}", c.page("broker", c.broker))
 	mux.HandleFunc("GET /ui/produce", c.page("produce", c.produceForm))
 	mux.HandleFunc("POST /ui/produce", c.page("produce", c.produce))
 
@@ -122,11 +137,25 @@ func (c *console) register(mux *http.ServeMux) {
 		}
 		return out[0], nil
 	}))
+	mux.HandleFunc("GET /api/brokers/{id}/configs", c.api(func(ctx context.Context, adm *kadm.Client, r *http.Request) (any, error) {
+		id, err := strconv.ParseInt(r.PathValue("id"), 10, 32)
+		if err != nil {
+			return nil, badRequest{fmt.Errorf("broker id %q: want a number", r.PathValue("id"))}
+		}
+		return cli.BrokerConfigs(ctx, adm, int32(id))
+	}))
 	mux.HandleFunc("GET /api/groups", c.api(func(ctx context.Context, adm *kadm.Client, _ *http.Request) (any, error) {
 		return cli.Groups(ctx, adm)
 	}))
 	mux.HandleFunc("GET /api/groups/{name}", c.api(func(ctx context.Context, adm *kadm.Client, r *http.Request) (any, error) {
-		return cli.Group(ctx, adm, r.PathValue("name"))
+		g, err := cli.Group(ctx, adm, r.PathValue("name"))
+		if err == nil {
+			c.lag.record(g.Group, g.TotalLag, time.Now(), true)
+		}
+		return g, err
+	}))
+	mux.HandleFunc("GET /api/groups/{name}/lag-history", c.api(func(_ context.Context, _ *kadm.Client, r *http.Request) (any, error) {
+		return c.lag.samples(r.PathValue("name")), nil
 	}))
 }
 
@@ -210,6 +239,7 @@ func (c *console) topics(ctx context.Context, adm *kadm.Client, r *http.Request)
 // topicPage is a topic with its latest records.
 type topicPage struct {
 	Topic      cli.TopicView
+	Altered    string // the config just changed, if any
 	Records    []cli.RecordView
 	RecordsErr string
 	Limit      int
@@ -306,15 +336,83 @@ func parseTimeParam(s string) (int64, error) {
 	return 0, fmt.Errorf("time %q: want RFC 3339 or Unix milliseconds", s)
 }
 
+// alterTopicConfig sets (or, with an empty value, deletes) one topic config
+// from the topic page's form, then shows the topic again.
+func (c *console) alterTopicConfig(ctx context.Context, adm *kadm.Client, r *http.Request) (string, any, error) {
+	name := r.PathValue("name")
+	r.Body = http.MaxBytesReader(nil, r.Body, 64<<10)
+	if err := r.ParseForm(); err != nil {
+		return name, nil, badRequest{err}
+	}
+	key, value := strings.TrimSpace(r.PostForm.Get("name")), strings.TrimSpace(r.PostForm.Get("value"))
+	if key == "" {
+		return name, nil, badRequest{errors.New("config name is empty")}
+	}
+	alter := kadm.AlterConfig{Op: kadm.DeleteConfig, Name: key}
+	if value != "" {
+		alter = kadm.AlterConfig{Op: kadm.SetConfig, Name: key, Value: &value}
+	}
+	resps, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{alter}, name)
+	if err == nil {
+		for _, rr := range resps {
+			if rr.Err != nil {
+				err = fmt.Errorf("%s: %w %s", key, rr.Err, rr.ErrMessage)
+			}
+		}
+	}
+	if err != nil {
+		return name, nil, err
+	}
+	// Read the topic back from the controller's answer, not a broker that
+	// may not have applied the change yet: show what was asked.
+	title, data, err := c.topic(ctx, adm, r)
+	if tp, ok := data.(topicPage); ok {
+		tp.Altered = key
+		if value != "" {
+			tp.Altered += "=" + value
+		} else {
+			tp.Altered += " reset to its default"
+		}
+		data = tp
+	}
+	return title, data, err
+}
+
+// brokerPage is one broker's configs.
+type brokerPage struct {
+	ID      int32
+	Configs []cli.ConfigView
+}
+
+func (c *console) broker(ctx context.Context, adm *kadm.Client, r *http.Request) (string, any, error) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 32)
+	if err != nil {
+		return "Broker", nil, badRequest{fmt.Errorf("broker id %q: want a number", r.PathValue("id"))}
+	}
+	cfgs, err := cli.BrokerConfigs(ctx, adm, int32(id))
+	return fmt.Sprintf("Broker %d", id), brokerPage{int32(id), cfgs}, err
+}
+
 func (c *console) groups(ctx context.Context, adm *kadm.Client, _ *http.Request) (string, any, error) {
 	gs, err := cli.Groups(ctx, adm)
 	return "Consumer groups", gs, err
 }
 
+// groupPage is a group with its lag history (JSON for the chart).
+type groupPage struct {
+	cli.GroupView
+	History template.JS
+}
+
 func (c *console) group(ctx context.Context, adm *kadm.Client, r *http.Request) (string, any, error) {
 	name := r.PathValue("name")
 	g, err := cli.Group(ctx, adm, name)
-	return name, g, err
+	if err != nil {
+		return name, nil, err
+	}
+	c.lag.record(g.Group, g.TotalLag, time.Now(), true)
+	hist, _ := json.Marshal(c.lag.samples(g.Group))
+	return name, groupPage{g, template.JS(hist)}, nil
 }
 
 // producePage is the produce form and the result of the last produce.

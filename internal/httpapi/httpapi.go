@@ -94,7 +94,9 @@ func Listen(opts Options) (*Server, error) {
 		s.console = c
 		c.register(mux)
 	}
-	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	// The console changes things (produce, configs) on POST: refuse
+	// cross-site browser requests (CSRF) to them.
+	s.srv = &http.Server{Handler: http.NewCrossOriginProtection().Handler(mux), ReadHeaderTimeout: 10 * time.Second}
 	return s, nil
 }
 

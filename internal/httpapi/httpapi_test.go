@@ -264,6 +264,15 @@ func TestMetricsCountProduce(t *testing.T) {
 		t.Errorf("strand_topic_bytes_out_total{topic=metered} = %v, want %v", out, bytesIn)
 	}
 
+	// The consumer, caught up, long-polls: its fetch waits in the purgatory.
+	eventually(t, 10*time.Second, func() string {
+		_, body := get(t, base+"/metrics")
+		if v := metric(body, `strand_purgatory_size{operation="fetch"}`); v < 1 {
+			return fmt.Sprintf("fetch purgatory %v with a consumer long-polling", v)
+		}
+		return ""
+	})
+
 	// The coordinator reports a group's lag: 13 records on partition 0, 4 committed.
 	offs := kadm.Offsets{}
 	offs.Add(kadm.Offset{Topic: "metered", Partition: 0, At: 4, LeaderEpoch: -1})
@@ -306,6 +315,44 @@ func TestMetricsUnderReplicated(t *testing.T) {
 		// Every partition of replicated has a replica on node 3.
 		if sum < 6 {
 			return fmt.Sprintf("under-replicated on the live nodes = %v, want >= 6", sum)
+		}
+		return ""
+	})
+}
+
+// TestMetricsISRShrinkExpand: a follower paused longer than
+// replica.lag.time.max.ms (but shorter than the session timeout) is shrunk
+// out of the ISR by the leaders, and expanded back once it resumes; the
+// leaders count both.
+func TestMetricsISRShrinkExpand(t *testing.T) {
+	c := testcluster.StartCluster(t, 3, testcluster.WithHTTP(),
+		testcluster.WithSet("replica.lag.time.max.ms", "600"), testcluster.WithSet("broker.session.timeout.ms", "20000"))
+	_, adm := client(t, c.Addrs()...)
+	createTopic(t, adm, "shrinking", 3, 3)
+	sum := func(series string) float64 {
+		total := 0.0
+		for _, n := range c.Nodes[:2] {
+			_, body := get(t, "http://"+n.HTTPAddr()+"/metrics")
+			total += max(metric(body, series), 0)
+		}
+		return total
+	}
+	shrinks0, expands0 := sum("strand_isr_shrinks_total"), sum("strand_isr_expands_total")
+	if err := c.Node(3).Pause(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 15*time.Second, func() string {
+		if d := sum("strand_isr_shrinks_total") - shrinks0; d < 1 {
+			return "no ISR shrink counted on nodes 1-2 with node 3 paused"
+		}
+		return ""
+	})
+	if err := c.Node(3).Resume(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 15*time.Second, func() string {
+		if d := sum("strand_isr_expands_total") - expands0; d < 1 {
+			return "no ISR expand counted on nodes 1-2 after node 3 resumed"
 		}
 		return ""
 	})

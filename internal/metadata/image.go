@@ -16,6 +16,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 )
 
 // TopicID is a topic's 16-byte UUID.
@@ -301,6 +302,22 @@ type wrapped struct {
 
 func (w *wrapped) Error() string { return w.msg }
 func (w *wrapped) Unwrap() error { return w.sentinel }
+
+// CollidingTopic returns an existing topic whose name differs from name but
+// is the same once '.' and '_' are identified (a.b and a_b): Kafka refuses
+// such a topic, since both map to the same metric names.
+func (im *Image) CollidingTopic(name string) (string, bool) {
+	if !strings.ContainsAny(name, "._") {
+		return "", false
+	}
+	norm := strings.ReplaceAll(name, ".", "_")
+	for other := range im.Topics {
+		if other != name && len(other) == len(name) && strings.ReplaceAll(other, ".", "_") == norm {
+			return other, true
+		}
+	}
+	return "", false
+}
 
 // ValidateTopicName checks Kafka's rules: 1..249 characters of [a-zA-Z0-9._-],
 // and not "." or "..".

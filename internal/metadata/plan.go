@@ -24,6 +24,9 @@ func PlanCreateTopic(im *Image, c CreateTopic) ([]Record, *Topic, error) {
 	if _, ok := im.Topics[c.Name]; ok {
 		return nil, nil, fmt.Errorf("%w: %s", ErrTopicExists, c.Name)
 	}
+	if other, ok := im.CollidingTopic(c.Name); ok {
+		return nil, nil, fmt.Errorf("%w: topic '%s' collides with existing topic: %s", ErrInvalidTopic, c.Name, other)
+	}
 	assign, err := assignment(im, c.Partitions, c.ReplicationFactor, c.Assignment, 0)
 	if err != nil {
 		return nil, nil, err

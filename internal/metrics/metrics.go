@@ -93,13 +93,46 @@ var (
 		Name: "strand_isr_expands_total",
 		Help: "ISR expands this broker made as leader (Kafka ReplicaManager IsrExpandsPerSec).",
 	})
+	purgatory = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "strand_purgatory_size",
+		Help: "Requests waiting: acks=all produces for replication, fetches in flight (mostly long polls waiting for data) (Kafka DelayedOperationPurgatory PurgatorySize).",
+	}, []string{"operation"})
+	metadataCommit = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "strand_metadata_commit_time_seconds",
+		Help:    "Time the active controller waited for a metadata record to be committed by the quorum (Kafka QuorumController EventQueueProcessingTimeMs, roughly).",
+		Buckets: latencyBuckets,
+	})
 )
+
+// Operations counted by strand_purgatory_size.
+const (
+	ProducePurgatory = "produce"
+	FetchPurgatory   = "fetch"
+)
+
+// Waiting counts a request of operation op as waiting until the returned
+// function is called.
+func Waiting(op string) (done func()) {
+	g := purgatory.WithLabelValues(op)
+	g.Inc()
+	return g.Dec
+}
+
+// MetadataCommitSince records how long a metadata commit that started at
+// start took.
+func MetadataCommitSince(start time.Time) { metadataCommit.Observe(time.Since(start).Seconds()) }
+
+func init() {
+	// Report both purgatories from the start, at 0.
+	purgatory.WithLabelValues(ProducePurgatory)
+	purgatory.WithLabelValues(FetchPurgatory)
+}
 
 // hooks are the collectors updated by the hooks below.
 var hooks = []prometheus.Collector{
 	messagesIn, bytesIn, bytesOut, replicationBytesOut, allMessagesIn, allBytesIn, allBytesOut,
 	requests, requestErrors, totalTime, localTime, queueTime, remoteTime,
-	fsyncTime, isrShrinks, isrExpands,
+	fsyncTime, isrShrinks, isrExpands, purgatory, metadataCommit,
 }
 
 // Produced counts records and bytes a producer appended to topic.

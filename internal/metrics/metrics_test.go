@@ -119,3 +119,26 @@ func TestDashboardMetricsExist(t *testing.T) {
 		t.Fatalf("dashboard queries only %d metrics", n)
 	}
 }
+
+// BenchmarkRequestDone is the per-request cost of the request metrics hook
+// (a Produce response with one partition).
+func BenchmarkRequestDone(b *testing.B) {
+	pr := kmsg.NewPtrProduceResponse()
+	pt := kmsg.NewProduceResponseTopic()
+	pt.Partitions = append(pt.Partitions, kmsg.NewProduceResponseTopicPartition())
+	pr.Topics = append(pr.Topics, pt)
+	now := time.Now()
+	tm := Timing{now, now, now, now}
+	b.ReportAllocs()
+	for b.Loop() {
+		RequestDone(int16(kmsg.Produce), tm, pr)
+	}
+}
+
+// BenchmarkProduced is the per-partition cost of the produce hook.
+func BenchmarkProduced(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		Produced("bench-topic", 10, 1000)
+	}
+}

@@ -18,6 +18,10 @@ type Snapshot struct {
 	ActiveController bool
 	// MetadataOffset is the metadata log index of the image this node applied.
 	MetadataOffset uint64
+	// MetadataCommitted is the metadata log's commit index as this node
+	// knows it, MetadataApplied the last index it applied (Raft's own
+	// entries included); the difference is its lag.
+	MetadataCommitted, MetadataApplied uint64
 	// Connections counts open client connections per listener name.
 	Connections map[string]int
 	// Partitions are the partitions this broker hosts.
@@ -61,6 +65,7 @@ type stateCollector struct{ src Source }
 var (
 	descActive          = prometheus.NewDesc("strand_active_controller", "1 on the active controller (Kafka KafkaController ActiveControllerCount).", nil, nil)
 	descMetaOffset      = prometheus.NewDesc("strand_metadata_offset", "Metadata log offset of the image this node applied (Kafka broker-metadata-metrics last-applied-record-offset).", nil, nil)
+	descMetaLag         = prometheus.NewDesc("strand_metadata_lag", "Metadata log entries committed but not yet applied by this node (Kafka raft-metrics commit-latency / lag, roughly).", nil, nil)
 	descConns           = prometheus.NewDesc("strand_connections", "Open client connections per listener (Kafka socket-server-metrics connection-count).", []string{"listener"}, nil)
 	descLeaders         = prometheus.NewDesc("strand_leader_partitions", "Partitions this broker leads (Kafka ReplicaManager LeaderCount).", nil, nil)
 	descPartitions      = prometheus.NewDesc("strand_partitions", "Partitions this broker hosts (Kafka ReplicaManager PartitionCount).", nil, nil)
@@ -93,6 +98,9 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	gauge(descActive, active)
 	gauge(descMetaOffset, float64(s.MetadataOffset))
+	if s.MetadataCommitted >= s.MetadataApplied {
+		gauge(descMetaLag, float64(s.MetadataCommitted-s.MetadataApplied))
+	}
 	for l, n := range s.Connections {
 		gauge(descConns, float64(n), l)
 	}

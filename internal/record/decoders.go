@@ -41,71 +41,25 @@ const snappyMaxRatio = 22
 
 // openScanner returns a scanner over the records of payload compressed with
 // c, and a function that returns the decoders to their pools. Errors (an
-// unknown codec, a bad stream header) wrap ErrCorrupt.
+// unknown codec, a bad stream header) wrap ErrCorrupt, or ErrInvalid for a
+// snappy block longer than limit.
 func openScanner(c Codec, payload []byte, limit int64) (*scanner, func(), error) {
 	s := &scanner{codec: c, limit: limit, end: math.MaxInt64}
-	corrupt := func(err error) error {
-		return fmt.Errorf("%w: %s payload cannot be decompressed: %v", ErrCorrupt, c, err)
-	}
-	var src io.Reader
-	var release func()
-	switch c {
-	case CodecNone:
+	switch {
+	case c == CodecNone:
 		s.buf = payload
 		return s, func() {}, nil
-	case CodecGzip:
-		in := bytes.NewReader(payload)
-		zr, _ := gzipReaders.Get().(*gzip.Reader)
-		var err error
-		if zr == nil {
-			zr, err = gzip.NewReader(in)
-		} else {
-			err = zr.Reset(in)
-		}
+	case c == CodecSnappy && !bytes.HasPrefix(payload, xerialMagic):
+		buf, err := snappyDecode(payload, limit)
 		if err != nil {
-			if zr != nil {
-				gzipReaders.Put(zr)
-			}
-			return nil, nil, corrupt(err)
+			return nil, nil, s.fail(Header{}, -1, streamError{err})
 		}
-		src, release = zr, func() { gzipReaders.Put(zr) }
-	case CodecSnappy:
-		if !bytes.HasPrefix(payload, xerialMagic) {
-			buf, err := snappyDecode(payload, limit)
-			if err != nil {
-				return nil, nil, err
-			}
-			s.buf = *buf
-			return s, func() { snappyBufs.Put(buf) }, nil
-		}
-		if len(payload) < xerialHeaderSize {
-			return nil, nil, corrupt(errors.New("truncated xerial snappy header"))
-		}
-		xr := &xerialReader{src: payload[xerialHeaderSize:], limit: limit}
-		src, release = xr, xr.release
-	case CodecLZ4:
-		lr := lz4Readers.Get().(*lz4.Reader)
-		lr.Reset(bytes.NewReader(payload))
-		src, release = lr, func() { lr.Reset(nil); lz4Readers.Put(lr) }
-	case CodecZstd:
-		d, _ := zstdDecoders.Get().(*zstd.Decoder)
-		window := uint64(max(limit, zstdMinWindow))
-		var err error
-		if d == nil {
-			d, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
-			if err != nil {
-				return nil, nil, fmt.Errorf("zstd decoder: %w", err)
-			}
-		}
-		// A bytes.Reader, not a bytes.Buffer: the decoder would decode a
-		// Buffer whole into memory.
-		if err = d.ResetWithOptions(bytes.NewReader(payload), zstd.WithDecoderMaxMemory(window), zstd.WithDecoderMaxWindow(window)); err != nil {
-			zstdDecoders.Put(d)
-			return nil, nil, corrupt(err)
-		}
-		src, release = d, func() { _ = d.Reset(nil); zstdDecoders.Put(d) }
-	default:
-		return nil, nil, fmt.Errorf("%w: unknown compression codec %d", ErrCorrupt, c)
+		s.buf = *buf
+		return s, func() { snappyBufs.Put(buf) }, nil
+	}
+	src, release, err := openStream(c, payload, limit)
+	if err != nil {
+		return nil, nil, s.fail(Header{}, -1, streamError{err})
 	}
 	br := bufReaders.Get().(*bufio.Reader)
 	br.Reset(src)
@@ -117,19 +71,81 @@ func openScanner(c Codec, payload []byte, limit int64) (*scanner, func(), error)
 	}, nil
 }
 
+// errUnknownCodec is the error of a codec id Kafka does not define.
+var errUnknownCodec = errors.New("unknown compression codec")
+
+// openStream returns a pooled decompressing reader over payload for a
+// streamed codec (gzip, xerial-framed snappy, lz4, zstd) and the function
+// that returns it to its pool. limit bounds the zstd window (at least
+// zstdMinWindow) and each snappy block. Errors are the codec's own, or
+// errUnknownCodec.
+func openStream(c Codec, payload []byte, limit int64) (io.Reader, func(), error) {
+	switch c {
+	case CodecGzip:
+		zr, err := gzipReader(payload)
+		if err != nil {
+			return nil, nil, err
+		}
+		return zr, func() { gzipReaders.Put(zr) }, nil
+	case CodecSnappy:
+		if len(payload) < xerialHeaderSize || !bytes.HasPrefix(payload, xerialMagic) {
+			return nil, nil, errors.New("truncated xerial snappy header")
+		}
+		xr := &xerialReader{src: payload[xerialHeaderSize:], limit: limit}
+		return xr, xr.release, nil
+	case CodecLZ4:
+		lr := lz4Readers.Get().(*lz4.Reader)
+		lr.Reset(bytes.NewReader(payload))
+		return lr, func() { lr.Reset(nil); lz4Readers.Put(lr) }, nil
+	case CodecZstd:
+		d, _ := zstdDecoders.Get().(*zstd.Decoder)
+		window := uint64(max(limit, zstdMinWindow))
+		var err error
+		if d == nil {
+			d, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
+			if err != nil {
+				return nil, nil, fmt.Errorf("new decoder: %w", err)
+			}
+		}
+		// A bytes.Reader, not a bytes.Buffer: the decoder would decode a
+		// Buffer whole into memory.
+		if err = d.ResetWithOptions(bytes.NewReader(payload), zstd.WithDecoderMaxMemory(window), zstd.WithDecoderMaxWindow(window)); err != nil {
+			zstdDecoders.Put(d)
+			return nil, nil, err
+		}
+		return d, func() { _ = d.Reset(nil); zstdDecoders.Put(d) }, nil
+	}
+	return nil, nil, fmt.Errorf("%w %d", errUnknownCodec, c)
+}
+
+// gzipReader returns a pooled gzip reader over payload (its header already
+// read); the caller puts it back in gzipReaders.
+func gzipReader(payload []byte) (*gzip.Reader, error) {
+	in := bytes.NewReader(payload)
+	zr, _ := gzipReaders.Get().(*gzip.Reader)
+	if zr == nil {
+		return gzip.NewReader(in)
+	}
+	if err := zr.Reset(in); err != nil {
+		gzipReaders.Put(zr)
+		return nil, err
+	}
+	return zr, nil
+}
+
 // snappyDecode decodes one raw snappy block into a pooled buffer, refusing
-// a block whose declared length exceeds limit or what snappy can encode in
-// its size. Errors wrap ErrCorrupt, or ErrInvalid for the limit.
+// a block whose declared length exceeds limit (errOverLimit) or what snappy
+// can encode in its size, before allocating.
 func snappyDecode(block []byte, limit int64) (*[]byte, error) {
 	n, err := s2.DecodedLen(block)
 	if err != nil {
-		return nil, fmt.Errorf("%w: snappy payload cannot be decompressed: %v", ErrCorrupt, err)
+		return nil, err
 	}
 	if int64(n) > limit {
-		return nil, fmt.Errorf("%w: records decompress to more than %d bytes (message.max.decompressed.bytes)", ErrInvalid, limit)
+		return nil, errOverLimit
 	}
 	if n > snappyMaxRatio*len(block)+16 {
-		return nil, fmt.Errorf("%w: snappy payload cannot be decompressed: %d bytes claim to decode to %d", ErrCorrupt, len(block), n)
+		return nil, fmt.Errorf("%d bytes claim to decode to %d", len(block), n)
 	}
 	buf, _ := snappyBufs.Get().(*[]byte)
 	if buf == nil {
@@ -141,7 +157,7 @@ func snappyDecode(block []byte, limit int64) (*[]byte, error) {
 	out, err := s2.Decode((*buf)[:cap(*buf)], block)
 	if err != nil {
 		snappyBufs.Put(buf)
-		return nil, fmt.Errorf("%w: snappy payload cannot be decompressed: %v", ErrCorrupt, err)
+		return nil, err
 	}
 	*buf = out
 	return buf, nil

@@ -170,6 +170,8 @@ type streamError struct{ err error }
 
 func (e streamError) Error() string { return e.err.Error() }
 
+func (e streamError) Unwrap() error { return e.err }
+
 // ReadByte returns the next byte of the current record.
 func (s *scanner) ReadByte() (byte, error) {
 	if s.n >= s.end {
@@ -325,17 +327,17 @@ func (s *scanner) records(h Header, rules *ProduceRules) (int64, error) {
 	return maxTs, nil
 }
 
-// fail turns a scanner error at record i into the error CheckProduce
-// returns.
+// fail turns a scanner error at record i (-1: opening the stream) into the
+// error CheckProduce returns.
 func (s *scanner) fail(h Header, i int32, err error) error {
 	var se streamError
 	switch {
-	case errors.As(err, &se) && (errors.Is(se.err, ErrInvalid) || errors.Is(se.err, ErrCorrupt)):
-		return se.err // from the snappy decoder, already explained
+	case errors.Is(err, errUnknownCodec):
+		return fmt.Errorf("%w: unknown compression codec %d", ErrCorrupt, s.codec)
+	case errors.Is(err, errOverLimit): // the scanner's count, or a snappy block's length
+		return fmt.Errorf("%w: records decompress to more than %d bytes (message.max.decompressed.bytes)", ErrInvalid, s.limit)
 	case errors.As(err, &se):
 		return fmt.Errorf("%w: %s payload cannot be decompressed: %v", ErrCorrupt, s.codec, se.err)
-	case errors.Is(err, errOverLimit):
-		return fmt.Errorf("%w: records decompress to more than %d bytes (message.max.decompressed.bytes)", ErrInvalid, s.limit)
 	case i == h.NumRecords:
 		return fmt.Errorf("%w: after the last record: %v", ErrInvalid, err)
 	case errors.Is(err, io.ErrUnexpectedEOF):

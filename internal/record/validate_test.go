@@ -88,6 +88,12 @@ func TestCheckProduceRefusesUndecodable(t *testing.T) {
 			t.Errorf("%s: flipped byte accepted", c)
 		}
 	}
+	// A zstd frame declaring a 2 GiB window is refused before any allocation.
+	wide := recordtest.ZstdBomb(1 << 20)
+	wide[5] = (31 - 10) << 3
+	if _, err := record.CheckProduce(recordtest.Batch(record.CodecZstd, 1, wide), record.ProduceRules{}); !errors.Is(err, record.ErrCorrupt) || !strings.Contains(err.Error(), "window") {
+		t.Errorf("zstd 2 GiB window: %v", err)
+	}
 	// A raw snappy block claiming a huge length is refused before any allocation.
 	claim := append(binary.AppendUvarint(nil, 1<<31), 0, 0, 0)
 	if _, err := record.CheckProduce(recordtest.Batch(record.CodecSnappy, 1, claim), record.ProduceRules{}); err == nil {
@@ -246,5 +252,22 @@ func watchHeap(t *testing.T) func() uint64 {
 		mu.Lock()
 		defer mu.Unlock()
 		return peak
+	}
+}
+
+// TestDecompressionBomb checks the cap of the whole-batch decoders
+// (Records, as compaction uses them) on bombs of every compressing codec:
+// with a 4 MiB limit, and a snappy block claiming more than
+// MaxDecompressedSize through Records itself.
+func TestDecompressionBomb(t *testing.T) {
+	for _, c := range []record.Codec{record.CodecGzip, record.CodecLZ4, record.CodecZstd} {
+		b := recordtest.Bomb(c, 80)
+		if _, err := record.DecompressLimit(c, b[record.HeaderSize:], 4<<20); !errors.Is(err, record.ErrInvalid) || !strings.Contains(err.Error(), "exceeds") {
+			t.Errorf("%s: got %v", c, err)
+		}
+	}
+	claim := recordtest.Batch(record.CodecSnappy, 1, append(binary.AppendUvarint(nil, record.MaxDecompressedSize+1), 0, 0))
+	if _, err := record.Records(claim); !errors.Is(err, record.ErrInvalid) || !strings.Contains(err.Error(), "exceeds") {
+		t.Errorf("snappy: got %v", err)
 	}
 }

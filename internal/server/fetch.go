@@ -43,6 +43,7 @@ func (s *Server) handleFetch(ctx context.Context, req *kmsg.FetchRequest) kmsg.R
 	maxWait := time.Duration(req.MaxWaitMillis) * time.Millisecond
 	timer := time.NewTimer(maxWait)
 	defer timer.Stop()
+	defer metrics.Waiting(metrics.FetchPurgatory)()
 	for first := true; ; first = false {
 		resp, n, done := s.fetchOnce(req, replicaID, first)
 		if done || n >= int(req.MinBytes) || maxWait <= 0 {

@@ -48,6 +48,7 @@ type Readiness struct {
 	ControllerID     int32    `json:"controller_id"`
 	ActiveController bool     `json:"active_controller"`
 	MetadataOffset   uint64   `json:"metadata_offset"`
+	MetadataLag      uint64   `json:"metadata_lag"` // committed entries not yet applied here
 	LeaderPartitions int      `json:"leader_partitions"`
 	OfflineLed       []string `json:"offline_led_partitions"`
 	Reasons          []string `json:"reasons,omitempty"`
@@ -60,6 +61,9 @@ func (s *Server) Readiness() Readiness {
 	ctrlID, _ := s.ctrl.Leader()
 	r := Readiness{NodeID: s.cfg.NodeID(), Broker: isBroker, Controller: isController,
 		ControllerID: ctrlID, ActiveController: s.ctrl.IsActive(), MetadataOffset: img.Offset, OfflineLed: []string{}}
+	if _, commit, applied := s.ctrl.LogIndexes(); commit > applied {
+		r.MetadataLag = commit - applied
+	}
 	if ctrlID < 0 {
 		r.Reasons = append(r.Reasons, "the metadata quorum has no leader")
 	}
@@ -101,6 +105,7 @@ func (s *Server) Snapshot() metrics.Snapshot {
 	self := s.cfg.NodeID()
 	snap := metrics.Snapshot{ActiveController: s.ctrl.IsActive(), MetadataOffset: img.Offset,
 		Connections: s.connectionCounts()}
+	_, snap.MetadataCommitted, snap.MetadataApplied = s.ctrl.LogIndexes()
 	if snap.ActiveController {
 		snap.Brokers = len(img.Brokers)
 		for _, b := range img.Brokers {

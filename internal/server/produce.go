@@ -3,12 +3,14 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"strand/internal/group"
+	"strand/internal/log"
 	"strand/internal/metrics"
 	"strand/internal/record"
 	"strand/internal/replica"
@@ -44,7 +46,7 @@ func (s *Server) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) fu
 		topic := kmsg.NewProduceResponseTopic()
 		topic.Topic = rt.Topic
 		topic.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(rt.Partitions))
-		var rules *record.ProduceRules // the topic's, computed for its first led partition
+		var rules *produceRules // the topic's, computed for its first led partition
 		for i, rp := range rt.Partitions {
 			out := &topic.Partitions[i]
 			*out = kmsg.NewProduceResponseTopicPartition()
@@ -96,6 +98,9 @@ func (s *Server) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) fu
 		return func() kmsg.Response { return nil }
 	}
 	return func() kmsg.Response {
+		if req.Acks == -1 {
+			defer metrics.Waiting(metrics.ProducePurgatory)()
+		}
 		wctx, cancel := context.WithDeadline(ctx, deadline)
 		defer cancel()
 		for _, w := range waits {
@@ -130,10 +135,11 @@ func produceErrorCode(err error) int16 {
 	return errorCode(err) // a deadline becomes REQUEST_TIMED_OUT
 }
 
-// appendRecords checks every batch of records with record.CheckProduce
-// (outside any lock: decompression is the expensive part) and appends them;
-// nothing is appended if one batch is refused.
-func (s *Server) appendRecords(p *replica.Partition, records []byte, transactional bool, now time.Time, acks int16, rules *record.ProduceRules) (replica.AppendResult, error) {
+// appendRecords checks every batch of records against max.message.bytes,
+// then with record.CheckProduce (outside any lock: decompression is the
+// expensive part), and appends them; nothing is appended if one batch is
+// refused.
+func (s *Server) appendRecords(p *replica.Partition, records []byte, transactional bool, now time.Time, acks int16, rules *produceRules) (replica.AppendResult, error) {
 	if transactional {
 		return replica.AppendResult{}, errTransactionsUnsupported
 	}
@@ -141,7 +147,10 @@ func (s *Server) appendRecords(p *replica.Partition, records []byte, transaction
 		return replica.AppendResult{}, record.ErrInvalid
 	}
 	err := record.Split(records, func(b []byte) error {
-		_, err := record.CheckProduce(b, *rules)
+		if int64(len(b)) > rules.maxMessageBytes {
+			return fmt.Errorf("%w: batch of %d bytes exceeds max.message.bytes %d", log.ErrMessageTooLarge, len(b), rules.maxMessageBytes)
+		}
+		_, err := record.CheckProduce(b, rules.ProduceRules)
 		return err
 	})
 	if err != nil {
@@ -150,24 +159,30 @@ func (s *Server) appendRecords(p *replica.Partition, records []byte, transaction
 	return p.AppendAcks(records, now, acks)
 }
 
-// produceRules are the record checks of topic's current configuration:
-// message.max.decompressed.bytes, keys on compacted topics, the timestamp
-// window of CreateTime topics.
-func (s *Server) produceRules(topic string, now time.Time) *record.ProduceRules {
+// produceRules are the checks of a topic's produced batches.
+type produceRules struct {
+	maxMessageBytes int64 // max.message.bytes: checked first, before any decompression
+	record.ProduceRules
+}
+
+// produceRules returns the checks of topic's current configuration:
+// max.message.bytes, message.max.decompressed.bytes, keys on compacted
+// topics, the timestamp window of CreateTime topics.
+func (s *Server) produceRules(topic string, now time.Time) *produceRules {
 	dyn := s.dyn()
 	var overrides map[string]string
 	if t, ok := s.store.Image().Topic(topic); ok {
 		overrides = t.Configs
 	}
 	tc := dyn.TopicConfig(overrides)
-	return &record.ProduceRules{
+	return &produceRules{maxMessageBytes: tc.Int("max.message.bytes"), ProduceRules: record.ProduceRules{
 		MaxDecompressedBytes: dyn.Int("message.max.decompressed.bytes"),
 		RequireKeys:          tc.HasPolicy("compact"),
 		Now:                  now.UnixMilli(),
 		BeforeMaxMs:          tc.Int("message.timestamp.before.max.ms"),
 		AfterMaxMs:           tc.Int("message.timestamp.after.max.ms"),
 		LogAppendTime:        tc.String("message.timestamp.type") == "LogAppendTime",
-	}
+	}}
 }
 
 // recordErrors lists the refused records of a *record.BatchError as

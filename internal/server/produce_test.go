@@ -105,6 +105,13 @@ func TestProduceRefusesUndecodableBatches(t *testing.T) {
 			t.Errorf("%s: refused after %v", a.name, took)
 		}
 	}
+	// max.message.bytes is checked first, before any decompression.
+	if rt := createTopic(t, cl, "v-small", 1, map[string]string{"max.message.bytes": "1000000"}); rt.ErrorCode != 0 {
+		t.Fatalf("create: %v", kerr.ErrorForCode(rt.ErrorCode))
+	}
+	if got := produceRaw(t, cl, "v-small", -1, bomb(record.CodecGzip)); got.ErrorCode != kerr.MessageTooLarge.Code {
+		t.Errorf("bomb larger than max.message.bytes: %v", kerr.ErrorForCode(got.ErrorCode))
+	}
 	ends, err := adm.ListEndOffsets(ctx(t))
 	if err != nil {
 		t.Fatal(err)
@@ -172,7 +179,7 @@ func TestProduceRefusesUndecodableBatches(t *testing.T) {
 		t.Fatal(err)
 	}
 	ends.Each(func(o kadm.ListedOffset) {
-		if strings.HasPrefix(o.Topic, "v-") && o.Offset != 100 {
+		if strings.HasPrefix(o.Topic, "v-") && o.Topic != "v-small" && o.Offset != 100 {
 			t.Errorf("%s-%d: end offset %d after 100 good records", o.Topic, o.Partition, o.Offset)
 		}
 	})

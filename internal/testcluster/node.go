@@ -246,10 +246,21 @@ func (n *Node) Restart(t testing.TB) {
 			t.Errorf("testcluster: restart: %v", err)
 		}
 	}
-	n.start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), StartTimeout)
 	defer cancel()
-	if err := n.WaitReady(ctx); err != nil {
+	// The node keeps its addresses across restarts (clients and voters know
+	// them); if another process took one meanwhile, wait and try again.
+	for attempt := 1; ; attempt++ {
+		n.start(t)
+		err := n.WaitReady(ctx)
+		if err == nil {
+			return
+		}
+		if lost, _ := n.lostPortRace(); lost && attempt < 5 && ctx.Err() == nil {
+			t.Logf("testcluster: node %d: a listen address is taken, restarting again", n.cfg.nodeID)
+			time.Sleep(500 * time.Millisecond)
+			continue
+		}
 		t.Fatalf("testcluster: node %d not ready after restart: %v\n%s", n.cfg.nodeID, err, n.LogTail(40))
 	}
 }

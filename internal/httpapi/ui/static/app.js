@@ -1,21 +1,25 @@
 // strand console: small enhancements over the server-rendered pages.
-// The lag chart samples the group's total lag every 5 s while the page is
-// open (from /api/groups/NAME) and draws it as an SVG polyline.
+// The lag chart draws a group's total lag over time: the broker's history
+// (window.lagHistory, from the page), refreshed every 5 s from
+// /api/groups/NAME (which also records a sample) and its lag-history.
 (function () {
   "use strict";
   var chart = document.getElementById("lag-chart");
   if (!chart) return;
   var group = chart.getAttribute("data-group");
   var svg = chart.querySelector("svg");
-  var samples = [Number(chart.getAttribute("data-lag")) || 0];
+  var samples = window.lagHistory || [];
   var ns = "http://www.w3.org/2000/svg";
 
   function draw() {
     while (svg.firstChild) svg.removeChild(svg.firstChild);
-    var max = Math.max.apply(null, samples.concat([1]));
-    var n = Math.max(samples.length - 1, 1);
-    var pts = samples.map(function (v, i) {
-      return (i * 600 / n).toFixed(1) + "," + (115 - v * 105 / max).toFixed(1);
+    if (samples.length === 0) return;
+    var lags = samples.map(function (s) { return s.lag; });
+    var max = Math.max.apply(null, lags.concat([1]));
+    var t0 = samples[0].at, span = Math.max(samples[samples.length - 1].at - t0, 1);
+    var pts = samples.map(function (s) {
+      var x = samples.length === 1 ? 300 : (s.at - t0) * 600 / span;
+      return x.toFixed(1) + "," + (115 - s.lag * 105 / max).toFixed(1);
     }).join(" ");
     var line = document.createElementNS(ns, "polyline");
     line.setAttribute("points", pts);
@@ -27,23 +31,23 @@
     label.setAttribute("x", "4");
     label.setAttribute("y", "14");
     label.setAttribute("font-size", "12");
-    label.textContent = "max " + max + ", now " + samples[samples.length - 1];
+    label.textContent = "max " + max + ", now " + lags[lags.length - 1] + " (" + samples.length + " samples)";
     svg.appendChild(label);
   }
 
-  function sample() {
-    fetch("/api/groups/" + encodeURIComponent(group))
+  function refresh() {
+    var base = "/api/groups/" + encodeURIComponent(group);
+    fetch(base)
       .then(function (r) { return r.json(); })
       .then(function (g) {
-        if (typeof g.total_lag !== "number") return;
-        samples.push(g.total_lag);
-        if (samples.length > 120) samples.shift();
-        document.getElementById("total-lag").textContent = g.total_lag;
-        draw();
+        if (typeof g.total_lag === "number") document.getElementById("total-lag").textContent = g.total_lag;
+        return fetch(base + "/lag-history");
       })
+      .then(function (r) { return r.json(); })
+      .then(function (h) { if (Array.isArray(h)) { samples = h; draw(); } })
       .catch(function () {});
   }
 
   draw();
-  setInterval(sample, 5000);
+  setInterval(refresh, 5000);
 })();
