@@ -1,6 +1,6 @@
 // Command strand is the Strand broker: one binary that runs a Kafka-compatible
-// broker node (`strand server`), its tools (`strand bench`, `strand verify`)
-// and the admin commands of internal/cli (topic, group, cluster, produce,
+// broker node (`strand server`), its tools (`strand bench`, `strand verify`,
+// `strand ready`) and the admin commands of internal/cli (topic, group, cluster, produce,
 // consume, reassign, log-dirs), with shell completion (`strand completion`).
 package main
 
@@ -24,6 +24,7 @@ import (
 	"strand/internal/httpapi"
 	"strand/internal/metrics"
 	"strand/internal/security"
+	"strand/internal/readiness"
 	"strand/internal/server"
 	"strand/internal/verify"
 )
@@ -44,6 +45,8 @@ func main() {
 			func(ctx context.Context, args []string) error { return bench.Main(ctx, args, os.Stdout) }},
 		{"verify", "Produce under faults, read back, and check nothing acknowledged was lost, duplicated or reordered",
 			func(ctx context.Context, args []string) error { return verify.Main(ctx, args, os.Stdout) }},
+		{"ready", "Exit 0 once a node is registered and back in the ISR of every partition it hosts (rolling restarts)",
+			func(ctx context.Context, args []string) error { return readiness.Main(ctx, args, os.Stdout) }},
 	} {
 		root.AddCommand(&cobra.Command{
 			Use:                c.name + " [flags]",

@@ -121,8 +121,12 @@ func (s *Server) open() error {
 	if err := s.secureReplication(); err != nil {
 		return err
 	}
+	// A leader's lease (internal/replica/lease.go); a quorum of one in
+	// process has no other broker to hand leadership to.
 	if isBroker, _ := s.cfg.Roles(); isBroker {
-		s.parts.SetLease(node.LastHeartbeat, time.Duration(s.cfg.Int("broker.session.timeout.ms"))*time.Millisecond)
+		if voters, _ := s.cfg.Voters(); len(voters) > 0 {
+			s.parts.SetLease(node.LastHeartbeat, time.Duration(s.cfg.Int("broker.session.timeout.ms"))*time.Millisecond)
+		}
 	}
 	s.openGroups()
 	node.OnChange(s.applyImage)

@@ -571,9 +571,9 @@ produce:
 	}
 	// Wait for outstanding acknowledgements, then give up on the rest:
 	// they stay Unknown. Flush returns once every promise has run.
-	dctx, cancel := context.WithTimeout(ctx, o.DrainTimeout)
-	_ = cl.Flush(dctx)
-	cancel()
+	drainCtx, cancelDrain := context.WithTimeout(ctx, o.DrainTimeout)
+	_ = cl.Flush(drainCtx)
+	cancelDrain()
 	statuses, recovery, firstErr := tr.close()
 	res.recovery = recovery
 	cancelRecs()
