@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -58,7 +59,7 @@ func TestOperatorSecureCommand(t *testing.T) {
 	if withAuthz {
 		args = append(args, "--set", "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer", "--set", "super.users=User:ANONYMOUS")
 	}
-	var logBuf bytes.Buffer
+	var logBuf syncBuffer // written by the process's output copier while the test reads it
 	cmd := exec.Command(bin, args...)
 	cmd.Dir, cmd.Stdout, cmd.Stderr = dir, &logBuf, &logBuf
 	if err := cmd.Start(); err != nil {
@@ -128,7 +129,7 @@ func TestOperatorSecureCommand(t *testing.T) {
 			t.Fatalf("kcat read a topic without an ACL: %q", got)
 		}
 	}
-	if bytes.Contains(logBuf.Bytes(), []byte("alice-secret")) {
+	if strings.Contains(logBuf.String(), "alice-secret") {
 		t.Fatal("the password is in the broker log")
 	}
 	if err := filepath.Walk(filepath.Join(dir, "data"), func(p string, info os.FileInfo, err error) error {
@@ -151,3 +152,21 @@ type kcatError struct {
 }
 
 func (e *kcatError) Error() string { return e.err.Error() + ": " + e.stderr }
+
+// syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
