@@ -67,13 +67,6 @@ func (l *connLimits) release(ip netip.Addr, exempt bool) {
 	}
 }
 
-// count returns the number of admitted connections.
-func (l *connLimits) count() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.total
-}
-
 // remoteIP is the address a connection comes from (the zero Addr when it is
 // not an IP connection).
 func remoteIP(c net.Conn) netip.Addr {
@@ -242,7 +235,7 @@ func (r *rateLimited) log(logger *slog.Logger, level slog.Level, msg string, arg
 	if d := r.dropped.Swap(0); d > 0 {
 		args = append(args, "similar_lines_dropped", d)
 	}
-	logger.Log(nil, level, msg, args...)
+	logger.Log(context.Background(), level, msg, args...)
 }
 
 // refuse closes a connection the broker will not serve with a reset (linger
