@@ -323,6 +323,9 @@ func (cn *conn) writeReplies(replies <-chan reply) {
 		}
 	}()
 	flush := func() error {
+		// A client that stops taking responses is treated as idle (as Kafka
+		// does): the write gives up after connections.max.idle.ms.
+		cn.c.SetWriteDeadline(time.Now().Add(cn.s.idleTimeout))
 		_, err := cn.c.Write(*buf)
 		*buf = (*buf)[:0]
 		return err

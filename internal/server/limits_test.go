@@ -3,7 +3,11 @@ package server
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"net"
+	"net/netip"
+	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -147,6 +151,37 @@ func TestIdleConnectionClosed(t *testing.T) {
 		t.Fatal("an idle connection was not closed after connections.max.idle.ms")
 	}
 
+	// A client that sends fetches but stops reading the responses is closed
+	// once a write has made no progress for connections.max.idle.ms,
+	// instead of holding the responses' memory.
+	big := make([]byte, 100<<10)
+	for range 40 {
+		c, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		if err := cl.ProduceSync(c, &kgo.Record{Topic: "idle", Value: big}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+	}
+	stalled := dial(t, n.addr)
+	for i := range 40 { // about 80 MB of responses: more than socket buffers hold
+		req := kmsg.NewPtrFetchRequest()
+		req.SetVersion(11)
+		req.ReplicaID, req.MaxBytes = -1, 4<<20
+		rt := kmsg.NewFetchRequestTopic()
+		rt.Topic = "idle"
+		rp := kmsg.NewFetchRequestTopicPartition()
+		rp.FetchOffset, rp.PartitionMaxBytes = int64(i), 4<<20
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		stalled.send(t, req, int32(i))
+	}
+	for deadline := time.Now().Add(10 * time.Second); serverSideEstablished(t, n.addr, stalled.LocalAddr().String()); {
+		if time.Now().After(deadline) {
+			t.Fatal("a connection whose client stopped reading responses was not closed")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
 	// A fetch that waits 1.5 s for data (longer than the idle timeout) is answered.
 	busy := dial(t, n.addr)
 	fetch := kmsg.NewPtrFetchRequest()
@@ -245,4 +280,28 @@ func TestConnectionLimits(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	})
+}
+
+// serverSideEstablished reports whether the kernel still has the broker's
+// end of the connection from client to server (both 127.0.0.1:port) in
+// state ESTABLISHED (/proc/net/tcp), without reading from the client end.
+func serverSideEstablished(t *testing.T, server, client string) bool {
+	t.Helper()
+	hexAddr := func(a string) string {
+		ap := netip.MustParseAddrPort(a)
+		ip := ap.Addr().As4()
+		return fmt.Sprintf("%02X%02X%02X%02X:%04X", ip[3], ip[2], ip[1], ip[0], ap.Port())
+	}
+	local, remote := hexAddr(server), hexAddr(client)
+	b, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 3 && f[1] == local && f[2] == remote {
+			return f[3] == "01"
+		}
+	}
+	return false
 }
