@@ -136,6 +136,15 @@ func TestFullDisk(t *testing.T) {
 		t.Fatalf("full: read %d records with the disk full, want the %d acknowledged", len(recs), acked)
 	}
 
+	// A metadata change with the disk full (the metadata log is on it too).
+	cctx, ccancel := context.WithTimeout(ctx, 10*time.Second)
+	_, cerr := adm.CreateTopic(cctx, 1, 1, nil, "while-full")
+	ccancel()
+	t.Logf("creating a topic with the disk full: err=%v", cerr) // either outcome is fine; the node must stay up
+	if !n.Running() {
+		t.Fatalf("node exited with the disk full:\n%s", n.LogTail(40))
+	}
+
 	// Free the space: produce succeeds again, without a restart.
 	if err := os.Remove(ballast); err != nil {
 		t.Fatal(err)
@@ -158,6 +167,12 @@ func TestFullDisk(t *testing.T) {
 			t.Fatalf("produce after recovery: %v %s", kerr.ErrorForCode(code), msg)
 		}
 		acked++
+	}
+
+	// Metadata changes work again.
+	createTopic(ctx, t, adm, "after-full", 1, nil)
+	if code, msg := rawProduce(ctx, t, cl, "after-full", value); code != 0 {
+		t.Fatalf("produce to a topic created after recovery: %v %s", kerr.ErrorForCode(code), msg)
 	}
 
 	// A clean restart finds every acknowledged record, offsets dense.
