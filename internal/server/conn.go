@@ -74,7 +74,7 @@ type conn struct {
 //
 // This is the seam for TLS and SASL: c is the raw TCP connection, counted
 // against the limits before any handshake; a wrapper (tls.Server) goes
-// around it before newConn.
+// around it before the conn is built.
 func (s *Server) acceptLoop(ln net.Listener, exempt bool) {
 	var backoff time.Duration
 	for {

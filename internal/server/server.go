@@ -54,7 +54,7 @@ type Server struct {
 
 	listeners []net.Listener
 	exempt    []bool         // per listener: its connections do not count against max.connections
-	wg        sync.WaitGroup // accept loops and background goroutines
+	wg        sync.WaitGroup // background goroutines
 
 	// Connections (conn.go) and their bounds (limits.go).
 	limits      *connLimits
@@ -290,10 +290,11 @@ func (s *Server) Serve(ctx context.Context) error {
 			s.catchUp()
 		}
 	}
+	var accepting sync.WaitGroup
 	for i, ln := range s.listeners {
-		s.wg.Add(1)
+		accepting.Add(1)
 		go func() {
-			defer s.wg.Done()
+			defer accepting.Done()
 			s.acceptLoop(ln, s.exempt[i])
 		}()
 	}
@@ -302,6 +303,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	for _, ln := range s.listeners {
 		ln.Close()
 	}
+	accepting.Wait() // no connection is added after this
 	if isBroker, _ := s.cfg.Roles(); isBroker && s.cfg.Bool("controlled.shutdown.enable") {
 		start := time.Now()
 		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
