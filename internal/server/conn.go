@@ -161,7 +161,7 @@ func (cn *conn) serve() {
 			switch {
 			case errors.Is(err, errIdle), errors.Is(err, errDraining):
 				cn.logger.Debug("closing connection", "reason", err)
-			case errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || ctx.Err() != nil:
+			case errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || ctx.Err() != nil || cn.draining.Load():
 			default:
 				s.connErrLog.log(cn.logger, slog.LevelWarn, "closing connection", "err", err)
 			}
