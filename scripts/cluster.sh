@@ -9,7 +9,8 @@
 #   scripts/cluster.sh restart N start node N again on its data
 #
 # Node N serves clients on 127.0.0.1:1909N and the metadata quorum (Raft,
-# controller RPCs) on 127.0.0.1:1919N; data and logs live under
+# controller RPCs) on 127.0.0.1:1919N, HTTP (metrics, health, console at
+# /ui) on 127.0.0.1:1964N; data and logs live under
 # ${STRAND_CLUSTER_DIR:-./cluster-data}/nodeN. Every node is broker and
 # controller (process.roles=broker,controller).
 set -euo pipefail
@@ -31,6 +32,7 @@ start_node() {
 		--listeners "PLAINTEXT://127.0.0.1:1909$n,CONTROLLER://127.0.0.1:1919$n" \
 		--set controller.quorum.voters="$voters" \
 		--set default.replication.factor=3 --set min.insync.replicas=2 \
+		--set http.listener="127.0.0.1:1964$n" \
 		"${@:2}" >>"$dir/node$n/server.log" 2>&1 &
 	echo $! >"$dir/node$n/pid"
 	echo "node $n: pid $!, clients 127.0.0.1:1909$n, log $dir/node$n/server.log"

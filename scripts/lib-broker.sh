@@ -61,7 +61,7 @@ start_broker() {
 		fi
 		echo "=== start: $bin server --data-dir $tmp/data --listeners PLAINTEXT://127.0.0.1:$port" >>"$tmp/broker.log"
 		"$bin" server --data-dir "$tmp/data" --listeners "PLAINTEXT://127.0.0.1:$port" \
-			"${BROKER_ARGS[@]}" >>"$tmp/broker.log" 2>&1 &
+			--set http.listener= "${BROKER_ARGS[@]}" >>"$tmp/broker.log" 2>&1 &
 		broker_pid=$!
 		local deadline=$((SECONDS + 60))
 		while ((SECONDS < deadline)); do

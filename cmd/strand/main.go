@@ -1,5 +1,7 @@
 // Command strand is the Strand broker: one binary that runs a Kafka-compatible
-// broker node (`strand server`) and its tools (`strand bench`).
+// broker node (`strand server`), its tools (`strand bench`, `strand verify`)
+// and the admin commands of internal/cli (topic, group, cluster, produce,
+// consume, reassign, log-dirs), with shell completion (`strand completion`).
 package main
 
 import (
@@ -14,49 +16,55 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/spf13/cobra"
+
 	"strand/internal/bench"
+	"strand/internal/cli"
 	"strand/internal/config"
+	"strand/internal/httpapi"
+	"strand/internal/metrics"
 	"strand/internal/server"
 	"strand/internal/verify"
 )
 
-const usage = `usage: strand <command> [flags]
-
-commands:
-  server   run a broker node (single node with embedded defaults: 127.0.0.1:9092, data in ./data)
-  bench    measure produce/consume throughput and latency against a running node
-  verify   produce under faults, read back, and check nothing acknowledged was lost, duplicated or reordered
-
-run 'strand <command> -h' for a command's flags.
-`
-
 func main() {
-	if len(os.Args) < 2 {
-		fmt.Fprint(os.Stderr, usage)
-		os.Exit(2)
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	var err error
-	switch os.Args[1] {
-	case "server":
-		err = runServer(ctx, os.Args[2:], os.Stderr)
-	case "bench":
-		err = bench.Main(ctx, os.Args[2:], os.Stdout)
-	case "verify":
-		err = verify.Main(ctx, os.Args[2:], os.Stdout)
-	case "-h", "--help", "help":
-		fmt.Print(usage)
-		return
-	default:
-		fmt.Fprintf(os.Stderr, "strand: unknown command %q\n\n%s", os.Args[1], usage)
-		os.Exit(2)
+	root := cli.NewRoot(os.Stdout, os.Stdin)
+	// server, bench and verify keep their own flag sets: cobra passes their
+	// arguments through untouched.
+	for _, c := range []struct {
+		name, short string
+		run         func(ctx context.Context, args []string) error
+	}{
+		{"server", "Run a broker node (single node with embedded defaults: 127.0.0.1:9092, data in ./data)",
+			func(ctx context.Context, args []string) error { return runServer(ctx, args, os.Stderr) }},
+		{"bench", "Measure produce/consume throughput and latency against a running node",
+			func(ctx context.Context, args []string) error { return bench.Main(ctx, args, os.Stdout) }},
+		{"verify", "Produce under faults, read back, and check nothing acknowledged was lost, duplicated or reordered",
+			func(ctx context.Context, args []string) error { return verify.Main(ctx, args, os.Stdout) }},
+	} {
+		root.AddCommand(&cobra.Command{
+			Use:                c.name + " [flags]",
+			Short:              c.short + " ('strand " + c.name + " -h' for its flags)",
+			DisableFlagParsing: true,
+			RunE: func(cmd *cobra.Command, args []string) error {
+				err := c.run(cmd.Context(), args)
+				if errors.Is(err, flag.ErrHelp) {
+					return nil
+				}
+				return err
+			},
+		})
 	}
-	if errors.Is(err, flag.ErrHelp) {
-		return
-	}
+	cmd, err := root.ExecuteContextC(ctx)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "strand %s: %v\n", os.Args[1], err)
+		fmt.Fprintf(os.Stderr, "%s: %v\n", cmd.CommandPath(), err)
+		if strings.HasPrefix(err.Error(), "unknown command") || strings.HasPrefix(err.Error(), "unknown flag") ||
+			strings.Contains(err.Error(), "arg(s)") || strings.HasPrefix(err.Error(), "required flag") {
+			fmt.Fprintf(os.Stderr, "run '%s --help' for usage\n", cmd.CommandPath())
+			os.Exit(2)
+		}
 		os.Exit(1)
 	}
 }
@@ -119,6 +127,50 @@ func runServer(ctx context.Context, args []string, stderr io.Writer) error {
 		srv.Close()
 		return err
 	}
+	web, err := startHTTP(cfg, srv, logger)
+	if err != nil {
+		srv.Close()
+		return err
+	}
 	logger.Info("strand node ready", "node_id", cfg.NodeID(), "data_dir", cfg.DataDir())
-	return srv.Serve(ctx)
+	if web == nil {
+		return srv.Serve(ctx)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	webDone := make(chan error, 1)
+	go func() { webDone <- web.Serve(ctx) }()
+	err = srv.Serve(ctx)
+	cancel()
+	if werr := <-webDone; werr != nil && err == nil {
+		logger.Warn("http listener", "err", werr)
+	}
+	return err
+}
+
+// startHTTP binds http.listener (nil when it is empty): metrics, health,
+// readiness, pprof and the console, whose client talks to this node.
+func startHTTP(cfg *config.Broker, srv *server.Server, logger *slog.Logger) (*httpapi.Server, error) {
+	addr := cfg.String("http.listener")
+	if addr == "" {
+		return nil, nil
+	}
+	var brokers []string
+	if isBroker, _ := cfg.Roles(); isBroker {
+		if client, _, err := cfg.Endpoints(); err == nil {
+			brokers = []string{client.Addr()}
+		}
+	}
+	web, err := httpapi.Listen(httpapi.Options{
+		Addr:     addr,
+		Pprof:    cfg.Bool("http.pprof.enable"),
+		Ready:    func() (bool, any) { r := srv.Readiness(); return r.Ready, r },
+		Registry: metrics.NewRegistry(srv),
+		Brokers:  brokers,
+		Logger:   logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	logger.Info("listening", "listener", "HTTP", "addr", web.Addr())
+	return web, nil
 }

@@ -24,6 +24,17 @@ var brokerDefs = index([]*Def{
 	{Name: "delete.topic.enable", Type: TypeBoolean, Default: "true", Doc: "Allow DeleteTopics."},
 	{Name: "socket.request.max.bytes", Type: TypeInt, Default: "104857600", Doc: "Largest request accepted.", Valid: atLeast(1024)},
 	{Name: "message.max.bytes", Type: TypeInt, Default: "1048588", Doc: "Largest record batch accepted.", Valid: atLeast(0)},
+	// Not a Kafka property: Kafka has no ceiling on decompression. 64 MiB is
+	// also the most the broker decodes whole (record.MaxDecompressedSize).
+	{Name: "message.max.decompressed.bytes", Type: TypeInt, Default: "67108864", Doc: "Largest decompressed size of a produced batch's records; larger batches are refused with INVALID_RECORD.", Valid: func(v string) error {
+		if err := atLeast(1024)(v); err != nil {
+			return err
+		}
+		if n, _ := strconv.ParseInt(v, 10, 64); n > 64<<20 {
+			return fmt.Errorf("%s is above the maximum %d", v, 64<<20)
+		}
+		return nil
+	}},
 	{Name: "log.segment.bytes", Type: TypeInt, Default: "1073741824", Doc: "Segment size before a roll.", Valid: atLeast(14)},
 	{Name: "log.roll.ms", Type: TypeLong, Default: "604800000", Doc: "Segment age before a roll.", Valid: atLeast(1)},
 	{Name: "log.retention.ms", Type: TypeLong, Default: "604800000", Doc: "Time to keep a segment; -1 keeps forever.", Valid: atLeast(-1)},
@@ -64,7 +75,16 @@ var brokerDefs = index([]*Def{
 	{Name: "group.initial.rebalance.delay.ms", Type: TypeInt, Default: "3000", Doc: "How long the first rebalance of an empty group waits for more members to join.", ReadOnly: true, Valid: atLeast(0)},
 	{Name: "group.min.session.timeout.ms", Type: TypeInt, Default: "6000", Doc: "Smallest session timeout a member may ask for.", ReadOnly: true, Valid: atLeast(0)},
 	{Name: "group.max.session.timeout.ms", Type: TypeInt, Default: "1800000", Doc: "Largest session timeout a member may ask for.", ReadOnly: true, Valid: atLeast(0)},
+	// Not Kafka properties: strand's HTTP listener for /metrics, /healthz, /readyz, /ui (internal/httpapi).
+	{Name: "http.listener", Type: TypeString, Default: "127.0.0.1:9644", Doc: "host:port of the HTTP listener (metrics, health, console); empty disables it.", ReadOnly: true},
+	{Name: "http.pprof.enable", Type: TypeBoolean, Default: "false", Doc: "Serve Go's profiler under /debug/pprof on the HTTP listener.", ReadOnly: true},
 	{Name: "group.max.size", Type: TypeInt, Default: "2147483647", Doc: "Most members a consumer group may have.", ReadOnly: true, Valid: atLeast(1)},
+	// Authorization and client quotas (internal/security).
+	{Name: "authorizer.class.name", Type: TypeString, Default: "", Doc: "The authorizer: org.apache.kafka.metadata.authorizer.StandardAuthorizer enables ACLs; empty authorizes everything.", ReadOnly: true, Valid: oneOf("", "org.apache.kafka.metadata.authorizer.StandardAuthorizer", "strand.StandardAuthorizer")},
+	{Name: "super.users", Type: TypeString, Default: "", Doc: "Semicolon-separated principals (User:admin;User:broker) allowed everything.", ReadOnly: true},
+	{Name: "allow.everyone.if.no.acl.found", Type: TypeBoolean, Default: "false", Doc: "Allow an action on a resource that has no ACL at all.", ReadOnly: true},
+	{Name: "quota.window.num", Type: TypeInt, Default: "11", Doc: "Samples kept to measure client quota rates.", ReadOnly: true, Valid: atLeast(1)},
+	{Name: "quota.window.size.seconds", Type: TypeInt, Default: "1", Doc: "Length of one client quota sample.", ReadOnly: true, Valid: atLeast(1)},
 })
 
 // aliases map older or alternative Kafka property names to the one used here,

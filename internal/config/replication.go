@@ -8,6 +8,8 @@ var replicationDefs = []*Def{
 	{Name: "replica.fetch.max.bytes", Type: TypeInt, Default: "1048576", Doc: "Bytes a follower asks for per partition in one fetch (at least one batch is returned).", ReadOnly: true, Valid: atLeast(0)},
 	{Name: "replica.fetch.response.max.bytes", Type: TypeInt, Default: "10485760", Doc: "Bytes a follower asks for in one fetch response (at least one batch is returned).", ReadOnly: true, Valid: atLeast(0)},
 	{Name: "replica.fetch.wait.max.ms", Type: TypeInt, Default: "500", Doc: "How long the leader holds a follower's fetch when no data is available.", ReadOnly: true, Valid: atLeast(0)},
+	{Name: "replica.high.watermark.checkpoint.interval.ms", Type: TypeLong, Default: "5000", Doc: "How often the high watermarks are saved to replication-offset-checkpoint (and producer-state snapshots of partitions that rolled a segment are written).", ReadOnly: true, Valid: atLeast(1)},
+	{Name: "num.recovery.threads.per.data.dir", Type: TypeInt, Default: "2", Doc: "Partitions opened (and recovered) at once at start-up.", ReadOnly: true, Valid: atLeast(1)},
 	{Name: "replica.fetch.backoff.ms", Type: TypeInt, Default: "1000", Doc: "How long a follower waits after a fetch error before fetching the partition again.", ReadOnly: true, Valid: atLeast(0)},
 }
 

@@ -32,6 +32,7 @@ func (n *Node) brokerLoop() {
 		n.brokerMu.Unlock()
 		n.logger.Info("registered broker", "epoch", epoch)
 		for n.ctx.Err() == nil {
+			sent := time.Now()
 			resp, err := n.sendHeartbeat(n.ctx, epoch, false)
 			switch {
 			case errors.Is(err, metadata.ErrStaleBrokerEpoch), errors.Is(err, metadata.ErrUnknownBroker):
@@ -41,6 +42,7 @@ func (n *Node) brokerLoop() {
 					n.logger.Warn("heartbeat failed", "err", err)
 				}
 			case !resp.Fenced:
+				n.lastHeartbeat.Store(&sent)
 				n.regOnce.Do(func() { close(n.registered) })
 			}
 			if errors.Is(err, metadata.ErrStaleBrokerEpoch) || errors.Is(err, metadata.ErrUnknownBroker) {
@@ -68,6 +70,18 @@ func (n *Node) sendHeartbeat(ctx context.Context, epoch int64, shutdown bool) (h
 	var resp heartbeatResp
 	err := n.call(ctx, "heartbeat", heartbeatReq{ID: n.cfg.NodeID, Epoch: epoch, Shutdown: shutdown}, &resp)
 	return resp, err
+}
+
+// LastHeartbeat returns when the latest heartbeat the active controller
+// accepted (this broker unfenced) was sent; zero before the first. The
+// controller counts a broker's session from when it receives a heartbeat,
+// which is no earlier, so a broker that has not had one accepted for a
+// session timeout may already be fenced (see replica.Manager.SetLease).
+func (n *Node) LastHeartbeat() time.Time {
+	if t := n.lastHeartbeat.Load(); t != nil {
+		return *t
+	}
+	return time.Time{}
 }
 
 // WaitRegistered blocks until this node's broker is registered, unfenced and

@@ -35,7 +35,7 @@ type testQuorum struct {
 
 // newQuorum starts voters 1..n, each also a broker, plus extra broker-only
 // nodes (ids n+1..n+brokersOnly) that replicate the log as non-voters.
-func newQuorum(t *testing.T, n, brokersOnly int) *testQuorum {
+func newQuorum(t *testing.T, n, brokersOnly int, opts ...func(*Config)) *testQuorum {
 	q := &testQuorum{t: t, dirs: map[int32]string{}, nodes: map[int32]*Node{}, cfgs: map[int32]Config{}}
 	for i := range n {
 		q.voters = append(q.voters, config.Voter{ID: int32(i + 1), Addr: freeAddr(t)})
@@ -57,6 +57,11 @@ func newQuorum(t *testing.T, n, brokersOnly int) *testQuorum {
 			SessionTimeout: time.Second, HeartbeatInterval: 100 * time.Millisecond,
 			SnapshotThreshold: 16, SnapshotInterval: 100 * time.Millisecond, TrailingLogs: 4, Logger: logger,
 		}
+		cfg := q.cfgs[id]
+		for _, o := range opts {
+			o(&cfg)
+		}
+		q.cfgs[id] = cfg
 	}
 	for id := range q.cfgs {
 		q.start(id)
@@ -182,44 +187,50 @@ func TestQuorumReplicatesAndSnapshots(t *testing.T) {
 func TestFenceElectAndControlledShutdown(t *testing.T) {
 	q := newQuorum(t, 3, 0)
 	ctx := context.Background()
-	if _, err := q.nodes[1].CreateTopic(ctx, metadata.CreateTopic{Name: "x", Assignment: [][]int32{{2, 1, 3}, {3, 2, 1}}}); err != nil {
+	// The subjects are chosen around the active controller: c shuts down
+	// cleanly, s stops heartbeating, r (the active controller) stays.
+	r := q.active().cfg.NodeID
+	var others []int32
+	for id := int32(1); id <= 3; id++ {
+		if id != r {
+			others = append(others, id)
+		}
+	}
+	c, s := others[0], others[1]
+	if _, err := q.nodes[r].CreateTopic(ctx, metadata.CreateTopic{Name: "x", Assignment: [][]int32{{c, r, s}, {s, c, r}}}); err != nil {
 		t.Fatal(err)
 	}
-	// Controlled shutdown of broker 2 moves its leadership away at once.
-	if err := q.nodes[2].ControlledShutdown(ctx); err != nil {
+	// Controlled shutdown of broker c moves its leadership away at once.
+	if err := q.nodes[c].ControlledShutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
-	img := q.nodes[2].Image() // a call returns once the caller's image has the change
+	img := q.nodes[c].Image() // a call returns once the caller's image has the change
 	p0 := img.Topics["x"].Partitions[0]
-	if p0.Leader != 1 || p0.LeaderEpoch != 1 || !img.Brokers[1].Fenced {
-		t.Fatalf("after controlled shutdown of 2: partition 0 %+v, broker 2 %+v", p0, img.Brokers[1])
+	if bc, _ := img.Broker(c); p0.Leader != r || p0.LeaderEpoch != 1 || !bc.Fenced {
+		t.Fatalf("after controlled shutdown of %d: partition 0 %+v, broker %+v", c, p0, bc)
 	}
-	// Broker 3 stops heartbeating (closed): fenced after the session timeout,
-	// partition 1 moves to 1 (2 is fenced too); ISR shrinks but keeps a member.
-	active := q.active()
-	if active.cfg.NodeID == 3 {
-		t.Skip("node 3 is the active controller; this scenario needs it elsewhere")
-	}
-	q.stop(3)
-	eventually(t, "broker 3 fenced", func() error {
-		img := q.nodes[1].Image()
+	// Broker s stops heartbeating (closed): fenced after the session timeout,
+	// partition 1 moves to r (c is fenced too); ISR shrinks but keeps a member.
+	q.stop(s)
+	eventually(t, fmt.Sprintf("broker %d fenced", s), func() error {
+		img := q.nodes[r].Image()
 		p1 := img.Topics["x"].Partitions[1]
-		if img.Live(3) || p1.Leader != 1 {
-			return fmt.Errorf("live(3)=%v partition 1 %+v", img.Live(3), p1)
+		if img.Live(s) || p1.Leader != r {
+			return fmt.Errorf("live(%d)=%v partition 1 %+v", s, img.Live(s), p1)
 		}
 		return nil
 	})
-	// A preferred election for partition 1 (preferred 3) is refused while 3 is out.
-	if err := q.nodes[1].ElectLeaders(ctx, "x", 1, true); !errors.Is(err, metadata.ErrPreferredLeaderNotAvailable) {
+	// A preferred election for partition 1 (preferred s) is refused while s is out.
+	if err := q.nodes[r].ElectLeaders(ctx, "x", 1, true); !errors.Is(err, metadata.ErrPreferredLeaderNotAvailable) {
 		t.Fatalf("preferred election with the preferred replica fenced: %v", err)
 	}
-	// Broker 3 restarts: registers with a new epoch and is live again.
-	q.start(3)
-	q.waitRegistered(3)
-	img = q.nodes[3].Image()
-	b3, _ := img.Broker(3)
-	if b3.Fenced || b3.Epoch == 0 {
-		t.Fatalf("broker 3 after restart: %+v", b3)
+	// Broker s restarts: registers with a new epoch and is live again.
+	q.start(s)
+	q.waitRegistered(s)
+	img = q.nodes[s].Image()
+	bs, _ := img.Broker(s)
+	if bs.Fenced || bs.Epoch == 0 {
+		t.Fatalf("broker %d after restart: %+v", s, bs)
 	}
 }
 

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sync"
 	"time"
@@ -11,9 +12,12 @@ import (
 	"strand/internal/metadata"
 )
 
-// liveness is the active controller's view of broker heartbeats. It is not
-// replicated: a new active controller gives every broker a full session
-// timeout from the moment it takes office.
+// liveness is the active controller's view of broker heartbeats. The
+// active controller copies it into the log a few times per session timeout
+// (BrokerHeartbeats records); a new active controller starts from that copy,
+// so a broker's session counts from its last heartbeat the quorum heard of,
+// not from the election, and a broker that died before a controller
+// failover (or in it) is fenced about one session timeout after its death.
 type liveness struct {
 	mu       sync.Mutex
 	lastSeen map[int32]time.Time
@@ -24,13 +28,38 @@ func newLiveness() *liveness {
 	return &liveness{lastSeen: map[int32]time.Time{}, shutdown: map[int32]bool{}}
 }
 
-func (l *liveness) reset(img *metadata.Image, now time.Time) {
+// takeOver starts a term's view: each broker was last seen when the log
+// says (a full session from now for a broker it says nothing about), but
+// never less than grace before its session expires, so that live brokers
+// have time to find the new controller.
+func (l *liveness) takeOver(img *metadata.Image, heard map[int32]heardFrom, now time.Time, session, grace time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.lastSeen, l.shutdown = map[int32]time.Time{}, map[int32]bool{}
+	floor := now.Add(grace - session)
 	for _, b := range img.Brokers {
-		l.lastSeen[b.ID] = now
+		at := now
+		if h, ok := heard[b.ID]; ok && h.epoch == b.Epoch {
+			at = h.at
+		}
+		if at.Before(floor) {
+			at = floor
+		}
+		l.lastSeen[b.ID] = at
 	}
+}
+
+// record returns the heartbeats of img's unfenced brokers as of now.
+func (l *liveness) record(img *metadata.Image, now time.Time) *metadata.BrokerHeartbeatsRecord {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	rec := &metadata.BrokerHeartbeatsRecord{}
+	for _, b := range img.Brokers {
+		if t, ok := l.lastSeen[b.ID]; ok && !b.Fenced {
+			rec.Brokers = append(rec.Brokers, metadata.BrokerHeartbeat{ID: b.ID, Epoch: b.Epoch, AgoMs: now.Sub(t).Milliseconds()})
+		}
+	}
+	return rec
 }
 
 func (l *liveness) seen(id int32, now time.Time, shutdown bool) {
@@ -68,28 +97,29 @@ func (l *liveness) expired(img *metadata.Image, deadline time.Time) []metadata.B
 	return out
 }
 
-// leadership runs the active controller's duties whenever this node is the
-// Raft leader, and stops them when it is not.
+// leadership runs the active controller's duties (lead) for each stretch of
+// this node being the Raft leader, driven by Raft's leadership notifications:
+// a true while a term runs means leadership was lost and regained meanwhile,
+// so the old term stops and a new one (with a new barrier) starts.
 func (n *Node) leadership() {
 	defer n.wg.Done()
 	var term *leaderTerm
 	defer func() { term.stop() }()
-	t := time.NewTicker(50 * time.Millisecond)
-	defer t.Stop()
 	for {
 		select {
 		case <-n.ctx.Done():
 			return
-		case <-t.C:
-		}
-		leader := n.raft.State() == raft.Leader
-		switch {
-		case leader && term == nil:
-			term = n.startTerm()
-		case !leader && term != nil:
-			n.logger.Info("no longer the active controller")
-			term.stop()
-			term = nil
+		case leader := <-n.raft.LeaderCh():
+			if term != nil {
+				if !leader {
+					n.logger.Info("no longer the active controller")
+				}
+				term.stop()
+				term = nil
+			}
+			if leader {
+				term = n.startTerm()
+			}
 		}
 	}
 }
@@ -117,14 +147,35 @@ func (t *leaderTerm) stop() {
 	}
 }
 
+// takeOffice waits until a Raft barrier of the current term has applied
+// every earlier entry, and returns the office of that term (nil if ctx ends
+// or leadership is lost first: Raft's notification then ends this term).
+func (n *Node) takeOffice(ctx context.Context) *office {
+	for ctx.Err() == nil {
+		term := n.raft.CurrentTerm()
+		err := n.raft.Barrier(10 * time.Second).Error()
+		if err == nil && n.raft.CurrentTerm() == term && n.raft.State() == raft.Leader {
+			return &office{term: term, ctx: ctx}
+		}
+		if err == nil || errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return nil
+		}
+		n.logger.Warn("controller barrier failed; retrying", "err", err)
+		sleep(ctx, 100*time.Millisecond)
+	}
+	return nil
+}
+
 // lead is the active controller's loop: take office, then fence brokers whose
 // session expired and, if enabled, restore preferred leaders.
 func (n *Node) lead(ctx context.Context) {
-	if err := n.raft.Barrier(10 * time.Second).Error(); err != nil {
-		n.logger.Warn("controller barrier failed", "err", err)
+	o := n.takeOffice(ctx)
+	if o == nil {
 		return
 	}
-	n.live.reset(n.Image(), time.Now())
+	n.live.takeOver(n.Image(), n.fsm.lastHeard(), time.Now(), n.cfg.SessionTimeout, n.sessionGrace())
+	n.setOffice(o)
+	defer n.setOffice(nil)
 	id := n.cfg.NodeID
 	if _, err := n.commit(ctx, func(img *metadata.Image) ([]metadata.Record, error) {
 		var recs []metadata.Record
@@ -137,10 +188,10 @@ func (n *Node) lead(ctx context.Context) {
 		n.logger.Warn("taking office as controller", "err", err)
 		return
 	}
-	n.logger.Info("became the active controller", "node", id)
+	n.logger.Info("became the active controller", "node", id, "term", o.term)
 	tick := time.NewTicker(max(n.cfg.SessionTimeout/10, 20*time.Millisecond))
 	defer tick.Stop()
-	lastBalance := time.Now()
+	lastBalance, lastRecord := time.Now(), time.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -156,11 +207,30 @@ func (n *Node) lead(ctx context.Context) {
 				n.logger.Warn("fencing broker", "broker", b.ID, "err", err)
 			}
 		}
+		if now.Sub(lastRecord) >= n.cfg.SessionTimeout/4 {
+			lastRecord = now
+			if _, err := n.commit(ctx, func(img *metadata.Image) ([]metadata.Record, error) {
+				return []metadata.Record{{BrokerHeartbeats: n.live.record(img, now)}}, nil
+			}); err != nil {
+				n.logger.Debug("recording broker heartbeats", "err", err)
+			}
+		}
 		if n.cfg.RebalanceInterval > 0 && now.Sub(lastBalance) >= n.cfg.RebalanceInterval {
 			lastBalance = now
 			n.balance(ctx)
 		}
 	}
+}
+
+// sessionGrace is the least time a new active controller gives each broker
+// to heartbeat before fencing it: two heartbeat intervals and a little to
+// find the new controller, at most half a session.
+func (n *Node) sessionGrace() time.Duration {
+	hb := n.cfg.HeartbeatInterval
+	if hb <= 0 {
+		hb = 2 * time.Second
+	}
+	return min(n.cfg.SessionTimeout/2, 2*hb+500*time.Millisecond)
 }
 
 // balance moves leadership back to each partition's preferred replica where
@@ -183,10 +253,11 @@ func (n *Node) balance(ctx context.Context) {
 }
 
 // register commits a broker's (re-)registration; the result's log index is
-// its new epoch. Broker-only nodes are added to Raft as non-voters so they
+// its new epoch. A new incarnation does not keep its old one's leadership
+// or ISR membership (see metadata.PlanRegisterBroker). Broker-only nodes are added to Raft as non-voters so they
 // replicate the metadata log.
 func (n *Node) register(ctx context.Context, b metadata.Broker) (uint64, error) {
-	if !n.IsActive() {
+	if n.currentOffice() == nil {
 		return 0, metadata.ErrNotController
 	}
 	if b.RaftAddr != "" && !n.isVoter(b.ID) {
@@ -195,8 +266,8 @@ func (n *Node) register(ctx context.Context, b metadata.Broker) (uint64, error) 
 		}
 	}
 	n.live.registered(b.ID, time.Now())
-	idx, err := n.commit(ctx, func(*metadata.Image) ([]metadata.Record, error) {
-		return []metadata.Record{{RegisterBroker: &b}}, nil
+	idx, err := n.commit(ctx, func(img *metadata.Image) ([]metadata.Record, error) {
+		return metadata.PlanRegisterBroker(img, b, n.cfg.Unclean), nil
 	})
 	if err == nil {
 		n.logger.Info("broker registered", "broker", b.ID, "epoch", idx, "addr", b.Host, "port", b.Port)
@@ -216,7 +287,7 @@ func (n *Node) isVoter(id int32) bool {
 // heartbeat records a broker's heartbeat, unfences it if it was fenced, or,
 // for a controlled shutdown, fences it and moves its leadership away.
 func (n *Node) heartbeat(ctx context.Context, r heartbeatReq) (heartbeatResp, uint64, error) {
-	if !n.IsActive() {
+	if n.currentOffice() == nil {
 		return heartbeatResp{}, 0, metadata.ErrNotController
 	}
 	b, ok := n.Image().Broker(r.ID)

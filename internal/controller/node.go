@@ -16,9 +16,11 @@
 // to the active controller over the controller listener.
 //
 // Invariants: only the Raft leader plans records, one change at a time,
-// against an image that includes every committed entry (it runs a Raft
-// barrier on taking office); a Store method returns only after the caller's
-// own image includes the change.
+// against an image that includes every committed entry: it takes office
+// (see office) only once a Raft barrier of its term has applied, and every
+// entry carries the term it was planned in, so an entry that reaches the log
+// in another term changes nothing. A Store method returns only after the
+// caller's own image includes the change and its listeners have seen it.
 package controller
 
 import (
@@ -33,6 +35,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -41,6 +44,7 @@ import (
 
 	"strand/internal/config"
 	"strand/internal/metadata"
+	"strand/internal/metrics"
 )
 
 // Config configures a Node.
@@ -88,6 +92,9 @@ type Node struct {
 	planMu sync.Mutex // serialises plan + commit on the active controller
 	live   *liveness
 
+	officeMu sync.Mutex // guards office
+	office   *office    // non-nil while this node is the active controller and its barrier has applied
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -96,6 +103,9 @@ type Node struct {
 	brokerEpoch int64      // this node's registration epoch (0: not registered)
 	registered  chan struct{}
 	regOnce     sync.Once
+	// lastHeartbeat is when the last heartbeat the controller accepted
+	// unfenced was sent (nil: none yet); see LastHeartbeat.
+	lastHeartbeat atomic.Pointer[time.Time]
 
 	raftReady chan struct{} // closed once raft is set; RPCs wait for it
 }
@@ -129,6 +139,8 @@ func Open(cfg Config) (*Node, error) {
 	}
 	n.wg.Add(1)
 	go n.leadership()
+	n.wg.Add(1)
+	go n.probeLoop() // probe.go: fence dead brokers before their session times out
 	if cfg.Broker != nil {
 		n.wg.Add(1)
 		go n.brokerLoop()
@@ -223,6 +235,7 @@ func (n *Node) Close() error {
 	n.cancel()
 	n.wg.Wait()
 	err := n.raft.Shutdown().Error()
+	n.fsm.close()
 	if n.mux != nil {
 		n.mux.Close()
 		n.mux.wg.Wait()
@@ -235,15 +248,40 @@ func (n *Node) Close() error {
 
 // Image implements metadata.Store.
 func (n *Node) Image() *metadata.Image {
-	img, _ := n.fsm.image()
-	return img
+	return n.fsm.image()
 }
 
 // OnChange implements metadata.Store.
 func (n *Node) OnChange(fn func(*metadata.Image)) { n.fsm.onChange(fn) }
 
-// IsActive reports whether this node is the active controller.
-func (n *Node) IsActive() bool { return n.raft.State() == raft.Leader }
+// IsActive reports whether this node is the active controller: the Raft
+// leader, and its post-election barrier has applied every earlier entry.
+func (n *Node) IsActive() bool { return n.currentOffice() != nil }
+
+// office is one term of this node as the active controller, from the moment
+// its post-election barrier applied every entry of earlier terms: only then
+// is its image the whole committed log, fit to plan against. Every
+// leader-only action (answering forwarded requests, planning commits,
+// producer-id blocks, fencing, rebalancing) first takes the office.
+type office struct {
+	term uint64          // the Raft term; every entry planned in it carries it
+	ctx  context.Context // cancelled when the term ends
+}
+
+func (n *Node) currentOffice() *office {
+	n.officeMu.Lock()
+	defer n.officeMu.Unlock()
+	if o := n.office; o != nil && o.ctx.Err() == nil {
+		return o
+	}
+	return nil
+}
+
+func (n *Node) setOffice(o *office) {
+	n.officeMu.Lock()
+	defer n.officeMu.Unlock()
+	n.office = o
+}
 
 // Leader returns the active controller's id and address (-1, "" if unknown).
 func (n *Node) Leader() (int32, string) {
@@ -259,19 +297,26 @@ func (n *Node) Leader() (int32, string) {
 }
 
 // commit plans with fn against the latest image and commits the records it
-// returns, on the active controller only. It returns the log index of the
-// committed entry (0 if fn returned no records).
+// returns, on the active controller only (ErrNotController elsewhere, and
+// before the term's barrier has applied). The entry carries the term it was
+// planned in, and its partition and producer-id records the versions they
+// were planned against; if it is committed in another term, or a version
+// moved on, every replica skips it and commit returns ErrNotController
+// wrapping metadata.ErrStalePlan, so callers retry against a fresh image.
+// It returns the log index of the committed entry (0 if fn returned no
+// records).
 func (n *Node) commit(ctx context.Context, fn func(img *metadata.Image) ([]metadata.Record, error)) (uint64, error) {
 	n.planMu.Lock()
 	defer n.planMu.Unlock()
-	if !n.IsActive() {
+	o := n.currentOffice()
+	if o == nil || n.raft.CurrentTerm() != o.term {
 		return 0, metadata.ErrNotController
 	}
 	recs, err := fn(n.Image())
 	if err != nil || len(recs) == 0 {
 		return 0, err
 	}
-	b, err := metadata.EncodeRecords(recs)
+	b, err := metadata.EncodeEntry(metadata.Entry{Term: o.term, Records: recs})
 	if err != nil {
 		return 0, err
 	}
@@ -279,12 +324,16 @@ func (n *Node) commit(ctx context.Context, fn func(img *metadata.Image) ([]metad
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = max(time.Until(dl), time.Millisecond)
 	}
+	defer metrics.MetadataCommitSince(time.Now()) // Raft commit latency
 	f := n.raft.Apply(b, timeout)
 	if err := f.Error(); err != nil {
 		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrLeadershipTransferInProgress) {
 			return 0, fmt.Errorf("%w: %v", metadata.ErrNotController, err)
 		}
 		return 0, fmt.Errorf("commit metadata: %w", err)
+	}
+	if err, ok := f.Response().(error); ok && err != nil {
+		return 0, fmt.Errorf("%w: %v", metadata.ErrNotController, err)
 	}
 	return f.Index(), nil
 }

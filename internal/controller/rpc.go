@@ -115,8 +115,13 @@ func (l *limitedReader) Read(p []byte) (int, error) {
 	return k, err
 }
 
-// handle runs op on the active controller.
+// handle runs op on the active controller; anywhere else, or before the
+// term's barrier has applied, it answers ErrNotController and the caller
+// retries.
 func (n *Node) handle(ctx context.Context, op string, body json.RawMessage) (json.RawMessage, uint64, error) {
+	if n.currentOffice() == nil {
+		return nil, 0, fmt.Errorf("%w: node %d is not in office", metadata.ErrNotController, n.cfg.NodeID)
+	}
 	var (
 		out any
 		idx uint64
@@ -200,8 +205,8 @@ func (n *Node) handle(ctx context.Context, op string, body json.RawMessage) (jso
 		if decode(&r) {
 			var start int64
 			idx, err = n.commit(ctx, func(img *metadata.Image) (recs []metadata.Record, err error) {
-				recs, start = metadata.PlanProducerIDs(img, r.Broker, r.Count)
-				return recs, nil
+				recs, start, err = metadata.PlanProducerIDs(img, r.Broker, r.Count)
+				return recs, err
 			})
 			out = start
 		}
@@ -217,7 +222,10 @@ func (n *Node) handle(ctx context.Context, op string, body json.RawMessage) (jso
 			out, idx, err = n.heartbeat(ctx, r)
 		}
 	default:
-		err = fmt.Errorf("%w: unknown op %q", metadata.ErrInvalidRequest, op)
+		var known bool
+		if out, idx, known, err = n.securityOps(ctx, op, body); !known {
+			err = fmt.Errorf("%w: unknown op %q", metadata.ErrInvalidRequest, op)
+		}
 	}
 	if err != nil {
 		return nil, 0, err

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"strand/internal/metrics"
 )
 
 // backgroundTick is how often the background flusher checks flush.ms.
@@ -60,8 +62,12 @@ func (l *Log) flushLocked() error {
 		return err
 	}
 	target := l.leo
-	needCkpt := l.needCkpt
-	l.needCkpt = false
+	// A checkpoint waits for data above the last one (a new log's first
+	// flush with data writes its first checkpoint).
+	needCkpt := l.needCkpt && target > l.checkpointed
+	if needCkpt {
+		l.needCkpt = false
+	}
 	var segs []*segment
 	var persistErr error
 	for _, s := range l.segs {
@@ -83,6 +89,7 @@ func (l *Log) flushLocked() error {
 		persistErr = nil
 	}
 	err := persistErr
+	defer metrics.FsyncSince(time.Now()) // fsync latency histogram
 	for _, s := range segs {
 		err = errors.Join(err, s.syncLog())
 		if s != segs[len(segs)-1] {
@@ -233,4 +240,17 @@ func (l *Log) Delete() error {
 		return fmt.Errorf("delete log %s: %w", l.dir, errors.Join(cerr, err))
 	}
 	return nil
+}
+
+// Retire closes the log and renames its directory to newDir (on the same
+// file system), fsyncing the parent: the caller removes newDir later (in the
+// background). A compaction in progress is waited for first.
+func (l *Log) Retire(newDir string) error {
+	cerr := l.Close()
+	l.cleanMu.Lock()
+	defer l.cleanMu.Unlock()
+	if err := os.Rename(l.dir, newDir); err != nil {
+		return fmt.Errorf("retire log %s: %w", l.dir, errors.Join(cerr, err))
+	}
+	return syncDir(filepath.Dir(l.dir))
 }

@@ -238,3 +238,11 @@ func (l *Log) usable() error {
 	}
 	return nil
 }
+
+// ActiveSegmentBase returns the base offset of the active segment (it grows
+// at every roll).
+func (l *Log) ActiveSegmentBase() int64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.active().base
+}

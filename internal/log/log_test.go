@@ -266,7 +266,7 @@ func TestOffsetForTimestampAndMax(t *testing.T) {
 	if off, rts, err := l.OffsetForTimestamp(5000); off != -1 || rts != -1 || err != nil {
 		t.Errorf("future ts: %d %d %v", off, rts, err)
 	}
-	if ts, off := l.MaxTimestamp(); ts != 1991 || off != 198 {
+	if ts, off := l.MaxTimestamp(); ts != 1991 || off != 199 {
 		t.Errorf("MaxTimestamp = %d@%d", ts, off)
 	}
 	// After deleting records the answer respects the log start offset.
@@ -377,7 +377,7 @@ func TestTruncate(t *testing.T) {
 	if l.LogEndOffset() != 50 {
 		t.Fatalf("LEO %d", l.LogEndOffset())
 	}
-	if ts, off := l.MaxTimestamp(); ts != 241 || off != 48 {
+	if ts, off := l.MaxTimestamp(); ts != 241 || off != 49 { // the second record of batch 48
 		t.Fatalf("max ts after truncate %d@%d", ts, off)
 	}
 	bases := appendN(t, l, 5, 10000)

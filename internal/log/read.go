@@ -187,19 +187,53 @@ func (s *segment) offsetForTimestamp(ts, logStart int64) (int64, int64, error) {
 	return -1, -1, nil
 }
 
-// MaxTimestamp returns the largest batch timestamp in the log and the base
-// offset of the (first) batch holding it; (-1, -1) if no batch has a
-// timestamp.
+// MaxTimestamp returns the largest record timestamp in the log and the
+// offset of the first record holding it (ListOffsets MAX_TIMESTAMP,
+// KIP-734; the record's own offset, not its batch's base offset, as Kafka
+// answers since KAFKA-16310); (-1, -1) if no batch has a timestamp. The
+// batch holding it is read and CRC-checked; if it cannot be decoded, its
+// base offset is returned.
 func (l *Log) MaxTimestamp() (timestamp, offset int64) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	timestamp, offset = -1, -1
+	var seg *segment
 	for _, s := range l.segs {
 		if s.maxTs > timestamp {
-			timestamp, offset = s.maxTs, s.maxTsOffset
+			timestamp, offset, seg = s.maxTs, s.maxTsOffset, s
 		}
 	}
+	if seg != nil {
+		offset = seg.recordWithTimestamp(offset, timestamp)
+	}
 	return timestamp, offset
+}
+
+// recordWithTimestamp returns the offset of the first record with timestamp
+// ts in the batch containing off, or off if there is none or the batch
+// cannot be read. Caller holds mu (read).
+func (s *segment) recordWithTimestamp(off, ts int64) int64 {
+	pos, h, found, err := s.findBatch(off)
+	if err != nil || !found {
+		return off
+	}
+	if h.LogAppendTime() {
+		return h.BaseOffset // every record has the batch's timestamp
+	}
+	_, b, err := s.batchAt(pos, s.nextRegionStart(pos), h.BaseOffset, nil)
+	if err != nil {
+		return off
+	}
+	recs, err := record.Records(b)
+	if err != nil {
+		return off
+	}
+	for _, r := range recs {
+		if r.Timestamp == ts {
+			return r.Offset
+		}
+	}
+	return off
 }
 
 // scanChunk bounds how many headers ScanHeaders collects under the lock.

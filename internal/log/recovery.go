@@ -130,7 +130,8 @@ func (l *Log) load() error {
 	}
 
 	now := time.Now()
-	if len(bases) == 0 {
+	fresh := len(bases) == 0 // a new log: nothing to recover
+	if fresh {
 		s, err := openSegment(l.dir, max(logStart, 0), l.cfg, true, now)
 		if err != nil {
 			return err
@@ -166,7 +167,7 @@ func (l *Log) load() error {
 	if cleaned, err := readCheckpoint(l.dir, cleanerCheckpointFile); err == nil {
 		l.cleanedTo = min(cleaned, l.leo)
 	}
-	if !clean {
+	if !clean && !fresh {
 		l.logger.Info("recovered log after unclean shutdown", "recoveryPoint", recoveryPoint, "logEndOffset", l.leo)
 		for i, s := range l.segs {
 			if i < len(scanned) && scanned[i] {
@@ -184,6 +185,16 @@ func (l *Log) load() error {
 		return err
 	}
 	l.flushed = l.leo
+	if fresh {
+		// The first flush writes the recovery point, which also makes the
+		// new files' directory entries durable (see flush); a missing
+		// checkpoint means "recover everything", which is right until then.
+		l.checkpointed, l.needCkpt = l.leo, true
+		if err := os.Remove(filepath.Join(l.dir, cleanShutdownFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		return nil
+	}
 	if err := writeCheckpoint(l.dir, recoveryPointFile, l.leo); err != nil {
 		return err
 	}
@@ -294,7 +305,14 @@ func (l *Log) recoverSegment(s *segment, last bool, nextBase int64) error {
 	if err != nil {
 		return fmt.Errorf("segment %d: %w", s.base, err)
 	}
-	fileSize := st.Size()
+	return l.recoverRange(s, st.Size(), last, nextBase)
+}
+
+// recoverRange is recoverSegment over the first fileSize bytes of the
+// segment. With last, a bad tail with no valid batch after it is cut off (a
+// torn write); without, it is recorded as corrupt up to nextBase.
+func (l *Log) recoverRange(s *segment, fileSize int64, last bool, nextBase int64) error {
+	var err error
 	s.resetState()
 	var buf []byte
 	pos, expected := int64(0), s.base

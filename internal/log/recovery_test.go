@@ -3,8 +3,10 @@ package log
 import (
 	"bytes"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"strand/internal/record"
@@ -240,5 +242,141 @@ func TestRecoveryPointSkipsFlushedSegments(t *testing.T) {
 	h, _ := record.ParseHeader(b[batchPositions(t, path)[len(batchPositions(t, path))-1]:])
 	if _, err := l2.Read(h.BaseOffset, 1000, 200, true); !errors.Is(err, record.ErrCorrupt) {
 		t.Fatalf("Read = %v", err)
+	}
+}
+
+// TestMaxTimestampRecordOffset: MAX_TIMESTAMP names the record holding the
+// largest timestamp, inside multi-record batches with out-of-order
+// timestamps (issue 8 §5, KAFKA-16310), also after a reopen.
+func TestMaxTimestampRecordOffset(t *testing.T) {
+	dir := t.TempDir()
+	l := openT(t, dir, smallConfig())
+	build := func(ts ...int64) []byte {
+		recs := make([]record.Record, len(ts))
+		for i, v := range ts {
+			recs[i] = record.Record{Timestamp: v, Value: []byte("v")}
+		}
+		return record.MustBuild(record.BuildSpec{ProducerID: -1, ProducerEpoch: -1, BaseSequence: -1, Records: recs})
+	}
+	hundred := make([]int64, 100)
+	for i := range hundred {
+		hundred[i] = 1000 + int64(i)
+	}
+	for _, b := range [][]byte{
+		build(hundred...),       // offsets 0-99, max at 99
+		build(5, 9000, 7, 8999), // offsets 100-103, max 9000 at 101
+		build(10, 20, 30),       // offsets 104-106
+		build(8000, 9000, 1, 2), // a tie at 108: the first holder (101) wins
+	} {
+		if _, err := l.AppendAsLeader(b, AppendOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ts, off := l.MaxTimestamp(); ts != 9000 || off != 101 {
+		t.Fatalf("MaxTimestamp = %d@%d, want 9000@101", ts, off)
+	}
+	single := openT(t, t.TempDir(), smallConfig())
+	if _, err := single.AppendAsLeader(build(hundred...), AppendOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if ts, off := single.MaxTimestamp(); ts != 1099 || off != 99 {
+		t.Fatalf("100 records in one batch: MaxTimestamp = %d@%d, want 1099@99", ts, off)
+	}
+	l.Close()
+	l2 := openT(t, dir, smallConfig())
+	if ts, off := l2.MaxTimestamp(); ts != 9000 || off != 101 {
+		t.Fatalf("after reopen: MaxTimestamp = %d@%d, want 9000@101", ts, off)
+	}
+}
+
+// TestNewLogIsNotRecovered: a new log opens without the recovery path (no
+// "recovered log" line, no checkpoint written at open), and its first flush
+// with data writes the recovery point.
+func TestNewLogIsNotRecovered(t *testing.T) {
+	dir := t.TempDir()
+	var out bytes.Buffer
+	l, err := Open(dir, smallConfig(), slog.New(slog.NewTextHandler(&out, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if strings.Contains(out.String(), "recovered log") {
+		t.Fatalf("a new log logged recovery: %s", out.String())
+	}
+	if _, err := os.Stat(filepath.Join(dir, recoveryPointFile)); !os.IsNotExist(err) {
+		t.Fatalf("recovery point written at open: %v", err)
+	}
+	if err := l.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	appendN(t, l, 3, 0)
+	if err := l.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := readCheckpoint(dir, recoveryPointFile); err != nil || v != 6 {
+		t.Fatalf("recovery point after the first flush: %d, %v", v, err)
+	}
+}
+
+// TestVerifyRecordsDamage: after a clean start-up (which reads no batch of
+// the older segments), Verify finds damage in a middle segment and in the
+// active segment, records it without changing the log end offset, and
+// leaves the rest readable and the log writable; truncating to the start of
+// a damaged region cuts it off.
+func TestVerifyRecordsDamage(t *testing.T) {
+	dir := t.TempDir()
+	l := openT(t, dir, smallConfig())
+	appendN(t, l, 200, 0)
+	l.Close()
+	segs := segFiles(t, dir)
+	for _, path := range []string{segs[2], segs[len(segs)-1]} {
+		pos := batchPositions(t, path)
+		b, _ := os.ReadFile(path)
+		copy(b[pos[1]+record.HeaderSize+5:], "0123456789abcdef") // record bytes: only the CRC tells
+		os.WriteFile(path, b, 0o644)
+	}
+	l2 := openT(t, dir, smallConfig())
+	if l2.Corruption() != nil {
+		t.Fatal("a clean open read the damaged batches")
+	}
+	err := l2.Verify(nil)
+	if !errors.Is(err, record.ErrCorrupt) {
+		t.Fatalf("Verify = %v", err)
+	}
+	if n := strings.Count(err.Error(), "unreadable"); n != 2 {
+		t.Fatalf("%d damaged regions: %v", n, err)
+	}
+	if l2.LogEndOffset() != 400 {
+		t.Fatalf("LEO %d after Verify", l2.LogEndOffset())
+	}
+	var bad []int64
+	for off := int64(0); off < 400; off++ {
+		if _, err := l2.Read(off, 100000, 400, true); errors.Is(err, record.ErrCorrupt) {
+			bad = append(bad, off)
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(bad) != 4 { // two batches of two records
+		t.Fatalf("damaged offsets %v", bad)
+	}
+	if bases := appendN(t, l2, 2, 5000); bases[0] != 400 {
+		t.Fatalf("append after Verify at %d", bases[0])
+	}
+	if err := l2.Verify(nil); err == nil || strings.Count(err.Error(), "unreadable") != 2 {
+		t.Fatalf("second Verify = %v", err)
+	}
+	first, ok := l2.FirstCorruptOffset()
+	if !ok || first != bad[0] {
+		t.Fatalf("FirstCorruptOffset = %d, %v; want %d", first, ok, bad[0])
+	}
+	if err := l2.Truncate(first); err != nil {
+		t.Fatal(err)
+	}
+	if l2.LogEndOffset() != first || l2.Corruption() != nil || l2.Verify(nil) != nil {
+		t.Fatalf("after truncating the damage: LEO %d, %v", l2.LogEndOffset(), l2.Corruption())
+	}
+	if got := len(readAllRecords(t, l2, 0)); int64(got) != first {
+		t.Fatalf("%d records after truncation, want %d", got, first)
 	}
 }

@@ -138,7 +138,9 @@ func (l *Log) Truncate(to int64) error {
 	i := l.segmentFor(to)
 	s := l.segs[i]
 	cut := s.size
-	if to < s.next {
+	if r := s.regionHolding(to); r != nil && r.offset == to {
+		cut = r.pos // cutting off a corrupt region and what follows it
+	} else if to < s.next {
 		pos, h, found, err := s.findBatch(to)
 		if err != nil {
 			return fmt.Errorf("truncate %s to %d: %w", l.dir, to, err)

@@ -16,6 +16,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 )
 
 // TopicID is a topic's 16-byte UUID.
@@ -134,6 +135,10 @@ type Image struct {
 	ClusterConfigs map[string]string `json:",omitempty"`
 	// NextProducerID is the first producer id not yet handed out.
 	NextProducerID int64 `json:",omitempty"`
+	// ACLs are the authorizer's bindings (acl.go); replaced, never modified in place.
+	ACLs []ACL `json:",omitempty"`
+	// ClientQuotas are the client quotas (quota.go); replaced, never modified in place.
+	ClientQuotas []ClientQuota `json:",omitempty"`
 	// Offset is the metadata log index this image reflects.
 	Offset uint64 `json:",omitempty"`
 	byID   map[TopicID]*Topic
@@ -203,6 +208,7 @@ func (im *Image) clone() *Image {
 	out := &Image{ClusterID: im.ClusterID, ControllerID: im.ControllerID, NextProducerID: im.NextProducerID, Offset: im.Offset,
 		ClusterConfigs: im.ClusterConfigs, // replaced, never modified in place
 		Brokers:        append([]Broker(nil), im.Brokers...), Topics: make(map[string]*Topic, len(im.Topics))}
+	out.ACLs, out.ClientQuotas = im.ACLs, im.ClientQuotas // replaced, never modified in place
 	for n, t := range im.Topics {
 		nt := *t
 		nt.Partitions = make([]Partition, len(t.Partitions))
@@ -249,6 +255,8 @@ var (
 	ErrNoReassignment = errors.New("no reassignment in progress")
 	// ErrUnknownPartition: the topic has no such partition.
 	ErrUnknownPartition = errors.New("unknown partition")
+	// ErrInvalidACL: an ACL binding that cannot be stored.
+	ErrInvalidACL = errors.New("invalid acl binding")
 )
 
 // sentinels names every error a Store may return, so it can cross the wire
@@ -263,6 +271,7 @@ var sentinels = map[string]error{
 	"ELIGIBLE_LEADERS_NOT_AVAILABLE": ErrEligibleLeadersNotAvailable, "UNKNOWN_PARTITION": ErrUnknownPartition,
 	"FENCED_LEADER_EPOCH": ErrFencedLeaderEpoch, "INVALID_UPDATE_VERSION": ErrInvalidUpdateVersion,
 	"INELIGIBLE_REPLICA": ErrIneligibleReplica, "NO_REASSIGNMENT_IN_PROGRESS": ErrNoReassignment,
+	"INVALID_ACL": ErrInvalidACL,
 }
 
 // ErrorName returns the wire name of the sentinel err wraps ("" if none).
@@ -293,6 +302,22 @@ type wrapped struct {
 
 func (w *wrapped) Error() string { return w.msg }
 func (w *wrapped) Unwrap() error { return w.sentinel }
+
+// CollidingTopic returns an existing topic whose name differs from name but
+// is the same once '.' and '_' are identified (a.b and a_b): Kafka refuses
+// such a topic, since both map to the same metric names.
+func (im *Image) CollidingTopic(name string) (string, bool) {
+	if !strings.ContainsAny(name, "._") {
+		return "", false
+	}
+	norm := strings.ReplaceAll(name, ".", "_")
+	for other := range im.Topics {
+		if other != name && len(other) == len(name) && strings.ReplaceAll(other, ".", "_") == norm {
+			return other, true
+		}
+	}
+	return "", false
+}
 
 // ValidateTopicName checks Kafka's rules: 1..249 characters of [a-zA-Z0-9._-],
 // and not "." or "..".

@@ -3,6 +3,7 @@ package metadata
 import (
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"sort"
@@ -22,6 +23,9 @@ func PlanCreateTopic(im *Image, c CreateTopic) ([]Record, *Topic, error) {
 	}
 	if _, ok := im.Topics[c.Name]; ok {
 		return nil, nil, fmt.Errorf("%w: %s", ErrTopicExists, c.Name)
+	}
+	if other, ok := im.CollidingTopic(c.Name); ok {
+		return nil, nil, fmt.Errorf("%w: topic '%s' collides with existing topic: %s", ErrInvalidTopic, c.Name, other)
 	}
 	assign, err := assignment(im, c.Partitions, c.ReplicationFactor, c.Assignment, 0)
 	if err != nil {
@@ -169,20 +173,41 @@ func PlanFence(im *Image, id int32, epoch int64, unclean Unclean) []Record {
 		return nil
 	}
 	recs := []Record{{BrokerFenced: &BrokerFenceRecord{ID: id, Epoch: epoch, Fenced: true}}}
-	after := im.Apply(recs, im.Offset) // the image as the election must see it
-	changes := forEachPartition(after, func(t *Topic, p Partition) Partition {
+	after, _ := im.Apply(recs, im.Offset) // the image as the election must see it
+	changes := moveAway(after, id, unclean)
+	if b.Fenced && len(changes) == 0 {
+		return nil
+	}
+	return append(recs, changes...)
+}
+
+// PlanRegisterBroker registers broker b; the entry's log index becomes its
+// new epoch, and it starts fenced. A new incarnation of a broker the
+// partitions still name (restarted after kill -9 or a power loss within its
+// session timeout) is fenced at once like its old incarnation would have
+// been: its log may have lost records it had acknowledged, so it must not
+// resume leading at a leader epoch its followers already know, nor count as
+// in sync. Its partitions get another live ISR member as leader, or none
+// until it is unfenced and elected at a new leader epoch; it leaves every
+// ISR with another member and rejoins once it has caught up.
+func PlanRegisterBroker(im *Image, b Broker, unclean Unclean) []Record {
+	recs := []Record{{RegisterBroker: &b}}
+	after, _ := im.Apply(recs, im.Offset)
+	return append(recs, moveAway(after, b.ID, unclean)...)
+}
+
+// moveAway returns the changes taking fenced broker id out of every ISR that
+// has another member and re-electing the partitions it led.
+func moveAway(im *Image, id int32, unclean Unclean) []Record {
+	return forEachPartition(im, func(t *Topic, p Partition) Partition {
 		if !slices.Contains(p.Replicas, id) {
 			return p
 		}
 		if isr := remove(p.ISR, id); len(isr) > 0 {
 			p.ISR = isr
 		}
-		return elect(after, p, p.Leader == id || p.Leader < 0, unclean(t))
+		return elect(im, p, p.Leader == id || p.Leader < 0, unclean(t))
 	})
-	if b.Fenced && len(changes) == 0 {
-		return nil
-	}
-	return append(recs, changes...)
 }
 
 // PlanUnfence unfences broker id and gives leaderless partitions it can lead
@@ -193,7 +218,7 @@ func PlanUnfence(im *Image, id int32, epoch int64, unclean Unclean) []Record {
 		return nil
 	}
 	recs := []Record{{BrokerFenced: &BrokerFenceRecord{ID: id, Epoch: epoch, Fenced: false}}}
-	after := im.Apply(recs, im.Offset)
+	after, _ := im.Apply(recs, im.Offset)
 	return append(recs, forEachPartition(after, func(t *Topic, p Partition) Partition {
 		if p.Leader >= 0 || !slices.Contains(p.Replicas, id) {
 			return p
@@ -233,13 +258,16 @@ func PlanElectLeaders(im *Image, topic string, partition int32, preferred bool) 
 		}
 	}
 	next, _ = bump(p, next)
-	return []Record{{PartitionChange: &PartitionChangeRecord{Topic: topic, Partition: next}}}, nil
+	return []Record{partitionChange(topic, p, next)}, nil
 }
 
-// PlanProducerIDs hands broker a block of count producer ids.
-func PlanProducerIDs(im *Image, broker int32, count int64) ([]Record, int64) {
-	start := max(im.NextProducerID, 1000) // leave low ids unused
-	return []Record{{ProducerIDs: &ProducerIDsRecord{Broker: broker, Start: start, Count: count}}}, start
+// PlanProducerIDs hands broker the next block of count producer ids.
+func PlanProducerIDs(im *Image, broker int32, count int64) ([]Record, int64, error) {
+	start := im.NextProducerIDs()
+	if count <= 0 || start > math.MaxInt64-count {
+		return nil, 0, fmt.Errorf("%w: producer id block of %d", ErrInvalidRequest, count)
+	}
+	return []Record{{ProducerIDs: &ProducerIDsRecord{Broker: broker, Start: start, Count: count, Exact: true}}}, start, nil
 }
 
 // elect picks a leader for p when reelect is set: the current leader if it
@@ -295,7 +323,7 @@ func forEachPartition(im *Image, fn func(t *Topic, p Partition) Partition) []Rec
 			p.ISR = append([]int32(nil), orig.ISR...)
 			p.Replicas = append([]int32(nil), orig.Replicas...)
 			if next, changed := bump(orig, fn(t, p)); changed {
-				recs = append(recs, Record{PartitionChange: &PartitionChangeRecord{Topic: name, Partition: next}})
+				recs = append(recs, partitionChange(name, orig, next))
 			}
 		}
 	}
@@ -370,7 +398,7 @@ func PlanAlterPartition(im *Image, r AlterPartition) ([]Record, *Partition, erro
 	if !changed {
 		return nil, &p, nil
 	}
-	return []Record{{PartitionChange: &PartitionChangeRecord{Topic: r.Topic, Partition: next}}}, &next, nil
+	return []Record{partitionChange(r.Topic, p, next)}, &next, nil
 }
 
 // PlanSetClusterConfigs replaces the cluster-wide dynamic broker configs

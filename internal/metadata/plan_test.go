@@ -15,15 +15,15 @@ func cluster(t *testing.T, ids []int32, reps ...[]int32) *Image {
 	for _, id := range ids {
 		recs = append(recs, Record{RegisterBroker: &Broker{ID: id, Host: "h", Port: 1}})
 	}
-	im = im.Apply(recs, 1)
+	im = mustApply(t, im, recs, 1)
 	for _, id := range ids {
-		im = im.Apply([]Record{{BrokerFenced: &BrokerFenceRecord{ID: id, Epoch: 1, Fenced: false}}}, 2)
+		im = mustApply(t, im, []Record{{BrokerFenced: &BrokerFenceRecord{ID: id, Epoch: 1, Fenced: false}}}, 2)
 	}
 	recs, _, err := PlanCreateTopic(im, CreateTopic{Name: "t", Assignment: reps})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return im.Apply(recs, 3)
+	return mustApply(t, im, recs, 3)
 }
 
 func never(*Topic) bool  { return false }
@@ -31,7 +31,7 @@ func always(*Topic) bool { return true }
 
 func TestFenceMovesLeadershipAndShrinksISR(t *testing.T) {
 	im := cluster(t, []int32{1, 2, 3}, []int32{1, 2, 3}, []int32{2, 3, 1}, []int32{1})
-	im = im.Apply(PlanFence(im, 1, 1, never), 4)
+	im = mustApply(t, im, PlanFence(im, 1, 1, never), 4)
 	p := im.Topics["t"].Partitions
 	if p[0].Leader != 2 || !slices.Equal(p[0].ISR, []int32{2, 3}) || p[0].LeaderEpoch != 1 || p[0].PartitionEpoch != 1 {
 		t.Fatalf("partition 0 after fencing its leader: %+v", p[0])
@@ -51,7 +51,7 @@ func TestFenceMovesLeadershipAndShrinksISR(t *testing.T) {
 		t.Fatalf("second fence planned %v", recs)
 	}
 	// Unfencing brings partition 2 back under 1.
-	im = im.Apply(PlanUnfence(im, 1, 1, never), 5)
+	im = mustApply(t, im, PlanUnfence(im, 1, 1, never), 5)
 	if p := im.Topics["t"].Partitions[2]; p.Leader != 1 || p.LeaderEpoch != 2 {
 		t.Fatalf("partition 2 after unfence: %+v", p)
 	}
@@ -64,12 +64,12 @@ func TestUncleanElection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	im = im.Apply(recs, 4)
-	clean := im.Apply(PlanFence(im, 1, 1, never), 5)
+	im = mustApply(t, im, recs, 4)
+	clean := mustApply(t, im, PlanFence(im, 1, 1, never), 5)
 	if p := clean.Topics["t"].Partitions[0]; p.Leader != -1 {
 		t.Fatalf("clean: %+v", p)
 	}
-	dirty := im.Apply(PlanFence(im, 1, 1, always), 5)
+	dirty := mustApply(t, im, PlanFence(im, 1, 1, always), 5)
 	if p := dirty.Topics["t"].Partitions[0]; p.Leader != 2 || !slices.Equal(p.ISR, []int32{2}) {
 		t.Fatalf("unclean: %+v", p)
 	}
@@ -78,7 +78,7 @@ func TestUncleanElection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p := clean.Apply(recs, 6).Topics["t"].Partitions[0]; p.Leader != 2 {
+	if p := mustApply(t, clean, recs, 6).Topics["t"].Partitions[0]; p.Leader != 2 {
 		t.Fatalf("ElectLeaders unclean: %+v", p)
 	}
 }
@@ -112,7 +112,7 @@ func TestAlterPartitionValidation(t *testing.T) {
 	if err != nil || p.PartitionEpoch != 1 {
 		t.Fatalf("shrink: %v %+v", err, p)
 	}
-	im = im.Apply(recs, 4)
+	im = mustApply(t, im, recs, 4)
 	r.PartitionEpoch, r.ISR = 1, []int32{1, 2, 3}
 	if _, p, err = PlanAlterPartition(im, r); err != nil || p.PartitionEpoch != 2 || p.LeaderEpoch != 0 {
 		t.Fatalf("expand: %v %+v", err, p)
@@ -127,9 +127,9 @@ func TestPlacementRackAwareAndBalanced(t *testing.T) {
 		rack := r
 		recs = append(recs, Record{RegisterBroker: &Broker{ID: int32(i + 1), Rack: &rack}})
 	}
-	im = im.Apply(recs, 1)
+	im = mustApply(t, im, recs, 1)
 	for i := range racks {
-		im = im.Apply([]Record{{BrokerFenced: &BrokerFenceRecord{ID: int32(i + 1), Epoch: 1}}}, 2)
+		im = mustApply(t, im, []Record{{BrokerFenced: &BrokerFenceRecord{ID: int32(i + 1), Epoch: 1}}}, 2)
 	}
 	_, top, err := PlanCreateTopic(im, CreateTopic{Name: "r", Partitions: 12, ReplicationFactor: 3})
 	if err != nil {

@@ -68,7 +68,7 @@ func PlanReassign(im *Image, topic string, partition int32, target []int32, uncl
 	if !changed {
 		next.PartitionEpoch++
 	}
-	return []Record{{PartitionChange: &PartitionChangeRecord{Topic: topic, Partition: next}}}, nil
+	return []Record{partitionChange(topic, orig, next)}, nil
 }
 
 // maybeComplete finishes a reassignment whose adding replicas are all in the

@@ -13,7 +13,7 @@ func TestReassignAddCatchUpComplete(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	im = im.Apply(recs, 10)
+	im = mustApply(t, im, recs, 10)
 	p := im.Topics["t"].Partitions[0]
 	if !slices.Equal(p.Replicas, []int32{4, 2, 3, 1}) || !slices.Equal(p.AddingReplicas, []int32{4}) || !slices.Equal(p.RemovingReplicas, []int32{1}) || p.Leader != 1 {
 		t.Fatalf("in progress: %+v", p)
@@ -26,7 +26,7 @@ func TestReassignAddCatchUpComplete(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	im = im.Apply(recs, 11)
+	im = mustApply(t, im, recs, 11)
 	p = im.Topics["t"].Partitions[0]
 	if !slices.Equal(next.Replicas, p.Replicas) || next.Leader != p.Leader {
 		t.Fatalf("AlterPartition returned %+v, image has %+v", next, p)
@@ -50,12 +50,12 @@ func TestReassignCancelAndErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	im = im.Apply(recs, 10)
+	im = mustApply(t, im, recs, 10)
 	recs, err = PlanReassign(im, "t", 0, nil, never)
 	if err != nil {
 		t.Fatal(err)
 	}
-	im = im.Apply(recs, 11)
+	im = mustApply(t, im, recs, 11)
 	p := im.Topics["t"].Partitions[0]
 	if len(p.Replicas) != 2 || !slices.Contains(p.Replicas, 1) || !slices.Contains(p.Replicas, 2) || p.Reassigning() || p.Leader != 1 {
 		t.Fatalf("after cancel: %+v", p)
@@ -65,7 +65,7 @@ func TestReassignCancelAndErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p = im.Apply(recs, 12).Topics["t"].Partitions[0]
+	p = mustApply(t, im, recs, 12).Topics["t"].Partitions[0]
 	if !slices.Equal(p.Replicas, []int32{2}) || !slices.Equal(p.ISR, []int32{2}) || p.Leader != 2 || p.Reassigning() {
 		t.Fatalf("shrink: %+v", p)
 	}

@@ -39,6 +39,14 @@ type Store interface {
 	// AllocateProducerIDs reserves count cluster-unique producer ids and
 	// returns the first.
 	AllocateProducerIDs(ctx context.Context, count int64) (int64, error)
+	// CreateACLs stores ACL bindings; errs[i] is acls[i]'s (nil: stored, or
+	// already present). err is a failure of the whole call.
+	CreateACLs(ctx context.Context, acls []ACL) (errs []error, err error)
+	// DeleteACLs removes the bindings the filters match and returns, per
+	// filter, those it matched.
+	DeleteACLs(ctx context.Context, filters []ACLFilter) ([][]ACL, error)
+	// AlterClientQuotas changes client quotas; errs[i] is alts[i]'s.
+	AlterClientQuotas(ctx context.Context, alts []QuotaAlteration) (errs []error, err error)
 	// OnChange registers fn to be called, serially and in order, with each newly
 	// published image (and once at registration with the current one).
 	OnChange(fn func(*Image))

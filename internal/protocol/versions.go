@@ -27,6 +27,13 @@ var supported = map[int16]VersionRange{
 	int16(kmsg.ElectLeaders):               {0, 2},
 	int16(kmsg.AlterPartitionAssignments):  {0, 0},
 	int16(kmsg.ListPartitionReassignments): {0, 0},
+	int16(kmsg.DescribeLogDirs):            {0, 4}, // v4 adds volume sizes; one log dir per broker
+	// Authorization and quotas (internal/security).
+	int16(kmsg.DescribeACLs):         {0, 3},
+	int16(kmsg.CreateACLs):           {0, 3},
+	int16(kmsg.DeleteACLs):           {0, 3},
+	int16(kmsg.DescribeClientQuotas): {0, 1},
+	int16(kmsg.AlterClientQuotas):    {0, 1},
 	// Consumer groups (internal/group), classic protocol.
 	int16(kmsg.FindCoordinator): {0, 4}, // v4: batched keys; v5+ adds transaction errors and v6 share groups
 	int16(kmsg.JoinGroup):       {0, 9},

@@ -105,3 +105,29 @@ func MustBuild(spec BuildSpec) []byte {
 	}
 	return b
 }
+
+// BuildRaw assembles a batch from the header fields of h and payload (the
+// records blob, already compressed with h's codec, or arbitrary bytes),
+// setting Length and the CRC and, if h.Magic is 0, magic 2. It checks
+// nothing: it is how tests and tools build batches that Build refuses to.
+func BuildRaw(h Header, payload []byte) []byte {
+	if h.Magic == 0 {
+		h.Magic = 2
+	}
+	b := make([]byte, HeaderSize, HeaderSize+len(payload))
+	binary.BigEndian.PutUint64(b[offBaseOffset:], uint64(h.BaseOffset))
+	binary.BigEndian.PutUint32(b[offLength:], uint32(HeaderSize-12+len(payload)))
+	binary.BigEndian.PutUint32(b[offLeaderEpoch:], uint32(h.PartitionLeaderEpoch))
+	b[offMagic] = byte(h.Magic)
+	binary.BigEndian.PutUint16(b[offAttributes:], uint16(h.Attributes))
+	binary.BigEndian.PutUint32(b[offLastOffDelta:], uint32(h.LastOffsetDelta))
+	binary.BigEndian.PutUint64(b[offBaseTimestamp:], uint64(h.BaseTimestamp))
+	binary.BigEndian.PutUint64(b[offMaxTimestamp:], uint64(h.MaxTimestamp))
+	binary.BigEndian.PutUint64(b[offProducerID:], uint64(h.ProducerID))
+	binary.BigEndian.PutUint16(b[offProducerEpoch:], uint16(h.ProducerEpoch))
+	binary.BigEndian.PutUint32(b[offBaseSequence:], uint32(h.BaseSequence))
+	binary.BigEndian.PutUint32(b[offNumRecords:], uint32(h.NumRecords))
+	b = append(b, payload...)
+	binary.BigEndian.PutUint32(b[offCRC:], checksum(b))
+	return b
+}

@@ -14,9 +14,13 @@ import (
 	"github.com/pierrec/lz4/v4"
 )
 
-// MaxDecompressedSize caps the decompressed size of one batch's records, so
-// that a small hostile batch cannot make the broker allocate unbounded
-// memory (a decompression bomb). Larger payloads yield ErrInvalid.
+// MaxDecompressedSize caps the decompressed size of one batch's records
+// when it is decoded whole (Records, ForEach, Filter), so that a small
+// hostile batch cannot make the broker allocate unbounded memory (a
+// decompression bomb); larger payloads yield ErrInvalid. It is also the
+// largest ceiling CheckProduce applies to produced batches
+// (message.max.decompressed.bytes), so that every stored batch can be
+// decoded whole.
 const MaxDecompressedSize = 64 << 20
 
 // xerialMagic starts a snappy payload framed by the xerial snappy-java
@@ -29,24 +33,10 @@ const (
 )
 
 var (
-	zstdDecOnce sync.Once
-	zstdDec     *zstd.Decoder
-	zstdDecErr  error
-
 	zstdEncOnce sync.Once
 	zstdEnc     *zstd.Encoder
 	zstdEncErr  error
 )
-
-func zstdDecoder() (*zstd.Decoder, error) {
-	zstdDecOnce.Do(func() {
-		zstdDec, zstdDecErr = zstd.NewReader(nil,
-			zstd.WithDecoderConcurrency(0),
-			zstd.WithDecoderMaxMemory(MaxDecompressedSize),
-			zstd.WithDecoderMaxWindow(MaxDecompressedSize))
-	})
-	return zstdDec, zstdDecErr
-}
 
 func zstdEncoder() (*zstd.Encoder, error) {
 	zstdEncOnce.Do(func() {
@@ -55,104 +45,58 @@ func zstdEncoder() (*zstd.Encoder, error) {
 	return zstdEnc, zstdEncErr
 }
 
-// errTooLarge is wrapped into ErrInvalid by decompress.
-var errTooLarge = fmt.Errorf("decompressed size exceeds %d bytes", MaxDecompressedSize)
-
-// decompress returns the decompressed records blob. Errors wrap ErrInvalid:
-// the caller only decompresses CRC-verified batches, so undecodable data is
-// a content problem rather than storage corruption.
+// decompress returns the decompressed records blob, at most
+// MaxDecompressedSize bytes. Errors wrap ErrInvalid: the caller only
+// decompresses CRC-verified batches, so undecodable data is a content
+// problem rather than storage corruption.
 func decompress(c Codec, src []byte) ([]byte, error) {
+	return decompressLimit(c, src, MaxDecompressedSize)
+}
+
+// decompressLimit is decompress with a ceiling of limit bytes, using the
+// pooled decoders of CheckProduce.
+func decompressLimit(c Codec, src []byte, limit int64) ([]byte, error) {
 	var out []byte
 	var err error
-	switch c {
-	case CodecNone:
+	switch {
+	case c == CodecNone:
 		return src, nil
-	case CodecGzip:
-		out, err = decompressGzip(src)
-	case CodecSnappy:
-		out, err = decompressSnappy(src)
-	case CodecLZ4:
-		out, err = readAllLimited(lz4.NewReader(bytes.NewReader(src)))
-	case CodecZstd:
-		var d *zstd.Decoder
-		if d, err = zstdDecoder(); err == nil {
-			out, err = d.DecodeAll(src, nil)
-			if err == nil && len(out) > MaxDecompressedSize {
-				err = errTooLarge
-			}
+	case c == CodecSnappy && !bytes.HasPrefix(src, xerialMagic):
+		var buf *[]byte
+		if buf, err = snappyDecode(src, limit); err == nil {
+			out = append([]byte(nil), *buf...) // records alias it: not pooled
+			snappyBufs.Put(buf)
 		}
 	default:
-		return nil, fmt.Errorf("%w: unknown compression codec %d", ErrInvalid, c)
+		var r io.Reader
+		var release func()
+		if r, release, err = openStream(c, src, limit); err == nil {
+			out, err = readAllLimited(r, limit)
+			release()
+		}
 	}
-	if err != nil {
+	switch {
+	case errors.Is(err, errUnknownCodec):
+		return nil, fmt.Errorf("%w: unknown compression codec %d", ErrInvalid, c)
+	case errors.Is(err, errOverLimit):
+		return nil, fmt.Errorf("%w: %s decompression: decompressed size exceeds %d bytes", ErrInvalid, c, limit)
+	case err != nil:
 		return nil, fmt.Errorf("%w: %s decompression: %v", ErrInvalid, c, err)
 	}
 	return out, nil
 }
 
-func decompressGzip(src []byte) ([]byte, error) {
-	r, err := gzip.NewReader(bytes.NewReader(src))
+// readAllLimited reads r to EOF, failing with errOverLimit once more than
+// limit bytes have been produced.
+func readAllLimited(r io.Reader, limit int64) ([]byte, error) {
+	out, err := io.ReadAll(io.LimitReader(r, limit+1))
 	if err != nil {
 		return nil, err
 	}
-	defer r.Close()
-	return readAllLimited(r)
-}
-
-// readAllLimited reads r to EOF, failing once more than MaxDecompressedSize
-// bytes have been produced.
-func readAllLimited(r io.Reader) ([]byte, error) {
-	out, err := io.ReadAll(io.LimitReader(r, MaxDecompressedSize+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(out) > MaxDecompressedSize {
-		return nil, errTooLarge
+	if int64(len(out)) > limit {
+		return nil, errOverLimit
 	}
 	return out, nil
-}
-
-// decompressSnappy handles both raw snappy blocks and xerial framing.
-func decompressSnappy(src []byte) ([]byte, error) {
-	if !bytes.HasPrefix(src, xerialMagic) {
-		return snappyBlock(nil, src)
-	}
-	if len(src) < xerialHeaderSize {
-		return nil, errors.New("truncated xerial snappy header")
-	}
-	var out []byte
-	for p := src[xerialHeaderSize:]; len(p) > 0; {
-		if len(p) < 4 {
-			return nil, errors.New("truncated xerial snappy chunk length")
-		}
-		n := binary.BigEndian.Uint32(p)
-		p = p[4:]
-		if uint64(n) > uint64(len(p)) {
-			return nil, fmt.Errorf("xerial snappy chunk of %d bytes, only %d left", n, len(p))
-		}
-		var err error
-		if out, err = snappyBlock(out, p[:n]); err != nil {
-			return nil, err
-		}
-		p = p[n:]
-	}
-	return out, nil
-}
-
-// snappyBlock appends the decoding of one raw snappy block to dst.
-func snappyBlock(dst, block []byte) ([]byte, error) {
-	n, err := s2.DecodedLen(block)
-	if err != nil {
-		return nil, err
-	}
-	if n < 0 || len(dst)+n > MaxDecompressedSize {
-		return nil, errTooLarge
-	}
-	dec, err := s2.Decode(nil, block)
-	if err != nil {
-		return nil, err
-	}
-	return append(dst, dec...), nil
 }
 
 // compress compresses a records blob with codec c.

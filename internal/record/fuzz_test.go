@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"testing"
+
+	"github.com/klauspost/compress/s2"
 )
 
 func FuzzRecords(f *testing.F) {
@@ -71,6 +73,48 @@ func FuzzPayload(f *testing.F) {
 		}
 		if len(recs) != int(n) {
 			t.Fatalf("%d records, header says %d", len(recs), n)
+		}
+	})
+}
+
+// FuzzCheckProduce fuzzes the produce validation path with compressed
+// payloads behind a valid header and CRC: CheckProduce must classify every
+// refusal, and whatever it accepts must decode whole with Records (every
+// stored batch is decodable), with dense offsets and keys when required.
+func FuzzCheckProduce(f *testing.F) {
+	for _, c := range allCodecs {
+		b := MustBuild(BuildSpec{Codec: c, ProducerID: -1, BaseSequence: -1, Records: sampleRecords()})
+		f.Add(uint8(c), int32(len(sampleRecords())), false, b[HeaderSize:])
+		raw := MustBuild(BuildSpec{Codec: CodecNone, Records: sampleRecords()[:2]})[HeaderSize:]
+		if c == CodecSnappy {
+			f.Add(uint8(c), int32(2), true, s2.EncodeSnappy(nil, raw)) // raw snappy block
+		}
+	}
+	f.Add(uint8(7), int32(1), false, []byte{0})
+	f.Fuzz(func(t *testing.T, codec uint8, n int32, keys bool, payload []byte) {
+		b := BuildRaw(Header{Attributes: int16(codec & 0x0f), LastOffsetDelta: n - 1, NumRecords: n,
+			BaseTimestamp: 1000, MaxTimestamp: 1000, ProducerID: -1, ProducerEpoch: -1, BaseSequence: -1}, payload)
+		h, err := CheckProduce(b, ProduceRules{MaxDecompressedBytes: 1 << 20, RequireKeys: keys})
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) && !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrInvalidTimestamp) {
+				t.Fatalf("unclassified error %v", err)
+			}
+			return
+		}
+		if _, err := Validate(b); err != nil {
+			t.Fatalf("accepted batch no longer validates: %v", err)
+		}
+		recs, err := Records(b)
+		if err != nil {
+			t.Fatalf("CheckProduce accepted what Records cannot decode: %v", err)
+		}
+		if len(recs) != int(n) {
+			t.Fatalf("%d records, header says %d", len(recs), n)
+		}
+		for i, r := range recs {
+			if r.Offset != int64(i) || keys && r.Key == nil || r.Timestamp > h.MaxTimestamp {
+				t.Fatalf("record %d: offset %d, key %v, timestamp %d (max %d)", i, r.Offset, r.Key, r.Timestamp, h.MaxTimestamp)
+			}
 		}
 	})
 }

@@ -1,12 +1,17 @@
 // Package record implements Kafka v2 record batches (magic 2): header
-// parsing and validation, in-place header edits done by the broker
-// (offset assignment, leader epoch, LogAppendTime), record decoding with
-// decompression, and batch building.
+// parsing and validation, the full validation of produced batches
+// (CheckProduce: every record, streaming decompression with a ceiling),
+// in-place header edits done by the broker (offset assignment, leader
+// epoch, LogAppendTime), record decoding with decompression, and batch
+// building.
 //
 // Invariant kept by every function here: no byte of a batch is trusted
 // before it has been length-checked, and functions that claim to validate
-// (Validate, Split's callers, Records) also check the CRC-32C. Hostile input
-// yields an error wrapping ErrCorrupt or ErrInvalid, never a panic.
+// (Validate, Split's callers, Records, CheckProduce) also check the
+// CRC-32C. Hostile input yields an error wrapping ErrCorrupt, ErrInvalid or
+// ErrInvalidTimestamp, never a panic, and never more memory than the
+// decompression ceiling. Whatever CheckProduce accepts, Records decodes
+// (FuzzCheckProduce checks it), so every stored batch is decodable.
 package record
 
 import (

@@ -267,22 +267,3 @@ func TestControlAndCodecString(t *testing.T) {
 		t.Fatalf("empty build: %v", err)
 	}
 }
-
-// TestDecompressionBomb checks the decompressed-size cap for every codec.
-func TestDecompressionBomb(t *testing.T) {
-	big := make([]byte, MaxDecompressedSize+1024)
-	for _, c := range allCodecs[1:] {
-		payload, err := compress(c, big)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b := MustBuild(BuildSpec{Codec: CodecNone, Records: sampleRecords()[:1]})
-		nb := append(append([]byte{}, b[:HeaderSize]...), payload...)
-		binary.BigEndian.PutUint32(nb[8:], uint32(len(nb)-12))
-		binary.BigEndian.PutUint16(nb[21:], uint16(c))
-		binary.BigEndian.PutUint32(nb[17:], checksum(nb))
-		if _, err := Records(nb); !errors.Is(err, ErrInvalid) {
-			t.Errorf("%s: bomb of %d compressed bytes: got %v", c, len(payload), err)
-		}
-	}
-}

@@ -122,7 +122,8 @@ type fakeLeader struct {
 	p        *Partition
 	ln       net.Listener
 	mu       sync.Mutex
-	requests map[int16]int
+	requests map[int16]int // by API key, received
+	pending  int           // received and not yet answered
 }
 
 func startFakeLeader(t *testing.T, p *Partition) *fakeLeader {
@@ -158,6 +159,13 @@ func (fl *fakeLeader) count(key kmsg.Key) int {
 	return fl.requests[int16(key)]
 }
 
+// inFlight is the number of requests received and not yet answered.
+func (fl *fakeLeader) inFlight() int {
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
+	return fl.pending
+}
+
 func (fl *fakeLeader) serve(c net.Conn) {
 	r := bufio.NewReader(c)
 	for {
@@ -171,33 +179,46 @@ func (fl *fakeLeader) serve(c net.Conn) {
 		}
 		fl.mu.Lock()
 		fl.requests[req.Key]++
+		fl.pending++
 		fl.mu.Unlock()
-		var resp kmsg.Response
-		switch body := req.Body.(type) {
-		case *kmsg.OffsetForLeaderEpochRequest:
-			out := body.ResponseKind().(*kmsg.OffsetForLeaderEpochResponse)
-			rt := kmsg.NewOffsetForLeaderEpochResponseTopic()
-			rt.Topic = body.Topics[0].Topic
-			rp := kmsg.NewOffsetForLeaderEpochResponseTopicPartition()
-			in := body.Topics[0].Partitions[0]
-			rp.Partition = in.Partition
-			if code := fl.epochCheck(in.CurrentLeaderEpoch); code != 0 {
-				rp.ErrorCode, rp.LeaderEpoch, rp.EndOffset = code, -1, -1
-			} else {
-				rp.LeaderEpoch, rp.EndOffset = fl.p.EndOffsetForEpoch(in.LeaderEpoch)
-			}
-			rt.Partitions = append(rt.Partitions, rp)
-			out.Topics = append(out.Topics, rt)
-			resp = out
-		case *kmsg.FetchRequest:
-			resp = fl.fetch(body)
-		default:
-			return
-		}
-		if _, err := c.Write(protocol.AppendResponse(nil, req.CorrelationID, resp)); err != nil {
+		if !fl.answer(c, req) {
 			return
 		}
 	}
+}
+
+// answer serves one request and reports whether the connection is still
+// usable.
+func (fl *fakeLeader) answer(c net.Conn, req *protocol.Request) bool {
+	defer func() {
+		fl.mu.Lock()
+		fl.pending--
+		fl.mu.Unlock()
+	}()
+	var resp kmsg.Response
+	switch body := req.Body.(type) {
+	case *kmsg.OffsetForLeaderEpochRequest:
+		out := body.ResponseKind().(*kmsg.OffsetForLeaderEpochResponse)
+		rt := kmsg.NewOffsetForLeaderEpochResponseTopic()
+		rt.Topic = body.Topics[0].Topic
+		rp := kmsg.NewOffsetForLeaderEpochResponseTopicPartition()
+		in := body.Topics[0].Partitions[0]
+		rp.Partition = in.Partition
+		if code := fl.epochCheck(in.CurrentLeaderEpoch); code != 0 {
+			rp.ErrorCode, rp.LeaderEpoch, rp.EndOffset = code, -1, -1
+		} else {
+			rp.LeaderEpoch, rp.EndOffset = fl.p.EndOffsetForEpoch(in.LeaderEpoch)
+		}
+		rt.Partitions = append(rt.Partitions, rp)
+		out.Topics = append(out.Topics, rt)
+		resp = out
+	case *kmsg.FetchRequest:
+		resp = fl.fetch(body)
+	default:
+		return false
+	}
+	_, err := c.Write(protocol.AppendResponse(nil, req.CorrelationID, resp))
+	return err == nil
 }
 
 func (fl *fakeLeader) epochCheck(current int32) int16 {
@@ -310,14 +331,19 @@ func TestFetcherReconcilesAndReplicates(t *testing.T) {
 	if e := follower.log.LatestEpoch(); e != 5 {
 		t.Fatalf("follower latest epoch %d", e)
 	}
-	// Unassigned: no more fetches.
+	// Unassigned: the fetcher has nothing left to reconcile or fetch (its
+	// loop fetches only what work returns), and the fetch that was in
+	// flight, if any, ends.
 	if f.assign(nil) {
 		t.Fatal("partitions left after unassigning all")
 	}
-	time.Sleep(100 * time.Millisecond)
-	fetches := fl.count(kmsg.Fetch)
-	time.Sleep(150 * time.Millisecond)
-	if got := fl.count(kmsg.Fetch); got != fetches {
-		t.Fatalf("%d fetches after the partition was unassigned", got-fetches)
+	if reconcile, fetch, next := f.work(time.Now()); len(reconcile)+len(fetch) > 0 || !next.IsZero() {
+		t.Fatalf("after unassigning: %d to reconcile, %d to fetch, next at %v", len(reconcile), len(fetch), next)
 	}
+	waitUntil(t, "no fetch in flight", func() error {
+		if in := fl.inFlight(); in != 0 {
+			return fmt.Errorf("%d requests in flight", in)
+		}
+		return nil
+	})
 }

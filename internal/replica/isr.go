@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"strand/internal/metadata"
+	"strand/internal/metrics"
 )
 
 // ISRStore is what ISR maintenance needs of the metadata store: the current
@@ -32,6 +33,10 @@ type isrView struct {
 // current one (Kafka's rules):
 //   - an ISR follower that has not been caught up (see followerState) for
 //     more than lag leaves it;
+//   - so does, at once, an ISR follower fetching below the high watermark:
+//     it no longer holds committed records (a replica that truncated its
+//     damaged log, damage.go) and must not be elected leader until it has
+//     them again;
 //   - a replica outside it joins when it is live, was caught up within lag,
 //     and its LEO has reached both the high watermark and the start of the
 //     leader's epoch (so it has truncated to the leader's log).
@@ -42,7 +47,7 @@ func proposeISR(v isrView, now time.Time, lag time.Duration, live func(int32) bo
 	out := []int32{}
 	for _, id := range v.isr {
 		if id != v.self {
-			if f := v.followers[id]; f == nil || now.Sub(f.lastCaughtUp) > lag {
+			if f := v.followers[id]; f == nil || now.Sub(f.lastCaughtUp) > lag || f.leo >= 0 && f.leo < v.hw {
 				changed = true
 				continue
 			}
@@ -182,6 +187,7 @@ func (m *Manager) maintainISR(ctx context.Context, now time.Time, lag time.Durat
 		switch {
 		case err == nil:
 			n++
+			metrics.ISRChange(isrSize(img, req.Topic, req.Partition), len(req.ISR))
 			m.logger.Info("ISR changed", "topic", req.Topic, "partition", req.Partition, "isr", req.ISR,
 				"leader_epoch", req.LeaderEpoch, "partition_epoch", req.PartitionEpoch)
 		case staleISRChange(err):

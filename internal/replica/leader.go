@@ -201,8 +201,9 @@ func (p *Partition) UpdateFollower(replica int32, fetchOffset int64, now time.Ti
 	}
 	f.fetched(fetchOffset, leo, now)
 	p.advanceHWLocked()
-	if !slices.Contains(rs.isr, replica) && f.leo >= p.hw.Load() && f.leo >= rs.epochStart && p.kickISR != nil {
-		p.kickISR() // it may rejoin the ISR
+	inISR := slices.Contains(rs.isr, replica)
+	if p.kickISR != nil && (!inISR && f.leo >= p.hw.Load() && f.leo >= rs.epochStart || inISR && f.leo < p.hw.Load()) {
+		p.kickISR() // it may rejoin the ISR, or must leave it (see proposeISR)
 	}
 	return true
 }
@@ -223,7 +224,8 @@ func (p *Partition) ISR() []int32 {
 
 // WaitReplicated blocks until the high watermark reaches end (every ISR
 // member has the offsets below it) while this node still leads at epoch
-// (else ErrNotLeader), or ctx ends (its error, wrapped). If the HW is
+// and acts as its leader (else ErrNotLeader; see ActsAsLeader), or ctx ends
+// (its error, wrapped). If the HW is
 // reached but the ISR is smaller than min.insync.replicas by then, it
 // returns ErrNotEnoughReplicasAfterAppend, as Kafka answers acks=all.
 func (p *Partition) WaitReplicated(ctx context.Context, end int64, epoch int32) error {
@@ -244,6 +246,11 @@ func (p *Partition) WaitReplicated(ctx context.Context, end int64, epoch int32) 
 				return fmt.Errorf("%s-%d: %w: ISR has %d, min.insync.replicas is %d", p.Topic, p.Index, ErrNotEnoughReplicasAfterAppend, isr, minISR)
 			}
 			return nil
+		}
+		if !p.ActsAsLeader(time.Now()) {
+			// Stepped down (lease.go): the new leader, if any, decides
+			// whether the records survive; the client retries there.
+			return fmt.Errorf("%s-%d: %w at epoch %d (stepped down before the high watermark reached %d)", p.Topic, p.Index, ErrNotLeader, epoch, end)
 		}
 		select {
 		case <-wake:

@@ -88,6 +88,8 @@ func TestProposeISR(t *testing.T) {
 			map[int32]*followerState{2: {leo: 10, lastCaughtUp: fresh}, 3: {leo: 10, lastCaughtUp: fresh}}, 10, 0, nil},
 		{"lagging member leaves", []int32{1, 2, 3}, []int32{1, 2, 3},
 			map[int32]*followerState{2: {leo: 10, lastCaughtUp: fresh}, 3: {leo: 4, lastCaughtUp: stale}}, 4, 0, []int32{1, 2}},
+		{"member below the HW leaves at once (truncated a damaged log)", []int32{1, 2, 3}, []int32{1, 2, 3},
+			map[int32]*followerState{2: {leo: 10, lastCaughtUp: fresh}, 3: {leo: 6, lastCaughtUp: fresh}}, 10, 0, []int32{1, 2}},
 		{"exactly at the lag stays", []int32{1, 2}, []int32{1, 2},
 			map[int32]*followerState{2: {leo: 4, lastCaughtUp: now.Add(-lag)}}, 4, 0, nil},
 		{"caught-up replica joins", []int32{1, 2, 3}, []int32{1, 2},

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"strand/internal/atomicfile"
@@ -47,16 +48,22 @@ type Manager struct {
 
 	fetchCtx    context.Context // parent of every fetcher; cancelled by Close
 	stopFetch   context.CancelFunc
-	fetchWG     sync.WaitGroup // fetcher goroutines
+	fetchWG     sync.WaitGroup           // fetcher, verifier and checkpoint goroutines
+	deleteWG    sync.WaitGroup           // background removals of directories renamed for deletion
+	verify      verifier                 // background verification of opened logs (damage.go)
+	ckptMu      sync.Mutex               // serialises writes of the high watermark checkpoint file; guards lastHWs
+	lastHWs     map[TopicPartition]int64 // the high watermarks last written
+	startHWs    map[TopicPartition]int64 // checkpointed high watermarks read at start (checkpoint.go); guarded by mu
 	fetchConfig fetchConfig
 	isrKick     chan struct{}
+	lease       atomic.Pointer[lease] // nil: no lease (always valid); see lease.go
 }
 
 // NewManager returns a manager keeping partition directories under dir.
 // store commits ISR changes (see RunISR); it may be nil.
 func NewManager(dir string, broker *config.Broker, store ISRStore, logger *slog.Logger) *Manager {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Manager{dir: dir, broker: broker, nodeID: broker.NodeID(), logger: logger, store: store,
+	m := &Manager{dir: dir, broker: broker, nodeID: broker.NodeID(), logger: logger, store: store,
 		parts: map[TopicPartition]*Partition{}, topics: map[string]metadata.TopicID{}, fetchers: map[int32]*fetcher{},
 		fetchCtx: ctx, stopFetch: cancel, isrKick: make(chan struct{}, 1),
 		fetchConfig: fetchConfig{
@@ -67,6 +74,10 @@ func NewManager(dir string, broker *config.Broker, store ISRStore, logger *slog.
 			backoff:       time.Duration(broker.Int("replica.fetch.backoff.ms")) * time.Millisecond,
 			socketTimeout: 30 * time.Second, // Kafka's replica.socket.timeout.ms
 		}}
+	m.startHWs = m.loadHWCheckpoint()
+	m.fetchWG.Add(1)
+	go m.runCheckpoints(time.Duration(max(broker.Int("replica.high.watermark.checkpoint.interval.ms"), 1)) * time.Millisecond)
+	return m
 }
 
 // LogConfig derives a partition log's configuration from a topic's effective config.
@@ -145,6 +156,7 @@ func (m *Manager) Apply(img *metadata.Image) error {
 		}
 	}
 	now := time.Now()
+	var toOpen []openJob
 	for _, t := range img.Topics {
 		tcfg := m.broker.TopicConfig(t.Configs)
 		lcfg, appendTime := LogConfig(tcfg), tcfg.String("message.timestamp.type") == "LogAppendTime"
@@ -157,23 +169,30 @@ func (m *Manager) Apply(img *metadata.Image) error {
 			if p, ok := m.parts[tp]; ok {
 				p.configure(lcfg, appendTime)
 				p.applyMetadata(pm, minISR, now)
+				p.healIfFollower()
 				continue
 			}
-			dir := m.partitionDir(tp)
-			if err := m.claimDir(dir, t.ID); err != nil {
-				keep(err)
-				continue
-			}
-			p, err := openPartition(dir, t.Name, pm.Index, m.nodeID, lcfg, appendTime, m.logger.With("topic", t.Name, "partition", pm.Index))
-			if err != nil {
-				keep(err)
-				continue
-			}
-			p.kickISR = m.kickISR
-			p.applyMetadata(pm, minISR, now)
-			m.parts[tp] = p
-			m.topics[t.Name] = t.ID
+			toOpen = append(toOpen, openJob{tp: tp, id: t.ID, pm: pm, lcfg: lcfg, appendTime: appendTime, minISR: minISR})
 		}
+	}
+	m.openAll(toOpen)
+	for _, j := range toOpen {
+		if j.err != nil {
+			keep(j.err)
+			continue
+		}
+		p := j.p
+		p.kickISR, p.verifyHook = m.kickISR, m.queueVerify
+		p.leaseValid, p.leaseTimeout = m.LeaseValid, m.leaseTimeout
+		if hw, ok := m.startHWs[j.tp]; ok {
+			p.hw.Store(min(hw, p.log.LogEndOffset()))
+			delete(m.startHWs, j.tp) // only the first open of a run trusts the file
+		}
+		p.applyMetadata(j.pm, j.minISR, now)
+		m.parts[j.tp] = p
+		m.topics[j.tp.Topic] = j.id
+		p.healIfFollower() // damage found while opening
+		m.queueVerify(p)
 	}
 	keep(m.dropMovedReplicas(img))
 	m.syncFetchers(img)
@@ -222,16 +241,21 @@ func (m *Manager) syncFetchers(img *metadata.Image) {
 }
 
 // claimDir makes dir hold the partition of topic id: a directory left by an
-// earlier topic of the same name (deleted while the node was down) is removed.
+// earlier topic of the same name (deleted while the node was down) is
+// removed (renamed for deletion). A partition.metadata that cannot be read
+// as a topic id fails the claim and leaves the directory alone.
 func (m *Manager) claimDir(dir string, id metadata.TopicID) error {
-	want := "topic_id: " + id.String() + "\n"
+	want := idFileContent(id)
 	b, err := os.ReadFile(filepath.Join(dir, idFile))
 	switch {
 	case err == nil && string(b) == want:
 		return nil
 	case err == nil:
+		if _, ok := parseIDFile(b); !ok {
+			return fmt.Errorf("partition dir %s: %s is damaged (%q); leaving the directory untouched", dir, idFile, b)
+		}
 		m.logger.Warn("removing the log of an earlier topic with the same name", "dir", dir, "had", strings.TrimSpace(string(b)))
-		if err := os.RemoveAll(dir); err != nil {
+		if err := m.renameForDelete(dir); err != nil {
 			return fmt.Errorf("remove stale %s: %w", dir, err)
 		}
 	case !os.IsNotExist(err):
@@ -266,9 +290,14 @@ func (m *Manager) dropPartition(tp TopicPartition, p *Partition) error {
 	p.closed = true // no appends, truncations or fetcher writes from now on
 	p.mu.Unlock()
 	p.notify()
-	if err := p.log.Delete(); err != nil {
+	to, err := deleteName(p.log.Dir())
+	if err == nil {
+		err = p.log.Retire(to)
+	}
+	if err != nil {
 		return fmt.Errorf("delete %s-%d: %w", tp.Topic, tp.Partition, err)
 	}
+	m.removeInBackground(to)
 	return nil
 }
 
@@ -288,39 +317,6 @@ func (m *Manager) dropMovedReplicas(img *metadata.Image) error {
 		}
 	}
 	return firstErr
-}
-
-// RemoveStrays deletes partition directories under the data dir that belong to
-// no topic in img (for example a topic deleted while the node was down). Call
-// it after the first Apply.
-func (m *Manager) RemoveStrays(img *metadata.Image) {
-	entries, err := os.ReadDir(m.dir)
-	if err != nil {
-		return
-	}
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	for _, e := range entries {
-		if !e.IsDir() {
-			continue
-		}
-		if _, err := os.Stat(filepath.Join(m.dir, e.Name(), idFile)); err != nil {
-			continue // not a partition directory of ours
-		}
-		i := strings.LastIndexByte(e.Name(), '-')
-		if i < 0 {
-			continue
-		}
-		n, err := strconv.Atoi(e.Name()[i+1:])
-		if err != nil {
-			continue
-		}
-		if _, ok := m.parts[TopicPartition{e.Name()[:i], int32(n)}]; ok {
-			continue
-		}
-		m.logger.Warn("removing partition directory of a topic that no longer exists", "dir", e.Name())
-		os.RemoveAll(filepath.Join(m.dir, e.Name()))
-	}
 }
 
 // RunRetention applies retention to every partition every interval until ctx ends.
@@ -411,9 +407,13 @@ func (m *Manager) Close() error {
 	m.mu.Unlock()
 	m.stopFetch()
 	m.fetchWG.Wait()
+	m.deleteWG.Wait()
+	var firstErr error
+	if err := m.writeCheckpoints(true); err != nil {
+		firstErr = fmt.Errorf("checkpoints at shutdown: %w", err)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var firstErr error
 	for tp, p := range m.parts {
 		if err := p.log.Close(); err != nil && firstErr == nil {
 			firstErr = fmt.Errorf("close %s-%d: %w", tp.Topic, tp.Partition, err)

@@ -11,7 +11,8 @@
 //   - appends to one partition are serialised (Partition.mu), so offsets are
 //     dense and monotonic and the idempotence check sees every earlier batch;
 //   - only the leader named by the latest metadata applied appends as leader,
-//     stamping its leader epoch; only a follower, at the leader epoch it
+//     stamping its leader epoch, and only while it holds its lease or an
+//     ISR follower fetches from it (lease.go); only a follower, at the leader epoch it
 //     follows, appends as follower or truncates;
 //   - HW <= LEO; on the leader, HW <= the LEO of every ISR member (and of
 //     every member an ISR change in flight would add), and the HW never
@@ -60,9 +61,18 @@ type Partition struct {
 	log     *log.Log
 	logger  *slog.Logger
 	kickISR func() // asks the manager's ISR maintenance to run soon; nil for none
+	// verifyHook asks for a background verification of the log (set by the
+	// manager; nil for none).
+	verifyHook func(*Partition)
+	readErrs   readErrLog
+	// leaseValid and leaseTimeout are the manager's lease (lease.go); nil
+	// leaseValid: always valid.
+	leaseValid   func(time.Time) bool
+	leaseTimeout func() time.Duration
 
-	mu          sync.Mutex // guards producers, leader, leaderEpoch, appendTime, closed; serialises appends and truncations
+	mu          sync.Mutex // guards producers, snapOffset, leader, leaderEpoch, appendTime, closed; serialises appends and truncations
 	producers   *txn.State
+	snapOffset  int64 // offset of the newest producer-state snapshot on disk, -1 if none (snapshot.go)
 	leaderEpoch int32 // the leader epoch of the latest metadata (-1 before any)
 	leader      int32 // the partition's leader per metadata (-1: none)
 	appendTime  bool  // message.timestamp.type=LogAppendTime
@@ -88,7 +98,18 @@ func openPartition(dir, topic string, index, self int32, cfg log.Config, appendT
 	// up), a replica only knows its log start to be committed.
 	p.hw.Store(l.LogStartOffset())
 	start := time.Now()
-	if err := p.rebuildProducers(); err != nil {
+	err = p.rebuildProducers()
+	if errors.Is(err, record.ErrCorrupt) {
+		// Damage that a clean start-up did not read: find and record it all,
+		// then replay the intact batches.
+		logger.Error("partition log is damaged on disk; verifying it", "dir", dir, "err", err)
+		if verr := l.Verify(nil); verr != nil && !errors.Is(verr, record.ErrCorrupt) {
+			err = errors.Join(err, verr)
+		} else {
+			err = p.rebuildProducers()
+		}
+	}
+	if err != nil {
 		l.Close()
 		return nil, fmt.Errorf("partition %s-%d: %w", topic, index, err)
 	}
@@ -96,24 +117,9 @@ func openPartition(dir, topic string, index, self int32, cfg log.Config, appendT
 		logger.Debug("rebuilt producer state", "producers", p.producers.Len(), "took", time.Since(start))
 	}
 	if err := l.Corruption(); err != nil {
-		logger.Error("partition log is corrupt; reads of the damaged range fail with KAFKA_STORAGE_ERROR", "err", err)
+		logger.Error("partition log is corrupt; reads of the damaged range fail with CORRUPT_MESSAGE", "dir", dir, "err", err)
 	}
 	return p, nil
-}
-
-// rebuildProducers replays the log's batch headers into a fresh producer
-// table (at open, and after a truncation removed batches). Called with mu
-// held or before the partition is shared.
-func (p *Partition) rebuildProducers() error {
-	st := txn.NewState()
-	if err := p.log.ScanHeaders(p.log.LogStartOffset(), func(h record.Header) error {
-		st.Update(h)
-		return nil
-	}); err != nil {
-		return fmt.Errorf("rebuild producer state: %w", err)
-	}
-	p.producers = st
-	return nil
 }
 
 // AppendResult is the outcome of a leader append.
@@ -160,6 +166,9 @@ func (p *Partition) AppendAcks(records []byte, now time.Time, acks int16) (Appen
 	defer p.mu.Unlock()
 	if p.closed || p.leader != p.self {
 		return AppendResult{}, fmt.Errorf("%s-%d: %w (leader %d)", p.Topic, p.Index, ErrNotLeader, p.leader)
+	}
+	if !p.actsAsLeaderLocked(now) {
+		return AppendResult{}, fmt.Errorf("%s-%d: %w (stepped down: lease lost and no ISR follower fetching)", p.Topic, p.Index, ErrNotLeader)
 	}
 	if acks == -1 {
 		p.rmu.Lock()

@@ -102,6 +102,9 @@ func (s *Server) validateCreate(c metadata.CreateTopic) error {
 	if _, ok := img.Topic(c.Name); ok {
 		return fmt.Errorf("%w: %s", metadata.ErrTopicExists, c.Name)
 	}
+	if other, ok := img.CollidingTopic(c.Name); ok {
+		return fmt.Errorf("%w: topic '%s' collides with existing topic: %s", metadata.ErrInvalidTopic, c.Name, other)
+	}
 	if c.Assignment == nil {
 		if c.Partitions < 1 {
 			return fmt.Errorf("%w: %d", metadata.ErrInvalidPartitions, c.Partitions)

@@ -138,6 +138,7 @@ func (cn *conn) serve() {
 	s := cn.s
 	ctx, cancel := context.WithCancel(context.WithValue(s.connCtx, remoteAddrKey{}, cn.c.RemoteAddr().String()))
 	defer cancel()
+	ctx = withMute(ctx) // client quotas (quotas.go)
 	replies := make(chan reply, maxPipelined)
 	writerDone := make(chan struct{})
 	go func() {
@@ -156,6 +157,9 @@ func (cn *conn) serve() {
 		cn.releaseReader()
 	}()
 	for {
+		if !waitUnmuted(ctx) { // a throttled client's next request waits
+			return
+		}
 		req, err := cn.readRequest()
 		if err != nil {
 			switch {

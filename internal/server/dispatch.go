@@ -22,13 +22,40 @@ var kerrUnsupportedVersion = kerr.UnsupportedVersion.Code
 
 // handle runs the ordered part of a request and returns the continuation that
 // produces its response (see reply).
-func (s *Server) handle(ctx context.Context, req *protocol.Request) func() kmsg.Response {
+func (s *Server) handle(ctx context.Context, req *protocol.Request) (run func() kmsg.Response) {
 	start := time.Now()
 	defer func() {
 		if d := time.Since(start); d > time.Second {
 			s.logger.Warn("slow request", "api", kmsg.NameForKey(req.Key), "took", d)
 		}
+		run = instrument(req, start, run) // metrics: rate, errors, latency per API (ops.go)
 	}()
+	ctx = s.requestContext(ctx, req)
+	deny, fix := s.authorize(ctx, req)
+	if deny == nil {
+		deny, fix = s.limitMutations(ctx, req, fix)
+	}
+	if deny != nil {
+		return func() kmsg.Response { return deny }
+	}
+	began := time.Now()
+	inner := s.dispatch(ctx, req)
+	took := time.Since(began)
+	return func() kmsg.Response {
+		resp := inner()
+		if resp == hangUp {
+			return resp
+		}
+		if resp != nil && fix != nil {
+			fix(resp)
+		}
+		s.enforceQuotas(ctx, req, resp, took)
+		return resp
+	}
+}
+
+// dispatch runs the handler of an authorized request (see handle).
+func (s *Server) dispatch(ctx context.Context, req *protocol.Request) func() kmsg.Response {
 	switch body := req.Body.(type) {
 	case *kmsg.ProduceRequest:
 		return s.handleProduce(ctx, body)
@@ -49,7 +76,7 @@ func (s *Server) handleSync(ctx context.Context, req *protocol.Request) kmsg.Res
 	case *kmsg.MetadataRequest:
 		return s.handleMetadata(ctx, body)
 	case *kmsg.DescribeClusterRequest:
-		return s.handleDescribeCluster(body)
+		return s.handleDescribeCluster(ctx, body)
 	case *kmsg.ListOffsetsRequest:
 		return s.handleListOffsets(body)
 	case *kmsg.OffsetForLeaderEpochRequest:
@@ -76,12 +103,24 @@ func (s *Server) handleSync(ctx context.Context, req *protocol.Request) kmsg.Res
 		return s.handleAlterReassignments(ctx, body)
 	case *kmsg.ListPartitionReassignmentsRequest:
 		return s.handleListReassignments(body)
+	case *kmsg.DescribeLogDirsRequest:
+		return s.handleDescribeLogDirs(body)
 	case *kmsg.FindCoordinatorRequest:
 		return s.handleFindCoordinator(ctx, body)
 	case *kmsg.HeartbeatRequest:
 		return s.groups.Heartbeat(body)
 	case *kmsg.LeaveGroupRequest:
 		return s.groups.LeaveGroup(body)
+	case *kmsg.CreateACLsRequest:
+		return s.handleCreateACLs(ctx, body)
+	case *kmsg.DescribeACLsRequest:
+		return s.handleDescribeACLs(ctx, body)
+	case *kmsg.DeleteACLsRequest:
+		return s.handleDeleteACLs(ctx, body)
+	case *kmsg.DescribeClientQuotasRequest:
+		return s.handleDescribeClientQuotas(ctx, body)
+	case *kmsg.AlterClientQuotasRequest:
+		return s.handleAlterClientQuotas(ctx, body)
 	}
 	// Unreachable: protocol.ParseRequest only decodes supported keys, each handled above.
 	panic("no handler for " + kmsg.NameForKey(req.Key))
@@ -98,6 +137,8 @@ func errorCode(err error) int16 {
 		return kerr.MessageTooLarge.Code
 	case errors.Is(err, record.ErrCorrupt):
 		return kerr.CorruptMessage.Code
+	case errors.Is(err, record.ErrInvalidTimestamp):
+		return kerr.InvalidTimestamp.Code
 	case errors.Is(err, record.ErrInvalid), errors.Is(err, replica.ErrMultipleProducerBatches):
 		return kerr.InvalidRecord.Code
 	case errors.Is(err, errTransactionsUnsupported):
@@ -141,7 +182,9 @@ func errorCode(err error) int16 {
 		return kerr.NoReassignmentInProgress.Code
 	case errors.Is(err, metadata.ErrStaleBrokerEpoch):
 		return kerr.StaleBrokerEpoch.Code
-	case errors.Is(err, metadata.ErrInvalidRequest), errors.Is(err, metadata.ErrUnknownBroker):
+	case errors.Is(err, kerr.ClusterAuthorizationFailed):
+		return kerr.ClusterAuthorizationFailed.Code
+	case errors.Is(err, metadata.ErrInvalidRequest), errors.Is(err, metadata.ErrUnknownBroker), errors.Is(err, metadata.ErrInvalidACL):
 		return kerr.InvalidRequest.Code
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return kerr.RequestTimedOut.Code
@@ -181,10 +224,23 @@ func checkLeaderEpoch(p *replica.Partition, current int32) int16 {
 	return 0
 }
 
-// leaderPartition returns the hosted partition if this broker leads it and
-// is unfenced, else the error code to answer: UNKNOWN_TOPIC_OR_PARTITION when
-// the metadata has no such partition, NOT_LEADER_OR_FOLLOWER otherwise.
+// leaderPartition returns the hosted partition if this broker leads it, is
+// unfenced and acts as its leader (replica.Partition.ActsAsLeader), else the
+// error code to answer: UNKNOWN_TOPIC_OR_PARTITION when the metadata has no
+// such partition, NOT_LEADER_OR_FOLLOWER otherwise.
 func (s *Server) leaderPartition(topic string, partition int32) (*replica.Partition, int16) {
+	p, code := s.replicaSource(topic, partition)
+	if code == 0 && !p.ActsAsLeader(time.Now()) {
+		return nil, kerr.NotLeaderForPartition.Code
+	}
+	return p, code
+}
+
+// replicaSource is leaderPartition for followers (Fetch and
+// OffsetForLeaderEpoch with a replica id): a leader that stepped down for
+// want of a lease still serves them, since their fetches are what show it
+// still leads the ISR.
+func (s *Server) replicaSource(topic string, partition int32) (*replica.Partition, int16) {
 	img := s.store.Image()
 	t, ok := img.Topic(topic)
 	if !ok || partition < 0 || int(partition) >= len(t.Partitions) {

@@ -9,6 +9,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"strand/internal/log"
+	"strand/internal/metrics"
+	"strand/internal/record"
 	"strand/internal/replica"
 )
 
@@ -41,6 +43,7 @@ func (s *Server) handleFetch(ctx context.Context, req *kmsg.FetchRequest) kmsg.R
 	maxWait := time.Duration(req.MaxWaitMillis) * time.Millisecond
 	timer := time.NewTimer(maxWait)
 	defer timer.Stop()
+	defer metrics.Waiting(metrics.FetchPurgatory)()
 	for first := true; ; first = false {
 		resp, n, done := s.fetchOnce(req, replicaID, first)
 		if done || n >= int(req.MinBytes) || maxWait <= 0 {
@@ -80,7 +83,11 @@ func (s *Server) fetchOnce(req *kmsg.FetchRequest, replicaID int32, first bool) 
 			// An empty record set is encoded as zero bytes, never null:
 			// librdkafka rejects a null MessageSetSize.
 			out.RecordBatches = []byte{}
-			p, code := s.leaderPartition(rt.Topic, rp.Partition)
+			source := s.leaderPartition
+			if replicaID >= 0 {
+				source = s.replicaSource
+			}
+			p, code := source(rt.Topic, rp.Partition)
 			if code == 0 && replicaID >= 0 && !p.IsReplica(replicaID) {
 				code = kerr.NotLeaderForPartition.Code
 			}
@@ -123,12 +130,18 @@ func (s *Server) fetchOnce(req *kmsg.FetchRequest, replicaID int32, first bool) 
 				switch {
 				case errors.Is(err, log.ErrOffsetOutOfRange):
 					out.ErrorCode, done = kerr.OffsetOutOfRange.Code, true
+				case errors.Is(err, record.ErrCorrupt):
+					// Damaged on disk: an error clients surface (librdkafka
+					// retries KAFKA_STORAGE_ERROR silently, stalling).
+					p.ReadFailed(rp.FetchOffset, err)
+					out.ErrorCode, done = kerr.CorruptMessage.Code, true
 				case err != nil:
-					s.logger.Error("fetch read failed", "topic", rt.Topic, "partition", rp.Partition, "offset", rp.FetchOffset, "err", err)
+					p.ReadFailed(rp.FetchOffset, err)
 					out.ErrorCode, done = kerr.KafkaStorageError.Code, true
 				case len(batches) > 0:
 					out.RecordBatches = batches
 					total += len(batches)
+					metrics.Fetched(rt.Topic, len(batches), replicaID >= 0)
 				}
 			}
 			topic.Partitions = append(topic.Partitions, out)
@@ -232,7 +245,11 @@ func (s *Server) handleOffsetForLeaderEpoch(req *kmsg.OffsetForLeaderEpochReques
 		for _, rp := range rt.Partitions {
 			out := kmsg.NewOffsetForLeaderEpochResponseTopicPartition()
 			out.Partition, out.LeaderEpoch, out.EndOffset = rp.Partition, -1, -1
-			p, code := s.leaderPartition(rt.Topic, rp.Partition)
+			source := s.leaderPartition
+			if req.ReplicaID >= 0 {
+				source = s.replicaSource // a follower reconciling (see replicaSource)
+			}
+			p, code := source(rt.Topic, rp.Partition)
 			switch {
 			case code != 0:
 				out.ErrorCode = code

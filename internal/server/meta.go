@@ -3,6 +3,8 @@ package server
 import (
 	"context"
 	"errors"
+	"slices"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -10,6 +12,7 @@ import (
 	"strand/internal/group"
 	"strand/internal/metadata"
 	"strand/internal/protocol"
+	"strand/internal/replica"
 )
 
 func (s *Server) apiVersions(version int16) *kmsg.ApiVersionsResponse {
@@ -34,12 +37,26 @@ func (s *Server) handleMetadata(ctx context.Context, req *kmsg.MetadataRequest) 
 	resp.ClusterID = &img.ClusterID
 	resp.ControllerID = controllerFor(img)
 	resp.AuthorizedOperations = unauthorizedOps
+	if req.IncludeClusterAuthorizedOperations {
+		resp.AuthorizedOperations = s.authorizedOps(ctx, metadata.ResourceCluster, metadata.ClusterResourceName)
+	}
+	describe := func(t *metadata.Topic) kmsg.MetadataResponseTopic {
+		mt := topicMetadata(t, req.Version)
+		if req.IncludeTopicAuthorizedOperations {
+			mt.AuthorizedOperations = s.authorizedOps(ctx, metadata.ResourceTopic, t.Name)
+		}
+		return mt
+	}
 
 	// v0: an empty list means all topics; v1+: null means all, empty means none.
+	defer s.hideSteppedDown(resp)
 	all := req.Topics == nil || req.Version == 0 && len(req.Topics) == 0
 	if all {
 		for _, n := range img.TopicNames() {
-			resp.Topics = append(resp.Topics, topicMetadata(img.Topics[n], req.Version))
+			// Topics the principal may not describe are left out.
+			if s.allowedQuiet(ctx, metadata.OpDescribe, metadata.ResourceTopic, n) {
+				resp.Topics = append(resp.Topics, describe(img.Topics[n]))
+			}
 		}
 		return resp
 	}
@@ -52,6 +69,18 @@ func (s *Server) handleMetadata(ctx context.Context, req *kmsg.MetadataRequest) 
 			t, ok = s.store.Image().Topic(*rt.Topic)
 		default:
 			t, ok = s.store.Image().TopicByID(metadata.TopicID(rt.TopicID))
+		}
+		name := rt.Topic
+		if name == nil && ok {
+			name = &t.Name
+		}
+		if name != nil && !s.allowed(ctx, metadata.OpDescribe, metadata.ResourceTopic, *name) ||
+			!ok && rt.Topic != nil && autoCreate && !s.mayCreateTopic(ctx, *rt.Topic) {
+			mt := kmsg.NewMetadataResponseTopic()
+			mt.Topic, mt.TopicID = rt.Topic, rt.TopicID
+			mt.ErrorCode = errTopicAuth
+			resp.Topics = append(resp.Topics, mt)
+			continue
 		}
 		if !ok && rt.Topic != nil && autoCreate {
 			_, err := s.autoCreate(ctx, *rt.Topic)
@@ -75,9 +104,43 @@ func (s *Server) handleMetadata(ctx context.Context, req *kmsg.MetadataRequest) 
 			resp.Topics = append(resp.Topics, mt)
 			continue
 		}
-		resp.Topics = append(resp.Topics, topicMetadata(t, req.Version))
+		resp.Topics = append(resp.Topics, describe(t))
 	}
 	return resp
+}
+
+// hideSteppedDown adjusts the Metadata answer of a broker that lost its
+// lease (see internal/replica/lease.go), whose image may be stale: the
+// partitions it leads per that image but no longer acts for are reported
+// leaderless (LEADER_NOT_AVAILABLE), so clients refresh their metadata
+// elsewhere; and when it acts as leader of nothing it leaves itself out of
+// the broker list, so clients' next metadata requests go to other brokers
+// (which know the new leaders) rather than back to it.
+func (s *Server) hideSteppedDown(resp *kmsg.MetadataResponse) {
+	now := time.Now()
+	if s.parts.LeaseValid(now) {
+		return
+	}
+	self := s.cfg.NodeID()
+	acting := false
+	for i := range resp.Topics {
+		t := &resp.Topics[i]
+		for j := range t.Partitions {
+			mp := &t.Partitions[j]
+			if mp.Leader != self || t.Topic == nil {
+				continue
+			}
+			if p, ok := s.parts.Get(*t.Topic, mp.Partition); ok && p.ActsAsLeader(now) {
+				acting = true
+				continue
+			}
+			mp.Leader, mp.ErrorCode = -1, kerr.LeaderNotAvailable.Code
+		}
+	}
+	if acting || slices.ContainsFunc(s.parts.All(), func(p *replica.Partition) bool { return p.ActsAsLeader(now) }) {
+		return
+	}
+	resp.Brokers = slices.DeleteFunc(resp.Brokers, func(b kmsg.MetadataResponseBroker) bool { return b.NodeID == self })
 }
 
 // autoCreate creates a topic with the broker's defaults (auto.create.topics.enable).
@@ -120,12 +183,15 @@ func topicMetadata(t *metadata.Topic, version int16) kmsg.MetadataResponseTopic 
 	return mt
 }
 
-func (s *Server) handleDescribeCluster(req *kmsg.DescribeClusterRequest) kmsg.Response {
+func (s *Server) handleDescribeCluster(ctx context.Context, req *kmsg.DescribeClusterRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.DescribeClusterResponse)
 	img := s.store.Image()
 	resp.ClusterID = img.ClusterID
 	resp.ControllerID = controllerFor(img)
 	resp.ClusterAuthorizedOperations = unauthorizedOps
+	if req.IncludeClusterAuthorizedOperations {
+		resp.ClusterAuthorizedOperations = s.authorizedOps(ctx, metadata.ResourceCluster, metadata.ClusterResourceName)
+	}
 	if req.EndpointType != 0 && req.EndpointType != 1 {
 		resp.ErrorCode = kerr.UnsupportedEndpointType.Code
 		return resp

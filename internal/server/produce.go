@@ -3,12 +3,15 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"strand/internal/group"
+	"strand/internal/log"
+	"strand/internal/metrics"
 	"strand/internal/record"
 	"strand/internal/replica"
 )
@@ -43,6 +46,7 @@ func (s *Server) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) fu
 		topic := kmsg.NewProduceResponseTopic()
 		topic.Topic = rt.Topic
 		topic.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(rt.Partitions))
+		var rules *produceRules // the topic's, computed for its first led partition
 		for i, rp := range rt.Partitions {
 			out := &topic.Partitions[i]
 			*out = kmsg.NewProduceResponseTopicPartition()
@@ -63,15 +67,20 @@ func (s *Server) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) fu
 				out.ErrorCode = code
 				continue
 			}
-			res, err := s.appendRecords(p, rp.Records, req.TransactionID != nil, now, req.Acks)
+			if rules == nil {
+				rules = s.produceRules(rt.Topic, now)
+			}
+			res, err := s.appendRecords(p, rp.Records, req.TransactionID != nil, now, req.Acks, rules)
 			if err != nil {
 				out.ErrorCode, out.ErrorMessage = produceErrorCode(err), errorMessage(err)
+				out.ErrorRecords = recordErrors(err)
 				if out.ErrorCode == kerr.KafkaStorageError.Code {
 					s.logger.Error("produce", "topic", rt.Topic, "partition", rp.Partition, "err", err)
 				}
 				continue
 			}
 			out.BaseOffset, out.LogAppendTime, out.LogStartOffset = res.BaseOffset, res.LogAppendTime, p.LogStartOffset()
+			metrics.Produced(rt.Topic, producedRecords(res), len(rp.Records))
 			waits = append(waits, pending{p, out, res.LastOffset + 1, res.LeaderEpoch})
 		}
 		resp.Topics = append(resp.Topics, topic)
@@ -89,6 +98,9 @@ func (s *Server) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) fu
 		return func() kmsg.Response { return nil }
 	}
 	return func() kmsg.Response {
+		if req.Acks == -1 {
+			defer metrics.Waiting(metrics.ProducePurgatory)()
+		}
 		wctx, cancel := context.WithDeadline(ctx, deadline)
 		defer cancel()
 		for _, w := range waits {
@@ -123,12 +135,68 @@ func produceErrorCode(err error) int16 {
 	return errorCode(err) // a deadline becomes REQUEST_TIMED_OUT
 }
 
-func (s *Server) appendRecords(p *replica.Partition, records []byte, transactional bool, now time.Time, acks int16) (replica.AppendResult, error) {
+// appendRecords checks every batch of records against max.message.bytes,
+// then with record.CheckProduce (outside any lock: decompression is the
+// expensive part), and appends them; nothing is appended if one batch is
+// refused.
+func (s *Server) appendRecords(p *replica.Partition, records []byte, transactional bool, now time.Time, acks int16, rules *produceRules) (replica.AppendResult, error) {
 	if transactional {
 		return replica.AppendResult{}, errTransactionsUnsupported
 	}
 	if len(records) == 0 {
 		return replica.AppendResult{}, record.ErrInvalid
 	}
+	err := record.Split(records, func(b []byte) error {
+		if int64(len(b)) > rules.maxMessageBytes {
+			return fmt.Errorf("%w: batch of %d bytes exceeds max.message.bytes %d", log.ErrMessageTooLarge, len(b), rules.maxMessageBytes)
+		}
+		_, err := record.CheckProduce(b, rules.ProduceRules)
+		return err
+	})
+	if err != nil {
+		return replica.AppendResult{}, err
+	}
 	return p.AppendAcks(records, now, acks)
+}
+
+// produceRules are the checks of a topic's produced batches.
+type produceRules struct {
+	maxMessageBytes int64 // max.message.bytes: checked first, before any decompression
+	record.ProduceRules
+}
+
+// produceRules returns the checks of topic's current configuration:
+// max.message.bytes, message.max.decompressed.bytes, keys on compacted
+// topics, the timestamp window of CreateTime topics.
+func (s *Server) produceRules(topic string, now time.Time) *produceRules {
+	dyn := s.dyn()
+	var overrides map[string]string
+	if t, ok := s.store.Image().Topic(topic); ok {
+		overrides = t.Configs
+	}
+	tc := dyn.TopicConfig(overrides)
+	return &produceRules{maxMessageBytes: tc.Int("max.message.bytes"), ProduceRules: record.ProduceRules{
+		MaxDecompressedBytes: dyn.Int("message.max.decompressed.bytes"),
+		RequireKeys:          tc.HasPolicy("compact"),
+		Now:                  now.UnixMilli(),
+		BeforeMaxMs:          tc.Int("message.timestamp.before.max.ms"),
+		AfterMaxMs:           tc.Int("message.timestamp.after.max.ms"),
+		LogAppendTime:        tc.String("message.timestamp.type") == "LogAppendTime",
+	}}
+}
+
+// recordErrors lists the refused records of a *record.BatchError as
+// Produce v8+ RecordErrors (kmsg ErrorRecords; the index is the record's position in its
+// batch); nil for other errors.
+func recordErrors(err error) []kmsg.ProduceResponseTopicPartitionErrorRecord {
+	var be *record.BatchError
+	if !errors.As(err, &be) {
+		return nil
+	}
+	out := make([]kmsg.ProduceResponseTopicPartitionErrorRecord, len(be.Records))
+	for i, r := range be.Records {
+		out[i] = kmsg.NewProduceResponseTopicPartitionErrorRecord()
+		out[i].RelativeOffset, out[i].ErrorMessage = r.Index, kmsg.StringPtr(r.Message)
+	}
+	return out
 }

@@ -48,6 +48,7 @@ type Server struct {
 	dynImg *metadata.Image // the image dynCfg was layered for
 	dynCfg *config.Broker  // cfg with dynImg's cluster-wide dynamic configs
 	pids   *txn.IDAllocator
+	sec    *serverSecurity // authorizer and quotas (authz.go)
 
 	groups    *groupCoordinator // consumer group coordinator (groups.go)
 	offsetsMu sync.Mutex        // serialises the creation of __consumer_offsets
@@ -96,6 +97,7 @@ func New(cfg *config.Broker, logger *slog.Logger) (*Server, error) {
 		lock.Close()
 		return nil, err
 	}
+	s.sec = newServerSecurity(cfg, logger)
 	if err := s.open(); err != nil {
 		s.closeState()
 		return nil, err
@@ -111,6 +113,9 @@ func (s *Server) open() error {
 	s.ctrl, s.store = node, node
 	s.pids = txn.NewIDAllocator(node.AllocateProducerIDs)
 	s.parts = replica.NewManager(s.dir, s.cfg, node, s.logger)
+	if isBroker, _ := s.cfg.Roles(); isBroker {
+		s.parts.SetLease(node.LastHeartbeat, time.Duration(s.cfg.Int("broker.session.timeout.ms"))*time.Millisecond)
+	}
 	s.openGroups()
 	node.OnChange(s.applyImage)
 	return nil
@@ -271,6 +276,11 @@ func (s *Server) Serve(ctx context.Context) error {
 	go func() {
 		defer s.wg.Done()
 		s.mem.runReclaim(bg, 2*time.Second)
+	}()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.parts.RunLease(ctx)
 	}()
 	if s.cfg.Bool("log.cleaner.enable") {
 		s.wg.Add(1)

@@ -68,6 +68,26 @@ func (c *Cluster) startAll(t testing.TB) {
 	}
 	wg.Wait()
 	for i, err := range errs {
+		// A node that lost a port race to another process gets a fresh
+		// client port (the controller port is in every voter list, so that
+		// one is retried as is) and starts again.
+		for attempt := 1; err != nil && attempt < 3; attempt++ {
+			nd := c.Nodes[i]
+			lost, client := nd.lostPortRace()
+			if !lost {
+				break
+			}
+			if client && nd.cfg.addr == "" {
+				nd.addr = freeAddr(t)
+			} else {
+				time.Sleep(200 * time.Millisecond)
+			}
+			t.Logf("testcluster: node %d lost a port race; starting it again", nd.cfg.nodeID)
+			nd.Start(t)
+			ctx, cancel := context.WithTimeout(context.Background(), StartTimeout)
+			err = nd.WaitReady(ctx)
+			cancel()
+		}
 		if err != nil {
 			t.Fatalf("testcluster: node %d not ready: %v\n%s", i+1, err, c.Nodes[i].LogTail(40))
 		}

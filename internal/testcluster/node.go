@@ -35,6 +35,7 @@ type nodeConfig struct {
 	logLevel string
 	dataDir  string
 	ctrlAddr string // CONTROLLER listener, "" for none
+	http     bool   // serve http.listener on a free port (WithHTTP); off otherwise
 
 	// Set by StartNetCluster (netns.go); zero values keep the defaults.
 	addr     string   // PLAINTEXT listener instead of a free loopback port
@@ -57,6 +58,13 @@ func WithNodeID(id int32) Option {
 // WithArgs appends raw flags to `strand server` (after the harness's own).
 func WithArgs(args ...string) Option {
 	return func(c *nodeConfig) { c.args = append(c.args, args...) }
+}
+
+// WithHTTP gives the node an HTTP listener (metrics, health, console) on a
+// free loopback port; see Node.HTTPAddr. Without it http.listener is empty,
+// so that nodes on one host never compete for the default port.
+func WithHTTP() Option {
+	return func(c *nodeConfig) { c.http = true }
 }
 
 // WithLogLevel sets `--log-level` (debug, info, warn, error). Default info.
@@ -83,6 +91,8 @@ type Node struct {
 	dataDir string
 	logPath string
 
+	httpAddr string // http.listener, "" when disabled
+
 	mu      sync.Mutex
 	cmd     *exec.Cmd
 	done    chan struct{} // closed when the current process has exited
@@ -108,9 +118,17 @@ func StartNode(t testing.TB, opts ...Option) *Node {
 		if err == nil {
 			return n
 		}
-		if attempt < 3 && n.cfg.addr == "" && !n.Running() && strings.Contains(n.LogTail(20), "address already in use") {
-			t.Logf("testcluster: node %d: port %s taken, retrying on another port", n.cfg.nodeID, n.addr)
-			n.addr = freeAddr(t)
+		if lost, client := n.lostPortRace(); attempt < 3 && lost {
+			if client && n.cfg.addr == "" {
+				t.Logf("testcluster: node %d: port %s taken, retrying on another port", n.cfg.nodeID, n.addr)
+				n.addr = freeAddr(t)
+				if n.httpAddr != "" {
+					n.httpAddr = freeAddr(t)
+				}
+			} else {
+				t.Logf("testcluster: node %d: a listen address was taken, retrying", n.cfg.nodeID)
+				time.Sleep(200 * time.Millisecond)
+			}
 			continue
 		}
 		t.Fatalf("testcluster: node %d did not become ready: %v\n%s", n.cfg.nodeID, err, n.LogTail(40))
@@ -131,6 +149,9 @@ func NewNode(t testing.TB, opts ...Option) *Node {
 	}
 	if n.addr == "" {
 		n.addr = freeAddr(t)
+	}
+	if cfg.http {
+		n.httpAddr = freeAddr(t)
 	}
 	if n.dataDir == "" {
 		n.dataDir = filepath.Join(t.TempDir(), "data")
@@ -186,6 +207,7 @@ func (n *Node) start(t testing.TB) {
 		"--data-dir", n.dataDir,
 		"--listeners", listeners,
 		"--log-level", n.cfg.logLevel,
+		"--set", "http.listener=" + n.httpAddr,
 	}
 	for _, kv := range n.cfg.sets {
 		args = append(args, "--set", kv[0]+"="+kv[1])
@@ -308,6 +330,9 @@ func (n *Node) WaitReady(ctx context.Context) error {
 // Addr returns the node's host:port (its PLAINTEXT listener).
 func (n *Node) Addr() string { return n.addr }
 
+// HTTPAddr returns the node's http.listener host:port ("" without WithHTTP).
+func (n *Node) HTTPAddr() string { return n.httpAddr }
+
 // ID returns the node id.
 func (n *Node) ID() int32 { return n.cfg.nodeID }
 
@@ -357,16 +382,50 @@ func (n *Node) current() (*exec.Cmd, chan struct{}) {
 	return n.cmd, n.done
 }
 
-// freeAddr returns a loopback address whose port was free a moment ago.
+// handedOut remembers every address freeAddr returned in this test process:
+// a port the kernel offers again after its probe listener closed (or that
+// one node has not bound yet) is never given to a second listener.
+var handedOut = struct {
+	sync.Mutex
+	addrs map[string]bool
+}{addrs: map[string]bool{}}
+
+// freeAddr returns a loopback address whose port was free a moment ago and
+// that no earlier call in this process returned. Another process can still
+// take the port before the node binds it; StartNode and StartCluster retry a
+// node that lost such a race (see lostPortRace).
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("testcluster: pick port: %v", err)
+	for range 1000 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("testcluster: pick port: %v", err)
+		}
+		addr := l.Addr().String()
+		l.Close()
+		handedOut.Lock()
+		fresh := !handedOut.addrs[addr]
+		handedOut.addrs[addr] = true
+		handedOut.Unlock()
+		if fresh {
+			return addr
+		}
 	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
+	t.Fatalf("testcluster: pick port: the kernel keeps offering ports this process already handed out")
+	return ""
+}
+
+// lostPortRace reports whether the node's last start exited because one of
+// its listen addresses was taken, and whether that was its client address.
+func (n *Node) lostPortRace() (lost, client bool) {
+	if n.Running() {
+		return false, false
+	}
+	tail := n.LogTail(20)
+	if !strings.Contains(tail, "address already in use") {
+		return false, false
+	}
+	return true, strings.Contains(tail, n.addr+": bind: address already in use")
 }
 
 func isClosed(c chan struct{}) bool {

@@ -65,6 +65,15 @@ type Options struct {
 	DrainTimeout      time.Duration // after producing stops, wait this long for outstanding acknowledgements; the rest are "unknown"
 	ReadTimeout       time.Duration // bound on the read phase: listing end offsets (retried) and reading up to them
 	RunID             string        // identifies this run's records; "" picks a random one; must not contain ':'
+	// MetadataMinAge is the least time between the producer's metadata
+	// refreshes (kgo.MetadataMinAge). It bounds how soon the producer
+	// finds a new leader after NOT_LEADER_OR_FOLLOWER, so it is part of
+	// every recovery time measured; 0 keeps franz-go's default (5 s).
+	MetadataMinAge time.Duration
+	// AfterFault, when positive, keeps producing at least this long after
+	// the fault returned, even past Duration, so acknowledgements after the
+	// fault (liveness) can be observed whatever the fault's length.
+	AfterFault time.Duration
 
 	// Fault, if set, runs concurrently with the produce phase, FaultAt
 	// after it starts, with the context given to Run. Producing stops at
@@ -81,6 +90,8 @@ func DefaultOptions() Options {
 		Brokers: []string{"127.0.0.1:9092"}, Topic: "strand-verify", Partitions: 3, ReplicationFactor: 1,
 		Duration: 30 * time.Second, InFlight: 1000, Idempotent: true,
 		DrainTimeout: 30 * time.Second, ReadTimeout: 60 * time.Second, FaultAt: 5 * time.Second,
+		// As the Java client's retry.backoff.ms (100 ms) allows about.
+		MetadataMinAge: 500 * time.Millisecond,
 	}
 }
 
@@ -99,6 +110,10 @@ type Report struct {
 	Fault string `json:"fault,omitempty"`
 	// FirstProduceError is the first error a record's promise reported.
 	FirstProduceError string `json:"first_produce_error,omitempty"`
+	// Recovery is the time-to-recover figure: the longest gap between
+	// acknowledgements per partition, and acknowledgements during and
+	// after the fault.
+	Recovery Recovery `json:"recovery"`
 	Counts
 	Pass bool `json:"pass"` // Violations() == 0
 }
@@ -159,9 +174,11 @@ func parseFlags(args []string, out io.Writer) (Options, bool, error) {
 	noIdem := fs.Bool("no-idempotent", false, "disable the idempotent producer (acks=all still)")
 	fs.DurationVar(&o.DeliveryTimeout, "delivery-timeout", o.DeliveryTimeout, "fail records not acknowledged this long after produce (0: retry until --drain-timeout)")
 	fs.DurationVar(&o.DrainTimeout, "drain-timeout", o.DrainTimeout, "after producing, wait this long for outstanding acks (the rest count as unknown)")
+	fs.DurationVar(&o.MetadataMinAge, "metadata-min-age", o.MetadataMinAge, "least time between the producer's metadata refreshes (0: franz-go's default, 5s); part of every recovery time")
 	fs.DurationVar(&o.ReadTimeout, "read-timeout", o.ReadTimeout, "bound on listing end offsets and reading every partition back")
 	faultCmd := fs.String("fault-cmd", "", "shell command run --fault-at into the produce phase (e.g. 'kill -9 1234'); a failure fails the run")
 	fs.DurationVar(&o.FaultAt, "fault-at", o.FaultAt, "when --fault-cmd runs, from the start of the produce phase")
+	fs.DurationVar(&o.AfterFault, "after-fault", o.AfterFault, "keep producing at least this long after --fault-cmd returned, even past --duration (0: stop at --duration)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	if err := fs.Parse(args); err != nil {
 		return o, false, err
@@ -230,7 +247,7 @@ func (o Options) check() error {
 	if o.InFlight < 1 {
 		bad("in-flight %d: want at least 1", o.InFlight)
 	}
-	if o.DeliveryTimeout < 0 || o.DrainTimeout < 0 || o.ReadTimeout <= 0 || o.FaultAt < 0 {
+	if o.DeliveryTimeout < 0 || o.DrainTimeout < 0 || o.ReadTimeout <= 0 || o.FaultAt < 0 || o.MetadataMinAge < 0 || o.AfterFault < 0 {
 		bad("timeouts must not be negative, and the read timeout must be positive")
 	}
 	if strings.Contains(o.RunID, ":") {
@@ -276,6 +293,7 @@ func Run(ctx context.Context, o Options) (rep Report, err error) {
 		return rep, err
 	}
 	rep.ProduceSeconds, rep.Fault, rep.FirstProduceError = prod.seconds, prod.fault, prod.firstErr
+	rep.Recovery = prod.recovery
 
 	ch, err := NewChecker(o.RunID, sent)
 	if err != nil {
@@ -334,6 +352,20 @@ type tracker struct {
 	statuses [][]Status // by partition index, then seq
 	closed   bool       // set when the producer gave up; later promises are ignored
 	firstErr error
+	gaps     *gapMeter
+}
+
+// faultStarted and faultEnded record when the fault ran (for Recovery).
+func (t *tracker) faultStarted(now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.gaps.faultStarted(now)
+}
+
+func (t *tracker) faultEnded(now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.gaps.faultEnded(now)
 }
 
 // add registers a new record of partition index p and returns its seq.
@@ -353,6 +385,7 @@ func (t *tracker) done(p int, seq int64, err error) {
 	}
 	if err == nil {
 		t.statuses[p][seq] = Acked
+		t.gaps.ack(p, time.Now())
 		return
 	}
 	t.statuses[p][seq] = Failed
@@ -361,12 +394,17 @@ func (t *tracker) done(p int, seq int64, err error) {
 	}
 }
 
-// close stops recording and returns the final statuses.
-func (t *tracker) close() ([][]Status, error) {
+// close stops recording and returns the final statuses and the recovery
+// measure.
+func (t *tracker) close() ([][]Status, Recovery, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.closed = true
-	return t.statuses, t.firstErr
+	pending := make([]bool, len(t.statuses))
+	for i, st := range t.statuses {
+		pending[i] = slices.Contains(st, Unknown)
+	}
+	return t.statuses, t.gaps.result(time.Now(), pending), t.firstErr
 }
 
 // produceResult is what the produce phase reports besides the statuses.
@@ -374,6 +412,7 @@ type produceResult struct {
 	seconds  float64
 	fault    string
 	firstErr string
+	recovery Recovery
 }
 
 // produce runs the produce phase and the fault, and returns what every key
@@ -393,6 +432,9 @@ func produce(ctx context.Context, o Options, partitions []int32) ([]Sent, produc
 	if o.DeliveryTimeout > 0 {
 		opts = append(opts, kgo.RecordDeliveryTimeout(o.DeliveryTimeout))
 	}
+	if o.MetadataMinAge > 0 {
+		opts = append(opts, kgo.MetadataMinAge(o.MetadataMinAge))
+	}
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, res, fmt.Errorf("producer: %w", err)
@@ -407,42 +449,79 @@ func produce(ctx context.Context, o Options, partitions []int32) ([]Sent, produc
 	// producing stops, so that stopping does not fail them.
 	recCtx, cancelRecs := context.WithCancel(ctx)
 	defer cancelRecs()
+	// pctx ends producing: at o.Duration (dctx), or, with o.AfterFault,
+	// no earlier than that long after the fault returned.
 	pctx, stopProducing := context.WithCancel(ctx)
 	defer stopProducing()
+	dctx := ctx
 	if o.Duration > 0 {
 		var cancel context.CancelFunc
-		pctx, cancel = context.WithTimeout(pctx, o.Duration)
+		dctx, cancel = context.WithTimeout(ctx, o.Duration)
 		defer cancel()
 	}
 
+	tr := &tracker{statuses: make([][]Status, len(partitions)), gaps: newGapMeter(time.Now(), partitions)}
 	faultDone := make(chan string, 1)
+	faultReturned := make(chan struct{}) // closed once the fault returned or was skipped
+	var faultEnd time.Time               // written before faultReturned closes
 	if o.Fault != nil {
 		go func() {
+			defer close(faultReturned)
 			if o.FaultAt > 0 {
 				t := time.NewTimer(o.FaultAt)
 				defer t.Stop()
 				select {
 				case <-t.C:
+				case <-dctx.Done():
+					faultDone <- fmt.Sprintf("skipped: producing ended before %v", o.FaultAt)
+					return
 				case <-pctx.Done():
 					faultDone <- fmt.Sprintf("skipped: producing ended before %v", o.FaultAt)
 					return
 				}
 			}
-			if err := o.Fault(ctx); err != nil {
+			tr.faultStarted(time.Now())
+			err := o.Fault(ctx)
+			faultEnd = time.Now()
+			tr.faultEnded(faultEnd)
+			if err != nil {
 				faultDone <- "failed: " + err.Error()
 				return
 			}
 			faultDone <- "ok"
 		}()
 	}
+	go func() {
+		select {
+		case <-dctx.Done():
+		case <-pctx.Done():
+			return
+		}
+		if o.Fault != nil && o.AfterFault > 0 {
+			select {
+			case <-faultReturned:
+			case <-pctx.Done():
+				return
+			}
+			if !faultEnd.IsZero() {
+				t := time.NewTimer(time.Until(faultEnd.Add(o.AfterFault)))
+				defer t.Stop()
+				select {
+				case <-t.C:
+				case <-pctx.Done():
+					return
+				}
+			}
+		}
+		stopProducing()
+	}()
 
-	tr := &tracker{statuses: make([][]Status, len(partitions))}
 	keys := make([]string, len(partitions))
 	for i, p := range partitions {
 		keys[i] = fmt.Sprintf("p%d", p)
 	}
 	sem := make(chan struct{}, o.InFlight)
-	start := time.Now()
+	start := tr.gaps.start
 produce:
 	for i := 0; o.Records == 0 || i < o.Records; i++ {
 		if o.Rate > 0 {
@@ -491,7 +570,8 @@ produce:
 	dctx, cancel := context.WithTimeout(ctx, o.DrainTimeout)
 	_ = cl.Flush(dctx)
 	cancel()
-	statuses, firstErr := tr.close()
+	statuses, recovery, firstErr := tr.close()
+	res.recovery = recovery
 	cancelRecs()
 	cl.Close()
 	closed = true
@@ -653,6 +733,16 @@ func (r Report) WriteText(w io.Writer) error {
 	}
 	if r.FirstProduceError != "" {
 		fmt.Fprintf(&b, "first produce error: %s\n", r.FirstProduceError)
+	}
+	rec := r.Recovery
+	fmt.Fprintf(&b, "longest gap between acks:   %.2fs", rec.MaxAckGapSeconds)
+	for _, pg := range rec.Partitions {
+		fmt.Fprintf(&b, " (p%d %.2fs at %.1fs)", pg.Partition, pg.GapSeconds, pg.AtSeconds)
+	}
+	b.WriteString("\n")
+	if r.Fault != "" {
+		fmt.Fprintf(&b, "acked during/after fault:   %d / %d (fault ran %.1fs-%.1fs)\n",
+			rec.AckedDuringFault, rec.AckedAfterFault, rec.FaultStartSeconds, rec.FaultEndSeconds)
 	}
 	c := r.Counts
 	for _, l := range []struct {

@@ -349,3 +349,29 @@ func TestCheckerMissingShrinks(t *testing.T) {
 		t.Errorf("status strings %q", s)
 	}
 }
+
+// TestRunAfterFault: with AfterFault, producing goes on past Duration until
+// that long after a slow fault returned, so acknowledgements after the
+// fault are seen; the recovery figure reports the fault window.
+func TestRunAfterFault(t *testing.T) {
+	b := servertest.Start(t)
+	o := options(b.Addr, "verify-after-fault")
+	o.Records, o.Rate, o.Duration = 0, 500, 300*time.Millisecond
+	o.FaultAt, o.AfterFault = 100*time.Millisecond, 400*time.Millisecond
+	o.Fault = func(ctx context.Context) error {
+		time.Sleep(600 * time.Millisecond)
+		return nil
+	}
+	rep, err := Run(testCtx(t), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkClean(t, rep, rep.Produced)
+	r := rep.Recovery
+	if rep.ProduceSeconds < 1.0 || r.FaultEndSeconds < 0.7 || r.AckedAfterFault == 0 || r.AckedDuringFault == 0 {
+		t.Fatalf("produced for %.2fs (want >= fault end 0.7s + 0.4s), recovery %+v", rep.ProduceSeconds, r)
+	}
+	if r.MaxAckGapSeconds <= 0 || r.MaxAckGapSeconds > 1 || len(r.Partitions) != 3 {
+		t.Fatalf("a healthy broker at 500 records/s: recovery %+v", r)
+	}
+}

@@ -27,7 +27,9 @@ func leaderOf(ctx context.Context, c *testcluster.Cluster, topic string, partiti
 		if !n.Running() {
 			continue
 		}
-		v, err := nodeView(ctx, n.Addr())
+		nctx, cancel := context.WithTimeout(ctx, time.Second) // a paused node never answers
+		v, err := nodeView(nctx, n.Addr())
+		cancel()
 		if err != nil {
 			continue
 		}
@@ -40,6 +42,48 @@ func leaderOf(ctx context.Context, c *testcluster.Cluster, topic string, partiti
 	return -1, nil, fmt.Errorf("no leader known for %s-%d", topic, partition)
 }
 
+// chaosRepeats is how many times TestChaosRounds runs each fault kind;
+// STRAND_CHAOS_ROUNDS raises it to measure recovery-time medians.
+func chaosRepeats() int {
+	if n, err := strconv.Atoi(os.Getenv("STRAND_CHAOS_ROUNDS")); err == nil && n > 0 {
+		return n
+	}
+	return 1
+}
+
+// waitUntil polls cond every 50 ms until it returns nil or ctx ends (then
+// it returns what cond last said).
+func waitUntil(ctx context.Context, cond func() error) error {
+	for {
+		err := cond()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (last: %v)", ctx.Err(), err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// waitNewLeader waits until a running node names a leader other than old
+// for topic's partition: the failover is done on the cluster side.
+func waitNewLeader(ctx context.Context, c *testcluster.Cluster, topic string, partition, old int32) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	return waitUntil(ctx, func() error {
+		l, _, err := leaderOf(ctx, c, topic, partition)
+		switch {
+		case err != nil:
+			return err
+		case l == old:
+			return fmt.Errorf("%s-%d still led by %d", topic, partition, old)
+		}
+		return nil
+	})
+}
+
 // restart starts a stopped node again and waits until it serves.
 func restart(ctx context.Context, t *testing.T, n *testcluster.Node) error {
 	n.Start(t)
@@ -49,13 +93,21 @@ func restart(ctx context.Context, t *testing.T, n *testcluster.Node) error {
 // TestChaosRounds runs the chaos verifier (internal/verify: idempotent
 // acks=all producer, RF=3, min.insync.replicas=2) through one fault per
 // round and requires, in every round, zero acknowledged records lost, zero
-// duplicates and zero reorderings.
+// duplicates and zero reorderings (safety), and records acknowledged after
+// the fault returned (liveness). A killed or paused leader or controller
+// stays down until the others name a new one, so each round's longest gap
+// between acknowledgements is the cluster's failover time; the test logs it
+// per round and as median and maximum per fault kind
+// (STRAND_CHAOS_ROUNDS=n repeats every kind n times).
 func TestChaosRounds(t *testing.T) {
 	c := testcluster.StartCluster(t, 3, testcluster.WithSet("replica.lag.time.max.ms", "3000"))
 	ctrl := func(ctx context.Context) (int32, error) {
 		for _, n := range c.Nodes {
 			if n.Running() {
-				if v, err := nodeView(ctx, n.Addr()); err == nil && v.controller > 0 {
+				nctx, cancel := context.WithTimeout(ctx, time.Second)
+				v, err := nodeView(nctx, n.Addr())
+				cancel()
+				if err == nil && v.controller > 0 {
 					return v.controller, nil
 				}
 			}
@@ -74,7 +126,9 @@ func TestChaosRounds(t *testing.T) {
 				return err
 			}
 			c.Node(l).Kill()
-			time.Sleep(down)
+			if err := waitNewLeader(ctx, c, topic, 0, l); err != nil {
+				return err
+			}
 			return restart(ctx, t, c.Node(l))
 		}},
 		{"follower killed", func(ctx context.Context, topic string) error {
@@ -99,8 +153,11 @@ func TestChaosRounds(t *testing.T) {
 			if err := c.Node(l).Pause(); err != nil {
 				return err
 			}
-			time.Sleep(4 * time.Second)
-			return c.Node(l).Resume()
+			err = waitNewLeader(ctx, c, topic, 0, l)
+			if rerr := c.Node(l).Resume(); err == nil {
+				err = rerr
+			}
+			return err
 		}},
 		{"active controller killed", func(ctx context.Context, topic string) error {
 			id, err := ctrl(ctx)
@@ -108,7 +165,17 @@ func TestChaosRounds(t *testing.T) {
 				return err
 			}
 			c.Node(id).Kill()
-			time.Sleep(down)
+			wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			err = waitUntil(wctx, func() error {
+				if now, err := ctrl(wctx); err != nil || now == id {
+					return fmt.Errorf("controller %d (was %d): %v", now, id, err)
+				}
+				return nil
+			})
+			cancel()
+			if err != nil {
+				return err
+			}
 			return restart(ctx, t, c.Node(id))
 		}},
 		{"two brokers killed and restored", func(ctx context.Context, topic string) error {
@@ -136,13 +203,18 @@ func TestChaosRounds(t *testing.T) {
 		}},
 	}
 	var total, acked int64
-	for i, r := range rounds {
+	var figures recoveryFigures
+	var all []round
+	for range chaosRepeats() {
+		all = append(all, rounds...)
+	}
+	for i, r := range all {
 		topic := fmt.Sprintf("chaos-%d", i)
 		o := verify.DefaultOptions()
 		o.Brokers, o.Topic, o.Partitions, o.ReplicationFactor, o.MinInsync = c.Addrs(), topic, 3, 3, 2
 		o.Duration, o.FaultAt = chaosRoundTime(), chaosRoundTime()/4
 		o.DrainTimeout, o.ReadTimeout = 40*time.Second, 60*time.Second
-		o.InFlight = 200
+		o.InFlight, o.AfterFault = 200, time.Second
 		o.Fault = func(ctx context.Context) error { return r.fault(ctx, topic) }
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		rep, err := verify.Run(ctx, o)
@@ -158,8 +230,14 @@ func TestChaosRounds(t *testing.T) {
 		if rep.Violations() != 0 || rep.Acknowledged == 0 {
 			t.Errorf("round %d (%s): %+v", i, r.name, rep.Counts)
 		}
+		logRecovery(t, r.name, rep)
+		if rep.Recovery.AckedAfterFault == 0 {
+			t.Errorf("round %d (%s): no record acknowledged after the fault returned (liveness)", i, r.name)
+		}
+		figures.add(r.name, rep)
 		total += rep.Produced
 		acked += rep.Acknowledged
 	}
-	t.Logf("%d chaos rounds: %d records produced, %d acknowledged, 0 lost/duplicated/reordered required", len(rounds), total, acked)
+	t.Logf("%d chaos rounds: %d records produced, %d acknowledged, 0 lost/duplicated/reordered required", len(all), total, acked)
+	figures.log(t)
 }

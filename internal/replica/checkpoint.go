@@ -1,0 +1,199 @@
+package replica
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"strand/internal/atomicfile"
+	"strand/internal/log"
+	"strand/internal/metadata"
+)
+
+// hwCheckpointFile holds the high watermark of every hosted partition, in
+// Kafka's text format (so Kafka's tools read it):
+//
+//	0                      the format version
+//	<n>                    the number of entries
+//	<topic> <partition> <high watermark>     n lines
+//
+// It is rewritten every replica.high.watermark.checkpoint.interval.ms and
+// at shutdown. At start-up a partition's high watermark begins at its
+// checkpointed value (capped at its log end offset) rather than at its log
+// start offset, so a restarted leader serves the records committed before
+// the restart at once. The value is safe to adopt: a high watermark only
+// ever names records on every ISR member of its time.
+const hwCheckpointFile = "replication-offset-checkpoint"
+
+// errBadCheckpoint: a checkpoint file's bytes are not a valid checkpoint.
+var errBadCheckpoint = errors.New("bad offset checkpoint file")
+
+// encodeHWCheckpoint renders hws in the checkpoint format (entries sorted).
+func encodeHWCheckpoint(hws map[TopicPartition]int64) []byte {
+	tps := make([]TopicPartition, 0, len(hws))
+	for tp := range hws {
+		tps = append(tps, tp)
+	}
+	slices.SortFunc(tps, func(a, b TopicPartition) int {
+		if c := strings.Compare(a.Topic, b.Topic); c != 0 {
+			return c
+		}
+		return int(a.Partition) - int(b.Partition)
+	})
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "0\n%d\n", len(tps))
+	for _, tp := range tps {
+		fmt.Fprintf(&b, "%s %d %d\n", tp.Topic, tp.Partition, hws[tp])
+	}
+	return b.Bytes()
+}
+
+// decodeHWCheckpoint parses a checkpoint file. Errors wrap errBadCheckpoint.
+func decodeHWCheckpoint(data []byte) (map[TopicPartition]int64, error) {
+	lines := strings.Split(string(data), "\n")
+	if len(lines) > 0 && lines[len(lines)-1] == "" {
+		lines = lines[:len(lines)-1]
+	}
+	if len(lines) < 2 || lines[0] != "0" {
+		return nil, fmt.Errorf("%w: missing or unknown version", errBadCheckpoint)
+	}
+	n, err := strconv.Atoi(lines[1])
+	if err != nil || n < 0 || n != len(lines)-2 {
+		return nil, fmt.Errorf("%w: count %q for %d entries", errBadCheckpoint, lines[1], len(lines)-2)
+	}
+	out := make(map[TopicPartition]int64, n)
+	for i, line := range lines[2:] {
+		f := strings.Split(line, " ")
+		if len(f) != 3 || f[0] == "" {
+			return nil, fmt.Errorf("%w: entry %d: %q", errBadCheckpoint, i, line)
+		}
+		p, err1 := strconv.ParseInt(f[1], 10, 32)
+		off, err2 := strconv.ParseInt(f[2], 10, 64)
+		if err1 != nil || err2 != nil || p < 0 || off < 0 {
+			return nil, fmt.Errorf("%w: entry %d: %q", errBadCheckpoint, i, line)
+		}
+		tp := TopicPartition{f[0], int32(p)}
+		if _, dup := out[tp]; dup {
+			return nil, fmt.Errorf("%w: entry %d: %s-%d twice", errBadCheckpoint, i, tp.Topic, tp.Partition)
+		}
+		out[tp] = off
+	}
+	return out, nil
+}
+
+// loadHWCheckpoint reads the data dir's high watermark checkpoint; a
+// missing or unreadable one yields an empty map (every high watermark then
+// starts at its log start offset, as without checkpoints).
+func (m *Manager) loadHWCheckpoint() map[TopicPartition]int64 {
+	b, err := os.ReadFile(filepath.Join(m.dir, hwCheckpointFile))
+	if err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			m.logger.Warn("cannot read the high watermark checkpoint", "err", err)
+		}
+		return map[TopicPartition]int64{}
+	}
+	hws, err := decodeHWCheckpoint(b)
+	if err != nil {
+		m.logger.Warn("ignoring the high watermark checkpoint", "err", err)
+		return map[TopicPartition]int64{}
+	}
+	return hws
+}
+
+// writeCheckpoints writes the high watermark checkpoint of every hosted
+// partition, and a producer-state snapshot of those whose log rolled a
+// segment since their last snapshot (all of them with all).
+func (m *Manager) writeCheckpoints(all bool) error {
+	m.mu.RLock()
+	parts := make(map[TopicPartition]*Partition, len(m.parts))
+	for tp, p := range m.parts {
+		parts[tp] = p
+	}
+	m.mu.RUnlock()
+	hws := make(map[TopicPartition]int64, len(parts))
+	var errs []error
+	for tp, p := range parts {
+		hws[tp] = p.HighWatermark()
+		if err := p.maybeSnapshot(all); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	m.ckptMu.Lock()
+	defer m.ckptMu.Unlock()
+	if maps.Equal(hws, m.lastHWs) {
+		return errors.Join(errs...) // unchanged since the last write
+	}
+	if err := atomicfile.Write(filepath.Join(m.dir, hwCheckpointFile), encodeHWCheckpoint(hws)); err != nil {
+		errs = append(errs, err)
+	} else {
+		m.lastHWs = hws
+	}
+	return errors.Join(errs...)
+}
+
+// runCheckpoints writes the checkpoints every interval until the manager
+// closes.
+func (m *Manager) runCheckpoints(interval time.Duration) {
+	defer m.fetchWG.Done()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.fetchCtx.Done():
+			return
+		case <-t.C:
+			if err := m.writeCheckpoints(false); err != nil && m.fetchCtx.Err() == nil {
+				m.logger.Error("writing checkpoints", "err", err)
+			}
+		}
+	}
+}
+
+// openJob is one partition Apply opens.
+type openJob struct {
+	tp         TopicPartition
+	id         metadata.TopicID
+	pm         metadata.Partition
+	lcfg       log.Config
+	appendTime bool
+	minISR     int
+
+	p   *Partition // the result
+	err error
+}
+
+// openAll opens the jobs' partitions (claiming their directories), up to
+// num.recovery.threads.per.data.dir at a time, as Kafka loads logs: a
+// broker restarting with many partitions does not open them one by one.
+func (m *Manager) openAll(jobs []openJob) {
+	workers := max(1, min(int(m.broker.Int("num.recovery.threads.per.data.dir")), len(jobs)))
+	next := make(chan *openJob)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range next {
+				dir := m.partitionDir(j.tp)
+				if j.err = m.claimDir(dir, j.id); j.err != nil {
+					continue
+				}
+				j.p, j.err = openPartition(dir, j.tp.Topic, j.tp.Partition, m.nodeID, j.lcfg, j.appendTime,
+					m.logger.With("topic", j.tp.Topic, "partition", j.tp.Partition))
+			}
+		}()
+	}
+	for i := range jobs {
+		next <- &jobs[i]
+	}
+	close(next)
+	wg.Wait()
+}

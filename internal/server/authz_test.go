@@ -1,0 +1,322 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"strand/internal/security"
+)
+
+// Until SASL exists, tests pick a request's principal by its client id:
+// "as-alice" is User:alice; any other client id keeps the connection's
+// (anonymous) principal.
+func init() {
+	testPrincipal = func(clientID string) (security.Principal, bool) {
+		name, ok := strings.CutPrefix(clientID, "as-")
+		return security.Principal{Type: "User", Name: name}, ok
+	}
+}
+
+var authzSets = [][2]string{
+	{"authorizer.class.name", "org.apache.kafka.metadata.authorizer.StandardAuthorizer"},
+	{"super.users", "User:admin"},
+	{"auto.create.topics.enable", "false"},
+}
+
+// as returns a client of n whose requests carry principal User:name.
+func (n *node) as(name string, opts ...kgo.Opt) *kgo.Client {
+	return n.client(append([]kgo.Opt{kgo.ClientID("as-" + name)}, opts...)...)
+}
+
+func mustACLs(t *testing.T, adm *kadm.Client, b *kadm.ACLBuilder) {
+	t.Helper()
+	res, err := adm.CreateACLs(ctx(t), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res {
+		if r.Err != nil {
+			t.Fatalf("create acl %s %s %s: %v", r.Principal, r.Name, r.Operation, r.Err)
+		}
+	}
+}
+
+// fetchCode fetches partition 0 of topic from offset 0 (as a follower
+// with replicaID >= 0) and returns the partition's error code.
+func fetchCode(t *testing.T, cl *kgo.Client, topic string, replicaID int32) int16 {
+	t.Helper()
+	req := kmsg.NewPtrFetchRequest()
+	req.ReplicaID, req.MaxWaitMillis, req.MaxBytes = replicaID, 0, 1<<20
+	rt := kmsg.NewFetchRequestTopic()
+	rt.Topic = topic
+	rp := kmsg.NewFetchRequestTopicPartition()
+	rp.PartitionMaxBytes, rp.CurrentLeaderEpoch, rp.LastFetchedEpoch = 1<<20, -1, -1
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(ctx(t), cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.ErrorCode != 0 {
+		return resp.ErrorCode
+	}
+	return resp.Topics[0].Partitions[0].ErrorCode
+}
+
+func joinCode(t *testing.T, cl *kgo.Client, group string) int16 {
+	t.Helper()
+	req := kmsg.NewPtrJoinGroupRequest()
+	req.Group, req.SessionTimeoutMillis, req.RebalanceTimeoutMillis, req.ProtocolType = group, 10000, 10000, "consumer"
+	req.Protocols = []kmsg.JoinGroupRequestProtocol{{Name: "range", Metadata: []byte{0, 0}}}
+	resp, err := req.RequestWith(ctx(t), cl)
+	var ke *kerr.Error
+	if errors.As(err, &ke) { // from FindCoordinator
+		return ke.Code
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.ErrorCode
+}
+
+func listedTopics(t *testing.T, cl *kgo.Client) []string {
+	t.Helper()
+	td, err := kadm.NewClient(cl).ListTopics(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return td.Names()
+}
+
+func codeName(c int16) string {
+	if c == 0 {
+		return "no error"
+	}
+	return kerr.ErrorForCode(c).Error()
+}
+
+// TestAuthorization: with the StandardAuthorizer on, a principal does only
+// what ACLs (or super.users) allow, with Kafka's error codes.
+func TestAuthorization(t *testing.T) {
+	n := startNode(t, authzSets...)
+	admin := n.as("admin")
+	adm := kadm.NewClient(admin)
+	for _, topic := range []string{"orders", "logs"} {
+		if r := createTopic(t, admin, topic, 1, nil); r.ErrorCode != 0 {
+			t.Fatalf("admin (super user) creates %s: %s", topic, codeName(r.ErrorCode))
+		}
+	}
+	alice, bob := n.as("alice"), n.as("bob")
+
+	// Nothing is allowed without an ACL (allow.everyone.if.no.acl.found=false).
+	if c := produceRaw(t, alice, "orders", 1, batch(t, -1, 0, 1)).ErrorCode; c != kerr.TopicAuthorizationFailed.Code {
+		t.Fatalf("produce without WRITE: %s", codeName(c))
+	}
+	if c := createTopic(t, alice, "mine", 1, nil).ErrorCode; c != kerr.TopicAuthorizationFailed.Code {
+		t.Fatalf("create without CREATE: %s", codeName(c))
+	}
+	mustACLs(t, adm, kadm.NewACLs().Allow("User:alice").Topics("orders").Operations(kadm.OpWrite))
+	if c := produceRaw(t, alice, "orders", 1, batch(t, -1, 0, 1)).ErrorCode; c != 0 {
+		t.Fatalf("produce with WRITE: %s", codeName(c))
+	}
+	if c := produceRaw(t, bob, "orders", 1, batch(t, -1, 0, 1)).ErrorCode; c != kerr.TopicAuthorizationFailed.Code {
+		t.Fatalf("bob produces without WRITE: %s", codeName(c))
+	}
+	// An idempotent producer needs WRITE on some topic (or IDEMPOTENT_WRITE).
+	pa := n.as("alice", kgo.DefaultProduceTopic("orders"))
+	if err := pa.ProduceSync(ctx(t), kgo.StringRecord("idempotent")).FirstErr(); err != nil {
+		t.Fatalf("alice's idempotent produce: %v", err)
+	}
+	pb := n.as("bob", kgo.DefaultProduceTopic("orders"), kgo.RecordRetries(1))
+	if err := pb.ProduceSync(ctx(t), kgo.StringRecord("x")).FirstErr(); err == nil {
+		t.Fatal("bob's idempotent produce succeeded without any WRITE")
+	}
+
+	// READ: fetch and groups; a PREFIXED pattern; DENY beats ALLOW.
+	if c := fetchCode(t, bob, "orders", -1); c != kerr.TopicAuthorizationFailed.Code {
+		t.Fatalf("fetch without READ: %s", codeName(c))
+	}
+	if c := joinCode(t, bob, "g1"); c != kerr.GroupAuthorizationFailed.Code {
+		t.Fatalf("join without READ on the group: %s", codeName(c))
+	}
+	mustACLs(t, adm, kadm.NewACLs().Allow("User:bob").Topics("ord").Groups("g").Operations(kadm.OpRead).
+		ResourcePatternType(kadm.ACLPatternPrefixed))
+	if c := fetchCode(t, bob, "orders", -1); c != 0 {
+		t.Fatalf("fetch with prefixed READ: %s", codeName(c))
+	}
+	if c := joinCode(t, bob, "g1"); c == kerr.GroupAuthorizationFailed.Code {
+		t.Fatalf("join with prefixed READ on the group: %s", codeName(c))
+	}
+	if got := listedTopics(t, bob); !slices.Equal(got, []string{"orders"}) {
+		t.Fatalf("bob's metadata lists %v; want only the topic he may describe", got)
+	}
+	if got := listedTopics(t, n.as("eve")); len(got) != 0 {
+		t.Fatalf("eve's metadata lists %v; want none", got)
+	}
+	mustACLs(t, adm, kadm.NewACLs().Deny("User:bob").Topics("orders").Operations(kadm.OpRead))
+	if c := fetchCode(t, bob, "orders", -1); c != kerr.TopicAuthorizationFailed.Code {
+		t.Fatalf("fetch with ALLOW (prefixed) and DENY (literal): %s", codeName(c))
+	}
+
+	// DELETE.
+	dr, err := kadm.NewClient(alice).DeleteTopics(ctx(t), "orders")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := dr["orders"]; !errorIs(r.Err, kerr.TopicAuthorizationFailed) {
+		t.Fatalf("delete without DELETE: %v", r.Err)
+	}
+
+	// Follower fetch: CLUSTER_ACTION on the cluster, not READ on the topic.
+	mustACLs(t, adm, kadm.NewACLs().Allow("User:alice").Topics("orders").Operations(kadm.OpRead))
+	if c := fetchCode(t, alice, "orders", 2); c != kerr.TopicAuthorizationFailed.Code {
+		t.Fatalf("follower fetch without CLUSTER_ACTION: %s", codeName(c))
+	}
+	mustACLs(t, adm, kadm.NewACLs().Allow("User:alice").Clusters().Operations(kadm.OpClusterAction))
+	if c := fetchCode(t, alice, "orders", 2); c == kerr.TopicAuthorizationFailed.Code {
+		t.Fatalf("follower fetch with CLUSTER_ACTION: %s", codeName(c))
+	}
+
+	// The ACL APIs themselves: DESCRIBE/ALTER on the cluster.
+	res, err := kadm.NewClient(bob).CreateACLs(ctx(t), kadm.NewACLs().Allow("User:bob").Topics("logs").Operations(kadm.OpAll))
+	if err != nil || len(res) != 1 || !errorIs(res[0].Err, kerr.ClusterAuthorizationFailed) {
+		t.Fatalf("bob creates an ACL without ALTER on the cluster: %v %+v", err, res)
+	}
+	described, err := adm.DescribeACLs(ctx(t), kadm.NewACLs().AnyResource().Allow().AllowHosts().Deny().DenyHosts().Operations(kadm.OpAny).ResourcePatternType(kadm.ACLPatternAny))
+	if err != nil || len(described) != 1 || described[0].Err != nil {
+		t.Fatalf("describe acls: %v %+v", err, described)
+	}
+	if got := len(described[0].Described); got != 6 {
+		t.Fatalf("describe acls: %d bindings, want 6: %+v", got, described[0].Described)
+	}
+	deleted, err := adm.DeleteACLs(ctx(t), kadm.NewACLs().Deny("User:bob").DenyHosts().AnyResource().Operations(kadm.OpAny).ResourcePatternType(kadm.ACLPatternAny))
+	if err != nil || len(deleted) != 1 || len(deleted[0].Deleted) != 1 {
+		t.Fatalf("delete the DENY: %v %+v", err, deleted)
+	}
+	if c := fetchCode(t, bob, "orders", -1); c != 0 {
+		t.Fatalf("fetch after the DENY was deleted: %s", codeName(c))
+	}
+}
+
+func errorIs(err error, want *kerr.Error) bool {
+	return err != nil && strings.Contains(err.Error(), want.Message)
+}
+
+// TestACLsReachEveryBroker: an ACL created through one broker of a 3-node
+// cluster takes effect on every broker within a second; replication works
+// with the authorizer on.
+func TestACLsReachEveryBroker(t *testing.T) {
+	// Followers fetch as User:ANONYMOUS (a PLAINTEXT listener): as in
+	// Kafka, the broker principal is a super user (or has CLUSTER_ACTION).
+	sets := append(slices.Clone(authzSets), [2]string{"super.users", "User:admin;User:ANONYMOUS"})
+	nodes := startInProcessCluster(t, 3, sets...)
+	admin := nodes[0].as("admin")
+	if _, err := kadm.NewClient(admin).CreateTopic(ctx(t), 1, 3, nil, "shared"); err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	waitFor(t, "acks=all with 3 replicas under the authorizer", 10*time.Second, func() bool {
+		return produceRaw(t, admin, "shared", -1, batch(t, -1, 0, 1)).ErrorCode == 0
+	})
+	for i, n := range nodes {
+		// Wait until each broker knows the topic (and denies reading it).
+		waitFor(t, "topic known everywhere", 10*time.Second, func() bool {
+			return metadataCode(t, n, "admin", "shared") == 0
+		})
+		if c := metadataCode(t, n, "reader", "shared"); c != kerr.TopicAuthorizationFailed.Code {
+			t.Fatalf("node %d: metadata without DESCRIBE: %s", i+1, codeName(c))
+		}
+	}
+	start := time.Now()
+	mustACLs(t, kadm.NewClient(admin), kadm.NewACLs().Allow("User:reader").Topics("shared").Operations(kadm.OpDescribe))
+	for i, n := range nodes {
+		waitFor(t, fmt.Sprintf("the ACL on node %d", i+1), time.Second-time.Since(start), func() bool {
+			return metadataCode(t, n, "reader", "shared") == 0
+		})
+	}
+	t.Logf("the ACL took effect on all 3 brokers in %v", time.Since(start).Round(time.Millisecond))
+}
+
+// metadataCode asks node n directly (a raw connection), as principal
+// user, for topic's metadata and returns the topic's error code.
+func metadataCode(t *testing.T, n *node, user, topic string) int16 {
+	t.Helper()
+	c := dialAs(t, n.addr, "as-"+user)
+	req := kmsg.NewPtrMetadataRequest()
+	req.Topics = []kmsg.MetadataRequestTopic{{Topic: kmsg.StringPtr(topic)}}
+	c.send(t, req, 1)
+	_, body := c.recv(t)
+	resp := req.ResponseKind().(*kmsg.MetadataResponse)
+	if err := resp.ReadFrom(body); err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Topics) != 1 {
+		t.Fatalf("metadata answer %+v", resp)
+	}
+	return resp.Topics[0].ErrorCode
+}
+
+// dialAs is dial with requests framed under clientID.
+func dialAs(t *testing.T, addr, clientID string) *rawClient {
+	return &rawClient{dial(t, addr), clientID}
+}
+
+// rawClient is a rawConn whose requests carry a client id.
+type rawClient struct {
+	*rawConn
+	clientID string
+}
+
+func (c *rawClient) send(t *testing.T, req kmsg.Request, corr int32) {
+	if req.GetVersion() == 0 {
+		req.SetVersion(4)
+	}
+	f := kmsg.NewRequestFormatter(kmsg.FormatterClientID(c.clientID))
+	if _, err := c.Write(f.AppendRequest(nil, req, corr)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// startInProcessCluster starts size in-process nodes (ids 1..size, each a
+// broker and a controller voter) and waits until every one lists all.
+func startInProcessCluster(t *testing.T, size int, sets ...[2]string) []*node {
+	t.Helper()
+	ctrl := make([]string, size)
+	voters := make([]string, size)
+	for i := range size {
+		ctrl[i] = freeAddr(t)
+		voters[i] = fmt.Sprintf("%d@%s", i+1, ctrl[i])
+	}
+	nodes := make([]*node, size)
+	for i := range size {
+		n := &node{t: t, dir: t.TempDir(), addr: freeAddr(t)}
+		n.sets = append([][2]string{
+			{"node.id", fmt.Sprint(i + 1)},
+			{"listeners", "PLAINTEXT://" + n.addr + ",CONTROLLER://" + ctrl[i]},
+			{"controller.quorum.voters", strings.Join(voters, ",")},
+			{"broker.session.timeout.ms", "3000"},
+			{"broker.heartbeat.interval.ms", "300"},
+			{"controller.quorum.election.timeout.ms", "500"},
+		}, sets...)
+		n.start()
+		t.Cleanup(n.stop)
+		nodes[i] = n
+	}
+	for _, n := range nodes {
+		cl := n.as("admin", kgo.SeedBrokers(n.addr))
+		waitFor(t, "every broker registered", 20*time.Second, func() bool {
+			req := kmsg.NewPtrMetadataRequest()
+			resp, err := req.RequestWith(ctx(t), cl)
+			return err == nil && len(resp.Brokers) == size
+		})
+	}
+	return nodes
+}
