@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -287,6 +288,30 @@ func TestConnectionLimits(t *testing.T) {
 // state ESTABLISHED (/proc/net/tcp), without reading from the client end.
 func serverSideEstablished(t *testing.T, server, client string) bool {
 	t.Helper()
+	f := serverSideSocket(t, server, client)
+	return f != nil && f[3] == "01"
+}
+
+// serverSideUnread returns the bytes the broker has not yet read from the
+// connection from client (-1 when the socket is gone).
+func serverSideUnread(t *testing.T, server, client string) int64 {
+	t.Helper()
+	f := serverSideSocket(t, server, client)
+	if f == nil {
+		return -1
+	}
+	_, rx, _ := strings.Cut(f[4], ":") // tx_queue:rx_queue
+	n, err := strconv.ParseInt(rx, 16, 64)
+	if err != nil {
+		t.Fatalf("rx_queue %q: %v", f[4], err)
+	}
+	return n
+}
+
+// serverSideSocket returns the /proc/net/tcp fields of the broker's end of
+// the connection from client, nil when there is none.
+func serverSideSocket(t *testing.T, server, client string) []string {
+	t.Helper()
 	hexAddr := func(a string) string {
 		ap := netip.MustParseAddrPort(a)
 		ip := ap.Addr().As4()
@@ -299,9 +324,50 @@ func serverSideEstablished(t *testing.T, server, client string) bool {
 	}
 	for _, line := range strings.Split(string(b), "\n") {
 		f := strings.Fields(line)
-		if len(f) > 3 && f[1] == local && f[2] == remote {
-			return f[3] == "01"
+		if len(f) > 4 && f[1] == local && f[2] == remote {
+			return f
 		}
 	}
-	return false
+	return nil
+}
+
+// TestShutdownAnswersRequestsInFlight: a request read before shutdown (a
+// long-poll fetch) is answered, then the connection closes; a new
+// connection is refused by then.
+func TestShutdownAnswersRequestsInFlight(t *testing.T) {
+	n := startNode(t)
+	cl := n.client(kgo.AllowAutoTopicCreation())
+	produceOK(t, cl, "drain")
+	c := dial(t, n.addr)
+	fetch := kmsg.NewPtrFetchRequest()
+	fetch.SetVersion(11)
+	fetch.ReplicaID, fetch.MaxWaitMillis, fetch.MinBytes, fetch.MaxBytes = -1, 1000, 1<<20, 1<<20
+	ft := kmsg.NewFetchRequestTopic()
+	ft.Topic = "drain"
+	fp := kmsg.NewFetchRequestTopicPartition()
+	fp.FetchOffset, fp.PartitionMaxBytes = 1, 1<<20
+	ft.Partitions = append(ft.Partitions, fp)
+	fetch.Topics = append(fetch.Topics, ft)
+	c.send(t, fetch, 9)
+	for deadline := time.Now().Add(10 * time.Second); serverSideUnread(t, n.addr, c.LocalAddr().String()) != 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the broker did not read the fetch")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	stopped := make(chan struct{})
+	go func() {
+		n.stop()
+		close(stopped)
+	}()
+	if corr, _ := c.recv(t); corr != 9 {
+		t.Fatalf("answer with correlation id %d, want 9", corr)
+	}
+	<-stopped
+	if !closedWithin(c, 5*time.Second) {
+		t.Fatal("connection still open after shutdown")
+	}
+	if _, err := net.DialTimeout("tcp", n.addr, time.Second); err == nil {
+		t.Fatal("a new connection was accepted after shutdown")
+	}
 }
