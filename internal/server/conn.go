@@ -227,15 +227,27 @@ func (cn *conn) readRequest() (frame, error) {
 	}
 	deadline := start.Add(cn.s.readTimeout)
 	var held int64
+	r := &reading{start: start, evicted: make(chan struct{}), cancel: func() { cn.c.SetReadDeadline(time.Now()) }}
 	reserve := func(k int) error {
 		take := min(int64(k), cn.s.mem.limit()-held)
-		if err := cn.s.mem.acquire(take, deadline); err != nil {
+		if err := cn.s.mem.acquire(take, deadline, r); err != nil {
 			return err
+		}
+		if held == 0 && take > 0 {
+			cn.s.mem.track(r)
 		}
 		held += max(take, 0)
 		return nil
 	}
 	body, err := protocol.ReadBody(cn.reader(), n, reserve)
+	cn.s.mem.untrack(r) // after this, r cannot be evicted: its eviction, if any, is visible below
+	select {
+	case <-r.evicted:
+		// Evicted, possibly as the last bytes came: the pool is interrupting
+		// this connection's read, so it closes.
+		err = errEvicted
+	default:
+	}
 	if err != nil {
 		cn.s.mem.release(held)
 		if isTimeout(err) && !cn.draining.Load() {

@@ -20,7 +20,7 @@ import (
 func TestMemPoolBoundsAndOrder(t *testing.T) {
 	p := newMemPool(100)
 	far := time.Now().Add(10 * time.Second)
-	if err := p.acquire(85, far); err != nil {
+	if err := p.acquire(85, far, nil); err != nil {
 		t.Fatal(err)
 	}
 	// 50 does not fit: it waits, and a later 10 that would fit waits behind
@@ -31,7 +31,7 @@ func TestMemPoolBoundsAndOrder(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := p.acquire(n, far); err != nil {
+			if err := p.acquire(n, far, nil); err != nil {
 				t.Error(err)
 			}
 			got <- n
@@ -60,7 +60,7 @@ func TestMemPoolBoundsAndOrder(t *testing.T) {
 		t.Fatalf("in use %d, want 60", u)
 	}
 	// A waiter whose deadline passes gives up and takes nothing.
-	if err := p.acquire(50, time.Now().Add(20*time.Millisecond)); err != errPoolWait {
+	if err := p.acquire(50, time.Now().Add(20*time.Millisecond), nil); err != errPoolWait {
 		t.Fatalf("acquire past deadline: %v, want errPoolWait", err)
 	}
 	p.release(60)
@@ -68,7 +68,7 @@ func TestMemPoolBoundsAndOrder(t *testing.T) {
 		t.Fatalf("in use %d after releasing everything", u)
 	}
 	var nilPool *memPool
-	if err := nilPool.acquire(1<<40, time.Now()); err != nil {
+	if err := nilPool.acquire(1<<40, time.Now(), nil); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -369,5 +369,84 @@ func TestShutdownAnswersRequestsInFlight(t *testing.T) {
 	}
 	if _, err := net.DialTimeout("tcp", n.addr, time.Second); err == nil {
 		t.Fatal("a new connection was accepted after shutdown")
+	}
+}
+
+// TestFloodOverRequestMemory: 40 clients each send 1 MiB of a request that
+// declares 100 MB, five times queued.max.request.bytes (8 MiB), and stall.
+// The pool evicts the oldest stalled requests while others wait, so a
+// producer on its own connection goes on being acknowledged (it would
+// otherwise wait for request.read.timeout.ms, 30 s, to drop the flood).
+func TestFloodOverRequestMemory(t *testing.T) {
+	n := startNode(t, [2]string{"queued.max.request.bytes", strconv.Itoa(8 << 20)})
+	cl := n.client(kgo.AllowAutoTopicCreation(), kgo.ProducerLinger(0))
+	produceOK(t, cl, "flood")
+
+	var mu sync.Mutex // guards acks
+	var acks []time.Time
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			err := cl.ProduceSync(c, &kgo.Record{Topic: "flood", Value: []byte("healthy")}).FirstErr()
+			cancel()
+			if err == nil {
+				mu.Lock()
+				acks = append(acks, time.Now())
+				mu.Unlock()
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	defer func() {
+		close(stop)
+		<-done
+	}()
+
+	floodStart := time.Now()
+	var flood []net.Conn
+	for range 40 {
+		c := dial(t, n.addr)
+		flood = append(flood, c)
+		go func() {
+			msg := make([]byte, 4+1<<20)
+			binary.BigEndian.PutUint32(msg, 100_000_000)
+			c.SetWriteDeadline(time.Now().Add(20 * time.Second))
+			c.Write(msg)
+		}()
+	}
+	time.Sleep(5 * time.Second) // the window measured: the flood holds all the while
+	mu.Lock()
+	var during int
+	gap, last := time.Duration(0), floodStart
+	for _, a := range acks {
+		if a.After(floodStart) {
+			during++
+			gap = max(gap, a.Sub(last))
+			last = a
+		}
+	}
+	gap = max(gap, time.Since(last))
+	mu.Unlock()
+	t.Logf("flood of 40 x 1 MiB over an 8 MiB pool for %v: %d acks, longest gap %v", time.Since(floodStart).Round(time.Millisecond), during, gap.Round(time.Millisecond))
+	if during < 3 || gap > 4*time.Second {
+		t.Fatalf("healthy producer starved by the flood: %d acks, longest gap %v", during, gap)
+	}
+	evicted := 0
+	for _, c := range flood {
+		if closedWithin(c, 10*time.Millisecond) {
+			evicted++
+		}
+	}
+	t.Logf("%d of 40 flood connections closed by eviction", evicted)
+	if evicted == 0 {
+		t.Fatal("no flood connection was evicted")
 	}
 }
