@@ -7,12 +7,14 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -449,4 +451,60 @@ func TestFloodOverRequestMemory(t *testing.T) {
 	if evicted == 0 {
 		t.Fatal("no flood connection was evicted")
 	}
+}
+
+// TestPartitionFailedToOpenIsRetried: a partition whose log cannot be
+// opened at start (here a segment file replaced by a directory; in life, a
+// recovery that cannot write on a full disk) is left alone, retried, and
+// served once the cause is gone, without another restart.
+func TestPartitionFailedToOpenIsRetried(t *testing.T) {
+	n := startNode(t)
+	cl := n.client(kgo.AllowAutoTopicCreation())
+	for range 10 {
+		produceOK(t, cl, "retry")
+	}
+	cl.Close()
+	n.stop()
+	seg := filepath.Join(n.dir, "retry-0", "00000000000000000000.log")
+	if err := os.Rename(seg, seg+".aside"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(seg, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	n.start()
+	cl = n.client()
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	ends := func() (int64, error) {
+		c, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		lo, err := adm.ListEndOffsets(c, "retry")
+		if err != nil {
+			return 0, err
+		}
+		o, _ := lo.Lookup("retry", 0)
+		return o.Offset, o.Err
+	}
+	if end, err := ends(); err == nil {
+		t.Fatalf("partition served (end offset %d) with its segment file replaced by a directory", end)
+	}
+	if err := os.Remove(seg); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(seg+".aside", seg); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for {
+		end, err := ends()
+		if err == nil && end == 10 {
+			break
+		}
+		if time.Since(start) > 20*time.Second {
+			t.Fatalf("partition not served 20 s after the cause was gone: end %d, %v", end, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("partition served %v after the cause was gone", time.Since(start).Round(time.Millisecond))
 }
