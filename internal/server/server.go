@@ -142,19 +142,20 @@ func (s *Server) applyImage(img *metadata.Image) {
 	s.groups.observe(img)
 }
 
-// retryFailedApply applies the latest image again every interval while the
-// last Apply failed (a partition did not open, for example because its
-// recovery could not write on a full disk): the partition manager retries
-// such partitions only on an Apply, and no new image may come for a long
-// time. It returns when ctx ends.
+// retryFailedApply applies the latest image again while the last Apply
+// failed (a partition did not open, for example because its recovery could
+// not write on a full disk): the partition manager retries such partitions
+// only on an Apply, and no new image may come for a long time. The first
+// retry comes after interval, then the wait doubles up to 32 times it (a
+// partition that keeps failing is not rescanned every few seconds). It
+// returns when ctx ends.
 func (s *Server) retryFailedApply(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
+	wait := interval
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-time.After(wait):
 		}
 		s.applyMu.Lock()
 		if s.caughtUp && s.applyErr != nil && s.latest != nil {
@@ -162,8 +163,12 @@ func (s *Server) retryFailedApply(ctx context.Context, interval time.Duration) {
 			if s.applyErr == nil {
 				s.logger.Info("partitions that failed to open are open now")
 			} else {
-				s.applyRetryLog.log(s.logger, slog.LevelError, "partitions still fail to open; retrying", "err", s.applyErr, "retry_every", interval)
+				wait = min(2*wait, 32*interval)
+				s.applyRetryLog.log(s.logger, slog.LevelError, "partitions still fail to open; retrying", "err", s.applyErr, "retry_in", wait)
 			}
+		}
+		if s.applyErr == nil {
+			wait = interval
 		}
 		s.applyMu.Unlock()
 	}
