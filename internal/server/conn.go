@@ -79,7 +79,7 @@ type conn struct {
 //
 // This is the seam for TLS and SASL: c is the raw TCP connection, counted
 // against the limits before any handshake; a wrapper (tls.Server) goes
-// around it before newConn.
+// around it before the conn is built.
 func (s *Server) acceptLoop(ln net.Listener, exempt bool) {
 	var backoff time.Duration
 	for {
@@ -193,7 +193,7 @@ func (cn *conn) serve() {
 			switch {
 			case errors.Is(err, errIdle), errors.Is(err, errDraining):
 				cn.logger.Debug("closing connection", "reason", err)
-			case errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || ctx.Err() != nil:
+			case errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || ctx.Err() != nil || cn.draining.Load():
 			default:
 				s.connErrLog.log(cn.logger, slog.LevelWarn, "closing connection", "err", err)
 			}
@@ -267,15 +267,27 @@ func (cn *conn) readRequest() (frame, error) {
 	}
 	deadline := start.Add(cn.s.readTimeout)
 	var held int64
+	r := &reading{start: start, evicted: make(chan struct{}), cancel: func() { cn.c.SetReadDeadline(time.Now()) }}
 	reserve := func(k int) error {
 		take := min(int64(k), cn.s.mem.limit()-held)
-		if err := cn.s.mem.acquire(take, deadline); err != nil {
+		if err := cn.s.mem.acquire(take, deadline, r); err != nil {
 			return err
+		}
+		if held == 0 && take > 0 {
+			cn.s.mem.track(r)
 		}
 		held += max(take, 0)
 		return nil
 	}
 	body, err := protocol.ReadBody(cn.reader(), n, reserve)
+	cn.s.mem.untrack(r) // after this, r cannot be evicted: its eviction, if any, is visible below
+	select {
+	case <-r.evicted:
+		// Evicted, possibly as the last bytes came: the pool is interrupting
+		// this connection's read, so it closes.
+		err = errEvicted
+	default:
+	}
 	if err != nil {
 		cn.s.mem.release(held)
 		if isTimeout(err) && !cn.draining.Load() {
@@ -369,6 +381,9 @@ func (cn *conn) writeReplies(replies <-chan reply) {
 		}
 	}()
 	flush := func() error {
+		// A client that stops taking responses is treated as idle (as Kafka
+		// does): the write gives up after connections.max.idle.ms.
+		cn.c.SetWriteDeadline(time.Now().Add(cn.s.idleTimeout))
 		_, err := cn.c.Write(*buf)
 		*buf = (*buf)[:0]
 		return err

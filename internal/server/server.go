@@ -40,9 +40,10 @@ type Server struct {
 	store metadata.Store   // ctrl, as the metadata store
 	parts *replica.Manager
 
-	applyMu  sync.Mutex      // guards latest, caughtUp; serialises partition manager updates
+	applyMu  sync.Mutex      // guards latest, caughtUp, applyErr; serialises partition manager updates
 	latest   *metadata.Image // the newest image seen
 	caughtUp bool            // the node registered, so images are current
+	applyErr error           // the last Apply's error: some partition failed to open (retried)
 
 	dynMu  sync.Mutex      // guards dynImg, dynCfg
 	dynImg *metadata.Image // the image dynCfg was layered for
@@ -55,7 +56,7 @@ type Server struct {
 
 	listeners []net.Listener
 	exempt    []bool         // per listener: its connections do not count against max.connections
-	wg        sync.WaitGroup // accept loops and background goroutines
+	wg        sync.WaitGroup // background goroutines
 
 	// Connections (conn.go) and their bounds (limits.go).
 	limits      *connLimits
@@ -71,7 +72,7 @@ type Server struct {
 	conns       map[*conn]struct{}
 
 	// Rate-limited log lines of the connection layer.
-	acceptLog, refusedLog, overLimitLog, connErrLog rateLimited
+	acceptLog, refusedLog, overLimitLog, connErrLog, applyRetryLog rateLimited
 
 	opts options // from New (options.go)
 }
@@ -146,10 +147,43 @@ func (s *Server) applyImage(img *metadata.Image) {
 		return
 	}
 	s.parts.SetBrokerConfig(s.dynFor(img))
-	if err := s.parts.Apply(img); err != nil {
-		s.logger.Error("applying metadata to partitions", "err", err)
+	s.applyErr = s.parts.Apply(img)
+	if s.applyErr != nil {
+		s.logger.Error("applying metadata to partitions", "err", s.applyErr)
 	}
 	s.groups.observe(img)
+}
+
+// retryFailedApply applies the latest image again while the last Apply
+// failed (a partition did not open, for example because its recovery could
+// not write on a full disk): the partition manager retries such partitions
+// only on an Apply, and no new image may come for a long time. The first
+// retry comes after interval, then the wait doubles up to 32 times it (a
+// partition that keeps failing is not rescanned every few seconds). It
+// returns when ctx ends.
+func (s *Server) retryFailedApply(ctx context.Context, interval time.Duration) {
+	wait := interval
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		s.applyMu.Lock()
+		if s.caughtUp && s.applyErr != nil && s.latest != nil {
+			s.applyErr = s.parts.Apply(s.latest)
+			if s.applyErr == nil {
+				s.logger.Info("partitions that failed to open are open now")
+			} else {
+				wait = min(2*wait, 32*interval)
+				s.applyRetryLog.log(s.logger, slog.LevelError, "partitions still fail to open; retrying", "err", s.applyErr, "retry_in", wait)
+			}
+		}
+		if s.applyErr == nil {
+			wait = interval
+		}
+		s.applyMu.Unlock()
+	}
 }
 
 // catchUp applies the latest image after registration proved it current,
@@ -161,8 +195,9 @@ func (s *Server) catchUp() {
 	s.caughtUp = true
 	img := s.latest
 	s.parts.SetBrokerConfig(s.dynFor(img))
-	if err := s.parts.Apply(img); err != nil {
-		s.logger.Error("applying metadata to partitions", "err", err)
+	s.applyErr = s.parts.Apply(img)
+	if s.applyErr != nil {
+		s.logger.Error("applying metadata to partitions", "err", s.applyErr)
 	}
 	s.parts.RemoveStrays(img)
 	s.groups.observe(img)
@@ -305,6 +340,11 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
+		s.retryFailedApply(bg, 5*time.Second)
+	}()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
 		s.parts.RunLease(ctx)
 	}()
 	if s.cfg.Bool("log.cleaner.enable") {
@@ -325,10 +365,11 @@ func (s *Server) Serve(ctx context.Context) error {
 			s.catchUp()
 		}
 	}
+	var accepting sync.WaitGroup
 	for i, ln := range s.listeners {
-		s.wg.Add(1)
+		accepting.Add(1)
 		go func() {
-			defer s.wg.Done()
+			defer accepting.Done()
 			s.acceptLoop(ln, s.exempt[i])
 		}()
 	}
@@ -337,6 +378,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	for _, ln := range s.listeners {
 		ln.Close()
 	}
+	accepting.Wait() // no connection is added after this
 	if isBroker, _ := s.cfg.Roles(); isBroker && s.cfg.Bool("controlled.shutdown.enable") {
 		start := time.Now()
 		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -393,7 +435,7 @@ func (s *Server) initConns() error {
 	s.idleTimeout = time.Duration(s.cfg.Int("connections.max.idle.ms")) * time.Millisecond
 	s.connCtx, s.connCancel = context.WithCancel(context.Background())
 	s.conns = map[*conn]struct{}{}
-	for _, r := range []*rateLimited{&s.acceptLog, &s.refusedLog, &s.overLimitLog, &s.connErrLog} {
+	for _, r := range []*rateLimited{&s.acceptLog, &s.refusedLog, &s.overLimitLog, &s.connErrLog, &s.applyRetryLog} {
 		r.every = 10 * time.Second
 	}
 	return nil
