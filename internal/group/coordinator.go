@@ -202,9 +202,11 @@ type Coordinator struct {
 type shard struct {
 	partition int32
 
-	mu     sync.Mutex // guards loaded, groups
+	mu     sync.Mutex // guards loaded, groups, txnOffsets
 	loaded bool
 	groups map[string]*group
+	// txnOffsets are the pending offsets of open transactions, by producer id (txn.go).
+	txnOffsets map[int64]pendingTxn
 }
 
 // New returns a coordinator with no partition loaded. Close stops it.

@@ -88,7 +88,7 @@ func (p *Partition) rebuildProducers() error {
 		}
 	}
 	p.producers = st
-	return nil
+	return p.rebuildTxnsLocked()
 }
 
 // maybeSnapshot writes a producer-state snapshot at the log end offset if

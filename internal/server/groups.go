@@ -298,9 +298,7 @@ func (s *Server) findCoordinator(ctx context.Context, keyType int8, key string) 
 	switch keyType {
 	case coordinatorGroup:
 	case coordinatorTransaction:
-		// Consistent with InitProducerID: fail fast instead of having the
-		// client retry COORDINATOR_NOT_AVAILABLE until it times out.
-		return fail(kerr.TransactionalIDAuthorizationFailed.Code, "transactions are not supported yet")
+		return s.findTxnCoordinator(ctx, key) // txn.go
 	default:
 		return fail(kerr.InvalidRequest.Code, fmt.Sprintf("unknown coordinator key type %d", keyType))
 	}

@@ -51,6 +51,8 @@ type Server struct {
 	sec    *serverSecurity // authorizer and quotas (authz.go)
 
 	groups    *groupCoordinator // consumer group coordinator (groups.go)
+	txns      *txnCoordinator   // transaction coordinator (txn.go)
+	txnMu     sync.Mutex        // serialises the creation of __transaction_state
 	offsetsMu sync.Mutex        // serialises the creation of __consumer_offsets
 
 	listeners []net.Listener
@@ -117,6 +119,7 @@ func (s *Server) open() error {
 		s.parts.SetLease(node.LastHeartbeat, time.Duration(s.cfg.Int("broker.session.timeout.ms"))*time.Millisecond)
 	}
 	s.openGroups()
+	s.openTxns()
 	node.OnChange(s.applyImage)
 	return nil
 }
@@ -138,6 +141,7 @@ func (s *Server) applyImage(img *metadata.Image) {
 		s.logger.Error("applying metadata to partitions", "err", err)
 	}
 	s.groups.observe(img)
+	s.txns.observe(img)
 }
 
 // catchUp applies the latest image after registration proved it current,
@@ -154,6 +158,7 @@ func (s *Server) catchUp() {
 	}
 	s.parts.RemoveStrays(img)
 	s.groups.observe(img)
+	s.txns.observe(img)
 	s.applyMu.Unlock()
 	s.logger.Info("loaded partitions", "partitions", len(s.parts.All()), "took", time.Since(start).Round(time.Millisecond))
 }
@@ -392,6 +397,7 @@ func (s *Server) closeState() error {
 		}
 	}
 	s.groups.close()
+	s.txns.close()
 	if s.parts != nil {
 		err = s.parts.Close()
 	}
