@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -19,9 +20,22 @@ var txnNodeSettings = [][2]string{
 	{"transaction.abort.timed.out.transaction.cleanup.interval.ms", "200"},
 }
 
+// seal appends a non-transactional "end" record to each of partitions
+// partitions of topic: consumeAll reads up to them.
+func seal(t *testing.T, n *node, topic string, partitions int32) {
+	t.Helper()
+	cl := n.client(kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	for p := range partitions {
+		if err := cl.ProduceSync(ctx(t), &kgo.Record{Topic: topic, Partition: p, Value: []byte("end")}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // consumeAll reads topic from the start at an isolation level until it
-// has seen every partition up to its end (per ListOffsets at that level).
-func consumeAll(t *testing.T, n *node, topic string, committed bool) []string {
+// has seen the "end" record (seal) of each of its partitions partitions,
+// and returns the other values in the order read.
+func consumeAll(t *testing.T, n *node, topic string, partitions int32, committed bool) []string {
 	t.Helper()
 	iso := kgo.ReadUncommitted()
 	if committed {
@@ -30,15 +44,22 @@ func consumeAll(t *testing.T, n *node, topic string, committed bool) []string {
 	cl := n.client(kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(iso), kgo.FetchMaxWait(100*time.Millisecond),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	var out []string
-	c, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	for {
+	ended := map[int32]bool{}
+	c := ctx(t)
+	for int32(len(ended)) < partitions {
 		fs := cl.PollFetches(c)
 		if c.Err() != nil {
-			return out
+			t.Fatalf("consuming %s: %v; got %v", topic, c.Err(), out)
 		}
-		fs.EachRecord(func(r *kgo.Record) { out = append(out, string(r.Value)) })
+		fs.EachRecord(func(r *kgo.Record) {
+			if string(r.Value) == "end" {
+				ended[r.Partition] = true
+			} else {
+				out = append(out, string(r.Value))
+			}
+		})
 	}
+	return out
 }
 
 func produceTxn(t *testing.T, cl *kgo.Client, topic string, values []string, commit bool) {
@@ -72,7 +93,8 @@ func TestTransactionCommitAbortVisibility(t *testing.T) {
 	produceTxn(t, cl, "tx", []string{"a1", "a2"}, false)
 	produceTxn(t, cl, "tx", []string{"c4", "c5"}, true)
 
-	got := consumeAll(t, n, "tx", true)
+	seal(t, n, "tx", 2)
+	got := consumeAll(t, n, "tx", 2, true)
 	want := map[string]bool{"c1": true, "c2": true, "c3": true, "c4": true, "c5": true}
 	if len(got) != len(want) {
 		t.Fatalf("read_committed got %v, want %v", got, want)
@@ -82,7 +104,7 @@ func TestTransactionCommitAbortVisibility(t *testing.T) {
 			t.Fatalf("read_committed got %q (all: %v)", v, got)
 		}
 	}
-	all := consumeAll(t, n, "tx", false)
+	all := consumeAll(t, n, "tx", 2, false)
 	if len(all) != 7 {
 		t.Fatalf("read_uncommitted got %v, want 7 records", all)
 	}
@@ -105,13 +127,26 @@ func TestTransactionOpenHoldsLSO(t *testing.T) {
 	if err := plain.ProduceSync(ctx(t), &kgo.Record{Value: []byte("after")}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	if got := consumeAll(t, n, "open", true); len(got) != 0 {
-		t.Fatalf("read_committed saw %v past an open transaction", got)
+	adm := kadm.NewClient(admin)
+	lso, err := adm.ListCommittedOffsets(ctx(t), "open")
+	if err != nil || lso.Error() != nil {
+		t.Fatal(err, lso.Error())
+	}
+	hw, err := adm.ListEndOffsets(ctx(t), "open")
+	if err != nil || hw.Error() != nil {
+		t.Fatal(err, hw.Error())
+	}
+	if o, _ := lso.Lookup("open", 0); o.Offset != 0 {
+		t.Fatalf("LSO with an open transaction at offset 0 is %d", o.Offset)
+	}
+	if o, _ := hw.Lookup("open", 0); o.Offset != 2 {
+		t.Fatalf("high watermark %d, want 2", o.Offset)
 	}
 	if err := cl.EndTransaction(ctx(t), kgo.TryCommit); err != nil {
 		t.Fatal(err)
 	}
-	if got := consumeAll(t, n, "open", true); len(got) != 2 {
+	seal(t, n, "open", 1)
+	if got := consumeAll(t, n, "open", 1, true); len(got) != 2 {
 		t.Fatalf("after commit read_committed saw %v, want txn and after", got)
 	}
 }
@@ -138,8 +173,116 @@ func TestTransactionZombieFenced(t *testing.T) {
 	if !errors.Is(err, kerr.ProducerFenced) && !errors.Is(err, kerr.InvalidProducerEpoch) {
 		t.Fatalf("zombie's write/commit: %v, want PRODUCER_FENCED or INVALID_PRODUCER_EPOCH", err)
 	}
-	got := consumeAll(t, n, "z", true)
+	seal(t, n, "z", 1)
+	got := consumeAll(t, n, "z", 1, true)
 	if fmt.Sprint(got) != "[fresh]" {
 		t.Fatalf("read_committed got %v, want [fresh]", got)
+	}
+}
+
+// TestTransactionGroupSessionExactlyOnce: franz-go's GroupTransactSession
+// copies an input topic to an output topic (consume-transform-produce)
+// with two members on a 3-node cluster, so markers go to other brokers;
+// one member leaves midway (a rebalance). Every input record appears
+// exactly once in the output for read_committed readers, and the group's
+// committed offsets end at the input's end.
+func TestTransactionGroupSessionExactlyOnce(t *testing.T) {
+	nodes := startInProcessCluster(t, 3, txnNodeSettings...)
+	n := nodes[0]
+	admin := n.client()
+	createTopic(t, admin, "in", 3, nil)
+	createTopic(t, admin, "out", 3, nil)
+	const total = 600
+	in := n.client(kgo.DefaultProduceTopic("in"))
+	for i := range total {
+		if err := in.ProduceSync(ctx(t), &kgo.Record{Value: []byte(fmt.Sprint(i))}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	copied := make(chan int, total*2)
+	run := func(name string, stop <-chan struct{}) chan error {
+		done := make(chan error, 1)
+		sess, err := kgo.NewGroupTransactSession(kgo.SeedBrokers(n.addr), kgo.TransactionalID(name),
+			kgo.ConsumerGroup("eos"), kgo.ConsumeTopics("in"), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+			kgo.DefaultProduceTopic("out"), kgo.HeartbeatInterval(100*time.Millisecond), kgo.FetchMaxWait(100*time.Millisecond),
+			kgo.FetchMaxPartitionBytes(2000), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			defer sess.Close()
+			for {
+				select {
+				case <-stop:
+					done <- nil
+					return
+				default:
+				}
+				c, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+				fs := sess.PollFetches(c)
+				cancel()
+				recs := fs.Records()
+				if len(recs) == 0 {
+					continue
+				}
+				if err := sess.Begin(); err != nil {
+					done <- err
+					return
+				}
+				for _, r := range recs {
+					sess.Produce(context.Background(), &kgo.Record{Value: r.Value}, nil)
+				}
+				committed, err := sess.End(ctx(t), kgo.TryCommit)
+				if err != nil {
+					done <- fmt.Errorf("%s: end: %w", name, err)
+					return
+				}
+				if committed {
+					copied <- len(recs)
+				}
+			}
+		}()
+		return done
+	}
+	stopA, stopB := make(chan struct{}), make(chan struct{})
+	doneA := run("eos-a", stopA)
+	doneB := run("eos-b", stopB)
+	sum := 0
+	deadline := time.After(60 * time.Second)
+	stoppedB := false
+	for sum < total {
+		select {
+		case k := <-copied:
+			sum += k
+			if !stoppedB && sum >= total/3 {
+				close(stopB) // member b leaves: a rebalance in the middle
+				if err := <-doneB; err != nil {
+					t.Fatal(err)
+				}
+				stoppedB = true
+			}
+		case err := <-doneA:
+			t.Fatalf("member a stopped: %v", err)
+		case <-deadline:
+			t.Fatalf("copied %d of %d records", sum, total)
+		}
+	}
+	close(stopA)
+	if err := <-doneA; err != nil {
+		t.Fatal(err)
+	}
+	seal(t, n, "out", 3)
+	got := consumeAll(t, n, "out", 3, true)
+	seen := map[string]int{}
+	for _, v := range got {
+		seen[v]++
+	}
+	for i := range total {
+		if c := seen[fmt.Sprint(i)]; c != 1 {
+			t.Errorf("record %d copied %d times (read_committed)", i, c)
+		}
+	}
+	if len(got) != total {
+		t.Fatalf("output has %d records, want %d", len(got), total)
 	}
 }
