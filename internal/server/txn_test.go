@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -284,5 +285,84 @@ func TestTransactionGroupSessionExactlyOnce(t *testing.T) {
 	}
 	if len(got) != total {
 		t.Fatalf("output has %d records, want %d", len(got), total)
+	}
+}
+
+// lso returns partition 0's last stable offset of topic.
+func lso(t *testing.T, adm *kadm.Client, topic string) int64 {
+	t.Helper()
+	o, err := adm.ListCommittedOffsets(ctx(t), topic)
+	if err != nil || o.Error() != nil {
+		t.Fatal(err, o.Error())
+	}
+	l, _ := o.Lookup(topic, 0)
+	return l.Offset
+}
+
+// TestTransactionSurvivesRestart: an open transaction is still open after
+// the broker restarts (the partition rebuilds it from its log, the
+// coordinator from __transaction_state), and the same producer commits it.
+func TestTransactionSurvivesRestart(t *testing.T) {
+	n := startNode(t, txnNodeSettings...)
+	createTopic(t, n.client(), "rs", 1, nil)
+	cl := n.client(kgo.TransactionalID("rs-1"), kgo.DefaultProduceTopic("rs"))
+	if err := cl.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{"x", "y"} {
+		if err := cl.ProduceSync(ctx(t), &kgo.Record{Value: []byte(v)}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n.stop()
+	n.start()
+	adm := kadm.NewClient(n.client())
+	waitFor(t, "partition back", 10*time.Second, func() bool {
+		o, err := adm.ListEndOffsets(ctx(t), "rs")
+		l, _ := o.Lookup("rs", 0)
+		return err == nil && l.Err == nil && l.Offset == 2
+	})
+	if got := lso(t, adm, "rs"); got != 0 {
+		t.Fatalf("LSO after restart %d, want 0 (transaction still open)", got)
+	}
+	if err := cl.EndTransaction(ctx(t), kgo.TryCommit); err != nil {
+		t.Fatalf("commit after restart: %v", err)
+	}
+	seal(t, n, "rs", 1)
+	if got := consumeAll(t, n, "rs", 1, true); fmt.Sprint(got) != "[x y]" {
+		t.Fatalf("read_committed got %v, want [x y]", got)
+	}
+}
+
+// TestTransactionTimeoutAborts: a transaction left open past its
+// transaction.timeout.ms is aborted by the coordinator (the LSO moves past
+// it, its records stay invisible) and its producer is fenced.
+func TestTransactionTimeoutAborts(t *testing.T) {
+	n := startNode(t, txnNodeSettings...)
+	createTopic(t, n.client(), "to", 1, nil)
+	cl := n.client(kgo.TransactionalID("to-1"), kgo.DefaultProduceTopic("to"), kgo.TransactionTimeout(time.Second))
+	if err := cl.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.ProduceSync(ctx(t), &kgo.Record{Value: []byte("late")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	adm := kadm.NewClient(n.client())
+	waitFor(t, "the coordinator to abort the transaction", 10*time.Second, func() bool { return lso(t, adm, "to") == 2 })
+	if err := cl.EndTransaction(ctx(t), kgo.TryCommit); err == nil {
+		t.Fatal("commit of a timed out transaction succeeded")
+	}
+	seal(t, n, "to", 1)
+	if got := consumeAll(t, n, "to", 1, true); len(got) != 0 {
+		t.Fatalf("read_committed got %v after the abort", got)
+	}
+	// Too long a timeout is refused.
+	bad := n.client(kgo.TransactionalID("to-2"), kgo.DefaultProduceTopic("to"), kgo.TransactionTimeout(time.Hour))
+	err := bad.BeginTransaction() // franz-go initialises the producer id here
+	if err == nil {
+		err = bad.ProduceSync(ctx(t), &kgo.Record{Value: []byte("never")}).FirstErr()
+	}
+	if err == nil || !errors.Is(err, kerr.InvalidTransactionTimeout) && !strings.Contains(err.Error(), "INVALID_TRANSACTION_TIMEOUT") {
+		t.Fatalf("transaction.timeout.ms above the maximum: %v, want INVALID_TRANSACTION_TIMEOUT", err)
 	}
 }

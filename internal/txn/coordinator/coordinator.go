@@ -149,7 +149,7 @@ type Coordinator struct {
 	markers MarkerWriter
 	logger  *slog.Logger
 
-	mu      sync.Mutex // guards loaded, loading, txns, closed
+	mu      sync.Mutex      // guards loaded, loading, txns, closed
 	loaded  map[int32]int32 // partition -> coordinator epoch (its leader epoch)
 	loading map[int32]bool
 	txns    map[string]*meta
