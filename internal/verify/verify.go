@@ -82,6 +82,11 @@ type Options struct {
 	// fault does not run (Report.Fault says so).
 	Fault   func(ctx context.Context) error
 	FaultAt time.Duration
+
+	// Transactions runs the transactional verification (txn.go) instead,
+	// with Txn's producers.
+	Transactions bool
+	Txn          TxnOptions
 }
 
 // DefaultOptions returns the options `strand verify` uses without flags.
@@ -129,6 +134,10 @@ func (r Report) FaultFailed() bool { return strings.HasPrefix(r.Fault, "failed")
 func Main(ctx context.Context, args []string, stdout io.Writer) error {
 	o, asJSON, err := parseFlags(args, stdout)
 	if err != nil {
+		return err
+	}
+	if o.Transactions {
+		_, err := RunTransactions(ctx, o, o.Txn, stdout)
 		return err
 	}
 	rep, err := Run(ctx, o)
@@ -180,6 +189,10 @@ func parseFlags(args []string, out io.Writer) (Options, bool, error) {
 	fs.DurationVar(&o.FaultAt, "fault-at", o.FaultAt, "when --fault-cmd runs, from the start of the produce phase")
 	fs.DurationVar(&o.AfterFault, "after-fault", o.AfterFault, "keep producing at least this long after --fault-cmd returned, even past --duration (0: stop at --duration)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
+	fs.BoolVar(&o.Transactions, "transactions", false, "verify transactions: transactional producers, some transactions aborted, read back with read_committed")
+	fs.IntVar(&o.Txn.Producers, "producers", 4, "with --transactions: transactional producers")
+	fs.IntVar(&o.Txn.TxnMaxRecords, "txn-max-records", 20, "with --transactions: records per transaction, uniform in [1, this]")
+	fs.Float64Var(&o.Txn.AbortRatio, "abort-ratio", 0.2, "with --transactions: fraction of transactions aborted on purpose")
 	if err := fs.Parse(args); err != nil {
 		return o, false, err
 	}
