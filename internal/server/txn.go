@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"sort"
 	"strconv"
 	"sync"
@@ -192,39 +191,35 @@ func (l txnStateLog) Bounds(p int32) (int64, int64, error) {
 }
 
 // markerWriter writes markers to partitions led here directly and sends
-// WriteTxnMarkers to the leaders of the others (through a franz-go client,
-// which routes the request by partition leader).
+// WriteTxnMarkers to the leaders of the others, at their inter-broker
+// (replication) address, one franz-go client per address.
 type markerWriter struct {
 	s *Server
 
-	mu sync.Mutex  // guards cl
-	cl *kgo.Client // created on first remote write
+	mu      sync.Mutex             // guards clients
+	clients map[string]*kgo.Client // replication address -> client
 }
 
-func (w *markerWriter) client() (*kgo.Client, error) {
+func (w *markerWriter) client(addr string) (*kgo.Client, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.cl != nil {
-		return w.cl, nil
+	if cl := w.clients[addr]; cl != nil {
+		return cl, nil
 	}
-	img := w.s.store.Image()
-	var seeds []string
-	for _, b := range img.Brokers {
-		if !b.Fenced {
-			seeds = append(seeds, net.JoinHostPort(b.Host, strconv.Itoa(int(b.Port))))
-		}
-	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ClientID("strand-txn-coordinator"))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ClientID(fmt.Sprintf("strand-txn-coordinator-%d", w.s.cfg.NodeID())))
 	if err != nil {
 		return nil, err
 	}
-	w.cl = cl
+	if w.clients == nil {
+		w.clients = map[string]*kgo.Client{}
+	}
+	w.clients[addr] = cl
 	return cl, nil
 }
 
 func (w *markerWriter) WriteMarkers(ctx context.Context, pid int64, epoch int16, commit bool, coordinatorEpoch int32, parts map[string][]int32) error {
 	img := w.s.store.Image()
-	remote := map[string][]int32{}
+	remote := map[int32]map[string][]int32{} // leader -> its partitions
 	var errs []error
 	for topic, ps := range parts {
 		t, ok := img.Topic(topic)
@@ -232,8 +227,11 @@ func (w *markerWriter) WriteMarkers(ctx context.Context, pid int64, epoch int16,
 			if !ok || int(p) >= len(t.Partitions) {
 				continue // deleted: nothing to mark
 			}
-			if t.Partitions[p].Leader != w.s.cfg.NodeID() {
-				remote[topic] = append(remote[topic], p)
+			if leader := t.Partitions[p].Leader; leader != w.s.cfg.NodeID() {
+				if remote[leader] == nil {
+					remote[leader] = map[string][]int32{}
+				}
+				remote[leader][topic] = append(remote[leader][topic], p)
 				continue
 			}
 			if code := w.s.writeMarker(ctx, topic, p, pid, epoch, commit, coordinatorEpoch); code != 0 {
@@ -241,16 +239,21 @@ func (w *markerWriter) WriteMarkers(ctx context.Context, pid int64, epoch int16,
 			}
 		}
 	}
-	if len(remote) > 0 {
-		if err := w.writeRemote(ctx, pid, epoch, commit, coordinatorEpoch, remote); err != nil {
-			errs = append(errs, err)
+	for leader, ps := range remote {
+		b, ok := img.Broker(leader)
+		if !ok || leader < 0 || b.Fenced {
+			errs = append(errs, fmt.Errorf("leader %d of %v is not available", leader, ps))
+			continue
+		}
+		if err := w.writeRemote(ctx, b.ReplicationAddr(), pid, epoch, commit, coordinatorEpoch, ps); err != nil {
+			errs = append(errs, fmt.Errorf("broker %d: %w", leader, err))
 		}
 	}
 	return errors.Join(errs...)
 }
 
-func (w *markerWriter) writeRemote(ctx context.Context, pid int64, epoch int16, commit bool, coordinatorEpoch int32, parts map[string][]int32) error {
-	cl, err := w.client()
+func (w *markerWriter) writeRemote(ctx context.Context, addr string, pid int64, epoch int16, commit bool, coordinatorEpoch int32, parts map[string][]int32) error {
+	cl, err := w.client(addr)
 	if err != nil {
 		return err
 	}
@@ -263,10 +266,11 @@ func (w *markerWriter) writeRemote(ctx context.Context, pid int64, epoch int16, 
 		m.Topics = append(m.Topics, mt)
 	}
 	req.Markers = append(req.Markers, m)
-	resp, err := req.RequestWith(ctx, cl)
+	raw, err := cl.SeedBrokers()[0].Request(ctx, req)
 	if err != nil {
-		return fmt.Errorf("WriteTxnMarkers: %w", err)
+		return fmt.Errorf("WriteTxnMarkers to %s: %w", addr, err)
 	}
+	resp := raw.(*kmsg.WriteTxnMarkersResponse)
 	var errs []error
 	for _, rm := range resp.Markers {
 		for _, rt := range rm.Topics {
@@ -283,10 +287,10 @@ func (w *markerWriter) writeRemote(ctx context.Context, pid int64, epoch int16, 
 func (w *markerWriter) close() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.cl != nil {
-		w.cl.Close()
-		w.cl = nil
+	for _, cl := range w.clients {
+		cl.Close()
 	}
+	w.clients = nil
 }
 
 // writeMarker appends a marker to a partition led here; on
