@@ -110,6 +110,9 @@ func (p *Partition) maybeSnapshot(force bool) error {
 	if err := atomicfile.Write(filepath.Join(dir, snapshotName(leo)), p.producers.EncodeSnapshot(leo)); err != nil {
 		return fmt.Errorf("%s-%d: producer state snapshot: %w", p.Topic, p.Index, err)
 	}
+	if err := p.writeTxnSnapshotLocked(dir, leo); err != nil { // txn.go
+		return err
+	}
 	p.snapOffset = leo
 	var errs []error
 	for _, off := range snapshotOffsets(dir) {

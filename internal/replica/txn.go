@@ -4,8 +4,12 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
+	"strand/internal/atomicfile"
 	"strand/internal/log"
 	"strand/internal/record"
 	"strand/internal/txn"
@@ -60,12 +64,49 @@ func (p *Partition) publishTxnsLocked() {
 	p.aborted.Store(&ab)
 }
 
-// rebuildTxnsLocked rebuilds the transaction table from the whole log (the
-// producer-state snapshots do not hold it). Caller holds mu or the
+// Transaction-table snapshots ("<offset>.txnsnap", txn.Txns.Encode) are
+// written with each producer-state snapshot, at the same offset.
+const txnSnapSuffix = ".txnsnap"
+
+func txnSnapName(off int64) string { return fmt.Sprintf("%020d%s", off, txnSnapSuffix) }
+
+// writeTxnSnapshotLocked writes the transaction table as of offset leo
+// and removes the other transaction-table snapshots. Caller holds mu.
+func (p *Partition) writeTxnSnapshotLocked(dir string, leo int64) error {
+	if p.txns == nil {
+		p.txns = txn.NewTxns()
+	}
+	if err := atomicfile.Write(filepath.Join(dir, txnSnapName(leo)), p.txns.Encode(leo)); err != nil {
+		return fmt.Errorf("%s-%d: transaction snapshot: %w", p.Topic, p.Index, err)
+	}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), txnSnapSuffix) && e.Name() != txnSnapName(leo) {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
+	return nil
+}
+
+// rebuildTxnsLocked rebuilds the transaction table: from the transaction
+// snapshot at the producer-state snapshot's offset plus the batches above
+// it, or, without one, from the whole log. Caller holds mu or the
 // partition is not shared yet.
 func (p *Partition) rebuildTxnsLocked() error {
 	p.txns = txn.NewTxns()
-	err := p.log.ScanHeaders(p.log.LogStartOffset(), func(h record.Header) error {
+	from := p.log.LogStartOffset()
+	if p.snapOffset >= 0 {
+		path := filepath.Join(p.log.Dir(), txnSnapName(p.snapOffset))
+		if b, err := os.ReadFile(path); err == nil {
+			t, at, err := txn.DecodeTxns(b)
+			if err == nil && at == p.snapOffset {
+				p.txns, from = t, max(at, from)
+			} else {
+				p.logger.Warn("ignoring unreadable transaction snapshot; replaying the log", "file", path, "err", err)
+			}
+		}
+	}
+	err := p.log.ScanHeaders(from, func(h record.Header) error {
 		if h.IsTransactional() {
 			p.trackTxnLocked(h, nil)
 		}

@@ -1,6 +1,7 @@
 package txn
 
 import (
+	"bytes"
 	"errors"
 	"math"
 	"testing"
@@ -71,6 +72,56 @@ func FuzzParseMarker(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if _, err := ParseMarker(b); err != nil && !errors.Is(err, ErrBadMarker) {
 			t.Fatalf("error %v does not wrap ErrBadMarker", err)
+		}
+	})
+}
+
+// TestTxnsSnapshotRoundTrip: a decoded snapshot equals the table, and
+// every flipped byte or truncation is refused.
+func TestTxnsSnapshotRoundTrip(t *testing.T) {
+	tx := NewTxns()
+	tx.Begin(record.Header{BaseOffset: 3, ProducerID: 9, Attributes: 0x10, NumRecords: 1})
+	tx.Begin(record.Header{BaseOffset: 5, ProducerID: 4, Attributes: 0x10, NumRecords: 1})
+	tx.End(9, 7, false)
+	tx.Begin(record.Header{BaseOffset: 8, ProducerID: 2, Attributes: 0x10, NumRecords: 1})
+	b := tx.Encode(10)
+	got, off, err := DecodeTxns(b)
+	if err != nil || off != 10 || !bytes.Equal(got.Encode(10), b) || got.FirstUnstable() != 5 || len(got.Aborted()) != 1 {
+		t.Fatalf("decode: %v offset %d", err, off)
+	}
+	for i := range b {
+		c := bytes.Clone(b)
+		c[i] ^= 0x20
+		if _, _, err := DecodeTxns(c); !errors.Is(err, ErrBadSnapshot) {
+			t.Fatalf("byte %d flipped: %v", i, err)
+		}
+	}
+	for n := range len(b) {
+		if _, _, err := DecodeTxns(b[:n]); !errors.Is(err, ErrBadSnapshot) {
+			t.Fatalf("truncated to %d: %v", n, err)
+		}
+	}
+}
+
+// FuzzDecodeTxns: arbitrary bytes never panic; what decodes re-encodes
+// to the same bytes.
+func FuzzDecodeTxns(f *testing.F) {
+	tx := NewTxns()
+	tx.Begin(record.Header{BaseOffset: 1, ProducerID: 1, Attributes: 0x10, NumRecords: 1})
+	tx.Begin(record.Header{BaseOffset: 2, ProducerID: 3, Attributes: 0x10, NumRecords: 1})
+	tx.End(3, 4, false)
+	f.Add(tx.Encode(6))
+	f.Add(NewTxns().Encode(0))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, off, err := DecodeTxns(b)
+		if err != nil {
+			if !errors.Is(err, ErrBadSnapshot) {
+				t.Fatalf("error not wrapping ErrBadSnapshot: %v", err)
+			}
+			return
+		}
+		if !bytes.Equal(got.Encode(off), b) {
+			t.Fatal("re-encoding differs")
 		}
 	})
 }
