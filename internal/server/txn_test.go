@@ -366,3 +366,60 @@ func TestTransactionTimeoutAborts(t *testing.T) {
 		t.Fatalf("transaction.timeout.ms above the maximum: %v, want INVALID_TRANSACTION_TIMEOUT", err)
 	}
 }
+
+// TestTransactionAdminAPIs: ListTransactions, DescribeTransactions and
+// DescribeProducers (KIP-664) show an open transaction, its partitions and
+// its first offset, and the state after it ends.
+func TestTransactionAdminAPIs(t *testing.T) {
+	n := startNode(t, txnNodeSettings...)
+	admin := n.client()
+	createTopic(t, admin, "adm", 1, nil)
+	plain := n.client(kgo.DefaultProduceTopic("adm"))
+	if err := plain.ProduceSync(ctx(t), &kgo.Record{Value: []byte("before")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	cl := n.client(kgo.TransactionalID("adm-1"), kgo.DefaultProduceTopic("adm"))
+	if err := cl.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.ProduceSync(ctx(t), &kgo.Record{Value: []byte("in txn")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	adm := kadm.NewClient(admin)
+	listed, err := adm.ListTransactions(ctx(t), nil, []string{"Ongoing"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lt, ok := listed["adm-1"]
+	if !ok || lt.State != "Ongoing" || len(listed) != 1 {
+		t.Fatalf("ListTransactions(Ongoing) = %+v", listed)
+	}
+	described, err := adm.DescribeTransactions(ctx(t), "adm-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dt := described["adm-1"]
+	if dt.Err != nil || dt.State != "Ongoing" || dt.ProducerID != lt.ProducerID || len(dt.Topics["adm"]) != 1 || dt.StartTimestamp <= 0 {
+		t.Fatalf("DescribeTransactions = %+v", dt)
+	}
+	producers, err := adm.DescribeProducers(ctx(t), kadm.TopicsSet{"adm": {0: {}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found bool
+	producers.EachProducer(func(p kadm.DescribedProducer) {
+		if p.ProducerID == lt.ProducerID {
+			found = p.CurrentTxnStartOffset == 1
+		}
+	})
+	if !found {
+		t.Fatalf("DescribeProducers: %+v, want producer %d with a transaction from offset 1", producers.SortedProducers(), lt.ProducerID)
+	}
+	if err := cl.EndTransaction(ctx(t), kgo.TryAbort); err != nil {
+		t.Fatal(err)
+	}
+	described, err = adm.DescribeTransactions(ctx(t), "adm-1")
+	if err != nil || described["adm-1"].State != "CompleteAbort" {
+		t.Fatalf("after abort: %+v %v", described, err)
+	}
+}
