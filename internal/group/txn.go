@@ -235,3 +235,37 @@ func replayTxnBatch(h record.Header, b []byte, pending map[int64]pendingTxn, off
 	}
 	return nil
 }
+
+// MarkUnstable completes an OffsetFetch response for a request with
+// require_stable (KIP-447, v7+): a partition whose offset a transaction
+// has pending gets UNSTABLE_OFFSET_COMMIT, so that a consumer taking over
+// the partition waits for that transaction instead of starting from the
+// older offset.
+func (c *Coordinator) MarkUnstable(req *kmsg.OffsetFetchRequest, resp *kmsg.OffsetFetchResponse) {
+	if !req.RequireStable {
+		return
+	}
+	pending := func(name, topic string, p int32) bool {
+		sh, code := c.shardFor(name)
+		return code == 0 && sh.hasPendingTxnOffsets(name, topicPartition{topic, p})
+	}
+	for i := range resp.Groups {
+		g := &resp.Groups[i]
+		for j := range g.Topics {
+			for k := range g.Topics[j].Partitions {
+				p := &g.Topics[j].Partitions[k]
+				if p.ErrorCode == 0 && pending(g.Group, g.Topics[j].Topic, p.Partition) {
+					p.ErrorCode = kerr.UnstableOffsetCommit.Code
+				}
+			}
+		}
+	}
+	for j := range resp.Topics {
+		for k := range resp.Topics[j].Partitions {
+			p := &resp.Topics[j].Partitions[k]
+			if p.ErrorCode == 0 && pending(req.Group, resp.Topics[j].Topic, p.Partition) {
+				p.ErrorCode = kerr.UnstableOffsetCommit.Code
+			}
+		}
+	}
+}

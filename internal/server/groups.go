@@ -347,7 +347,11 @@ func (s *Server) handleGroup(ctx context.Context, req *protocol.Request) (func()
 		wait := s.groups.DeleteGroups(body)
 		return func() kmsg.Response { return wait() }, true
 	case *kmsg.OffsetFetchRequest:
-		return func() kmsg.Response { return s.groups.OffsetFetch(body) }, true
+		return func() kmsg.Response {
+			resp := s.groups.OffsetFetch(body)
+			s.groups.MarkUnstable(body, resp) // require_stable: offsets a transaction has pending
+			return resp
+		}, true
 	case *kmsg.DescribeGroupsRequest:
 		return func() kmsg.Response { return s.groups.DescribeGroups(body) }, true
 	case *kmsg.ListGroupsRequest:

@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // txnNodeSettings keep transaction tests fast.
@@ -422,4 +423,95 @@ func TestTransactionAdminAPIs(t *testing.T) {
 	if err != nil || described["adm-1"].State != "CompleteAbort" {
 		t.Fatalf("after abort: %+v %v", described, err)
 	}
+}
+
+// TestTxnOffsetCommitPending: offsets committed in a transaction are
+// invisible (and UNSTABLE_OFFSET_COMMIT with require_stable) until it
+// commits; an aborted transaction's offsets are dropped.
+func TestTxnOffsetCommitPending(t *testing.T) {
+	n := startNode(t, txnNodeSettings...)
+	cl := n.client()
+	createTopic(t, cl, "src", 1, nil)
+	id := "offs-1"
+	// Make sure the coordinators exist (FindCoordinator creates their topics).
+	for _, typ := range []int8{0, 1} {
+		key := id
+		if typ == 0 {
+			key = "g"
+		}
+		waitFor(t, "coordinator", 10*time.Second, func() bool {
+			req := kmsg.NewPtrFindCoordinatorRequest()
+			req.CoordinatorKey, req.CoordinatorType = key, typ
+			resp, err := req.RequestWith(ctx(t), cl)
+			return err == nil && resp.ErrorCode == 0
+		})
+	}
+	var pid int64
+	var epoch int16
+	waitFor(t, "InitProducerId", 10*time.Second, func() bool {
+		req := kmsg.NewPtrInitProducerIDRequest()
+		req.TransactionalID, req.TransactionTimeoutMillis = &id, 60000
+		resp, err := req.RequestWith(ctx(t), cl)
+		pid, epoch = resp.ProducerID, resp.ProducerEpoch
+		return err == nil && resp.ErrorCode == 0
+	})
+	fetch := func() (int64, int16) {
+		req := kmsg.NewPtrOffsetFetchRequest()
+		req.Version, req.Group, req.RequireStable = 7, "g", true
+		rt := kmsg.NewOffsetFetchRequestTopic()
+		rt.Topic, rt.Partitions = "src", []int32{0}
+		req.Topics = append(req.Topics, rt)
+		resp, err := req.RequestWith(ctx(t), cl)
+		if err != nil || resp.ErrorCode != 0 {
+			t.Fatal(err, resp.ErrorCode)
+		}
+		p := resp.Topics[0].Partitions[0]
+		return p.Offset, p.ErrorCode
+	}
+	round := func(offset int64, commit bool) {
+		add := kmsg.NewPtrAddOffsetsToTxnRequest()
+		add.TransactionalID, add.ProducerID, add.ProducerEpoch, add.Group = id, pid, epoch, "g"
+		if resp, err := add.RequestWith(ctx(t), cl); err != nil || resp.ErrorCode != 0 {
+			t.Fatal("AddOffsetsToTxn", err, resp.ErrorCode)
+		}
+		tc := kmsg.NewPtrTxnOffsetCommitRequest()
+		tc.TransactionalID, tc.Group, tc.ProducerID, tc.ProducerEpoch, tc.Generation = id, "g", pid, epoch, -1
+		rt := kmsg.NewTxnOffsetCommitRequestTopic()
+		rt.Topic = "src"
+		rp := kmsg.NewTxnOffsetCommitRequestTopicPartition()
+		rp.Partition, rp.Offset = 0, offset
+		rt.Partitions = append(rt.Partitions, rp)
+		tc.Topics = append(tc.Topics, rt)
+		if resp, err := tc.RequestWith(ctx(t), cl); err != nil || resp.Topics[0].Partitions[0].ErrorCode != 0 {
+			t.Fatal("TxnOffsetCommit", err)
+		}
+		if _, code := fetch(); code != kerr.UnstableOffsetCommit.Code {
+			t.Fatalf("pending offset: code %d, want UNSTABLE_OFFSET_COMMIT", code)
+		}
+		end := kmsg.NewPtrEndTxnRequest()
+		end.TransactionalID, end.ProducerID, end.ProducerEpoch, end.Commit = id, pid, epoch, commit
+		if resp, err := end.RequestWith(ctx(t), cl); err != nil || resp.ErrorCode != 0 {
+			t.Fatal("EndTxn", err, resp.ErrorCode)
+		}
+	}
+	round(5, true)
+	if off, code := fetch(); off != 5 || code != 0 {
+		t.Fatalf("after commit: offset %d code %d, want 5", off, code)
+	}
+	round(9, false)
+	if off, code := fetch(); off != 5 || code != 0 {
+		t.Fatalf("after abort: offset %d code %d, want 5", off, code)
+	}
+	// The committed offset survives a restart (replayed with its marker).
+	n.stop()
+	n.start()
+	waitFor(t, "offset after restart", 10*time.Second, func() bool {
+		req := kmsg.NewPtrOffsetFetchRequest()
+		req.Group = "g"
+		rt := kmsg.NewOffsetFetchRequestTopic()
+		rt.Topic, rt.Partitions = "src", []int32{0}
+		req.Topics = append(req.Topics, rt)
+		resp, err := req.RequestWith(ctx(t), n.client())
+		return err == nil && resp.ErrorCode == 0 && len(resp.Topics) == 1 && resp.Topics[0].Partitions[0].Offset == 5
+	})
 }
