@@ -515,3 +515,37 @@ func TestTxnOffsetCommitPending(t *testing.T) {
 		return err == nil && resp.ErrorCode == 0 && len(resp.Topics) == 1 && resp.Topics[0].Partitions[0].Offset == 5
 	})
 }
+
+// TestTransactionAuthorization: with an authorizer, a principal without
+// WRITE on the transactional id cannot start a transaction; one with WRITE
+// on the id and the topic commits one; WriteTxnMarkers needs CLUSTER_ACTION.
+func TestTransactionAuthorization(t *testing.T) {
+	n := startNode(t, append(append([][2]string{}, txnNodeSettings...), authzSets...)...)
+	admin := n.as("admin")
+	createTopic(t, admin, "secure", 1, nil)
+	adm := kadm.NewClient(admin)
+	mustACLs(t, adm, kadm.NewACLs().Allow("User:alice").Topics("secure").Operations(kadm.OpWrite, kadm.OpRead, kadm.OpDescribe))
+	denied := n.as("alice", kgo.TransactionalID("alice-txn"), kgo.DefaultProduceTopic("secure"))
+	err := denied.BeginTransaction()
+	if err == nil {
+		err = denied.ProduceSync(ctx(t), &kgo.Record{Value: []byte("x")}).FirstErr()
+	}
+	if err == nil || !errors.Is(err, kerr.TransactionalIDAuthorizationFailed) && !strings.Contains(err.Error(), "TRANSACTIONAL_ID_AUTHORIZATION_FAILED") {
+		t.Fatalf("transaction without WRITE on the id: %v", err)
+	}
+	mustACLs(t, adm, kadm.NewACLs().Allow("User:alice").TransactionalIDs("alice-txn").Operations(kadm.OpWrite, kadm.OpDescribe))
+	allowed := n.as("alice", kgo.TransactionalID("alice-txn"), kgo.DefaultProduceTopic("secure"))
+	produceTxn(t, allowed, "secure", []string{"ok"}, true)
+
+	req := kmsg.NewPtrWriteTxnMarkersRequest()
+	m := kmsg.NewWriteTxnMarkersRequestMarker()
+	m.ProducerID, m.ProducerEpoch, m.Committed = 1, 0, true
+	mt := kmsg.NewWriteTxnMarkersRequestMarkerTopic()
+	mt.Topic, mt.Partitions = "secure", []int32{0}
+	m.Topics = append(m.Topics, mt)
+	req.Markers = append(req.Markers, m)
+	resp, err := req.RequestWith(ctx(t), n.as("alice"))
+	if err != nil || resp.Markers[0].Topics[0].Partitions[0].ErrorCode != kerr.ClusterAuthorizationFailed.Code {
+		t.Fatalf("WriteTxnMarkers without CLUSTER_ACTION: %v %+v", err, resp)
+	}
+}
