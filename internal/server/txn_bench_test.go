@@ -66,3 +66,57 @@ func BenchmarkTransactionalProduce(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkReadCommittedConsume compares read_committed with
+// read_uncommitted consumption of a topic written in transactions of 100
+// records, a tenth of them aborted. Each iteration reads the whole topic.
+func BenchmarkReadCommittedConsume(b *testing.B) {
+	n := servertest.Start(b)
+	const topic, txns, per = "bench-consume", 100, 100
+	cl, err := kgo.NewClient(kgo.SeedBrokers(n.Addr), kgo.DefaultProduceTopic(topic), kgo.TransactionalID("bench-consume"),
+		kgo.AllowAutoTopicCreation())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cl.Close()
+	ctx := context.Background()
+	value := make([]byte, 100)
+	for i := range txns {
+		if err := cl.BeginTransaction(); err != nil {
+			b.Fatal(err)
+		}
+		for range per {
+			cl.Produce(ctx, &kgo.Record{Value: value}, nil)
+		}
+		if err := cl.Flush(ctx); err != nil {
+			b.Fatal(err)
+		}
+		if err := cl.EndTransaction(ctx, kgo.TransactionEndTry(i%10 != 0)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, iso := range []struct {
+		name  string
+		level kgo.IsolationLevel
+		want  int
+	}{{"read_uncommitted", kgo.ReadUncommitted(), txns * per}, {"read_committed", kgo.ReadCommitted(), txns * per * 9 / 10}} {
+		b.Run(iso.name, func(b *testing.B) {
+			total := 0
+			for range b.N {
+				c, err := kgo.NewClient(kgo.SeedBrokers(n.Addr), kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(iso.level),
+					kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+				if err != nil {
+					b.Fatal(err)
+				}
+				got := 0
+				for got < iso.want {
+					fs := c.PollFetches(ctx)
+					got += fs.NumRecords()
+				}
+				c.Close()
+				total += got
+			}
+			b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "records/s")
+		})
+	}
+}
