@@ -52,13 +52,14 @@ func (c *Coordinator) InitProducerID(ctx context.Context, req *kmsg.InitProducer
 			resp.ErrorCode = fencedCode(req.Version, 4)
 			return resp
 		}
-		var next *meta
 		if m == nil {
-			next = &meta{id: id, partition: p, pid: -1, parts: map[string]map[int32]bool{}}
-		} else {
-			m.busy = true
-			next = m.clone()
+			// A placeholder, busy, so that a concurrent first InitProducerId
+			// of the same id waits instead of allocating a second producer id.
+			m = &meta{id: id, partition: p, pid: -1, timeoutMs: req.TransactionTimeoutMillis, startMs: -1, parts: map[string]map[int32]bool{}}
+			c.txns[id] = m
 		}
+		m.busy = true
+		next := m.clone()
 		c.mu.Unlock()
 
 		if next.state == Ongoing && attempt == 0 {
@@ -247,7 +248,7 @@ func (c *Coordinator) Describe(id string) (Transaction, int16) {
 		return Transaction{}, code
 	}
 	m := c.txns[id]
-	if m == nil {
+	if m == nil || m.pid < 0 { // unknown, or its first InitProducerId in flight
 		return Transaction{}, kerr.TransactionalIDNotFound.Code
 	}
 	return Transaction{ID: id, ProducerID: m.pid, Epoch: m.epoch, TimeoutMs: m.timeoutMs, State: m.state,
@@ -261,6 +262,9 @@ func (c *Coordinator) List() ([]Transaction, bool) {
 	defer c.mu.Unlock()
 	out := make([]Transaction, 0, len(c.txns))
 	for id, m := range c.txns {
+		if m.pid < 0 {
+			continue // its first InitProducerId is in flight
+		}
 		out = append(out, Transaction{ID: id, ProducerID: m.pid, Epoch: m.epoch, TimeoutMs: m.timeoutMs, State: m.state, StartMs: m.startMs})
 	}
 	slices.SortFunc(out, func(a, b Transaction) int {

@@ -230,3 +230,42 @@ func FuzzDecodeRecord(f *testing.F) {
 		}
 	})
 }
+
+// TestConcurrentFirstInit: concurrent first InitProducerIds of one id get
+// one producer id between them (the others CONCURRENT_TRANSACTIONS or a
+// later epoch of the same id).
+func TestConcurrentFirstInit(t *testing.T) {
+	l := &memLog{parts: map[int32][][]byte{}}
+	c := newTestCoordinator(t, l, &markers{})
+	if err := c.Load(0, 1); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	pids := make(chan int64, 8)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id := "same"
+			req := kmsg.NewPtrInitProducerIDRequest()
+			req.TransactionalID, req.TransactionTimeoutMillis, req.ProducerID, req.ProducerEpoch = &id, 10000, -1, -1
+			resp := c.InitProducerID(context.Background(), req)
+			switch resp.ErrorCode {
+			case 0:
+				pids <- resp.ProducerID
+			case kerr.ConcurrentTransactions.Code:
+			default:
+				t.Errorf("InitProducerId: %v", kerr.ErrorForCode(resp.ErrorCode))
+			}
+		}()
+	}
+	wg.Wait()
+	close(pids)
+	seen := map[int64]bool{}
+	for p := range pids {
+		seen[p] = true
+	}
+	if len(seen) != 1 {
+		t.Fatalf("producer ids handed out: %v, want exactly one", seen)
+	}
+}
