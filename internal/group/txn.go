@@ -154,9 +154,43 @@ func (c *Coordinator) CompleteTxn(partition int32, pid int64, commit bool) {
 		return
 	}
 	sh.mu.Lock()
+	if !sh.loaded {
+		// Loading: the replay may have read the log before this marker;
+		// applied once the shard is loaded (applyEarlyMarkers).
+		if sh.early == nil {
+			sh.early = map[int64]bool{}
+		}
+		sh.early[pid] = commit
+		sh.mu.Unlock()
+		return
+	}
 	p := sh.txnOffsets[pid]
 	delete(sh.txnOffsets, pid)
 	sh.mu.Unlock()
+	c.applyTxnOffsets(sh, p, commit)
+}
+
+// applyEarlyMarkers applies the markers CompleteTxn received while sh was
+// loading; Load calls it once the shard is loaded. A marker the replay
+// already applied finds nothing pending.
+func (c *Coordinator) applyEarlyMarkers(sh *shard) {
+	sh.mu.Lock()
+	early := sh.early
+	sh.early = nil
+	pending := map[int64]pendingTxn{}
+	for pid := range early {
+		pending[pid] = sh.txnOffsets[pid]
+		delete(sh.txnOffsets, pid)
+	}
+	sh.mu.Unlock()
+	for pid, commit := range early {
+		c.applyTxnOffsets(sh, pending[pid], commit)
+	}
+}
+
+// applyTxnOffsets makes a committed transaction's offsets p the groups'
+// committed offsets (nothing for an abort).
+func (c *Coordinator) applyTxnOffsets(sh *shard, p pendingTxn, commit bool) {
 	if !commit || len(p) == 0 {
 		return
 	}
