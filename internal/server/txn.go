@@ -220,7 +220,18 @@ func (w *markerWriter) client(addr string) (*kgo.Client, error) {
 func (w *markerWriter) WriteMarkers(ctx context.Context, pid int64, epoch int16, commit bool, coordinatorEpoch int32, parts map[string][]int32) error {
 	img := w.s.store.Image()
 	remote := map[int32]map[string][]int32{} // leader -> its partitions
-	var errs []error
+	var (
+		mu   sync.Mutex // guards errs
+		errs []error
+		wg   sync.WaitGroup
+	)
+	fail := func(err error) {
+		mu.Lock()
+		errs = append(errs, err)
+		mu.Unlock()
+	}
+	// Every partition's marker waits for its own durability and
+	// replication: write them all at once.
 	for topic, ps := range parts {
 		t, ok := img.Topic(topic)
 		for _, p := range ps {
@@ -234,21 +245,30 @@ func (w *markerWriter) WriteMarkers(ctx context.Context, pid int64, epoch int16,
 				remote[leader][topic] = append(remote[leader][topic], p)
 				continue
 			}
-			if code := w.s.writeMarker(ctx, topic, p, pid, epoch, commit, coordinatorEpoch); code != 0 {
-				errs = append(errs, fmt.Errorf("%s-%d: %w", topic, p, kerr.ErrorForCode(code)))
-			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if code := w.s.writeMarker(ctx, topic, p, pid, epoch, commit, coordinatorEpoch); code != 0 {
+					fail(fmt.Errorf("%s-%d: %w", topic, p, kerr.ErrorForCode(code)))
+				}
+			}()
 		}
 	}
 	for leader, ps := range remote {
 		b, ok := img.Broker(leader)
 		if !ok || leader < 0 || b.Fenced {
-			errs = append(errs, fmt.Errorf("leader %d of %v is not available", leader, ps))
+			fail(fmt.Errorf("leader %d of %v is not available", leader, ps))
 			continue
 		}
-		if err := w.writeRemote(ctx, b.ReplicationAddr(), pid, epoch, commit, coordinatorEpoch, ps); err != nil {
-			errs = append(errs, fmt.Errorf("broker %d: %w", leader, err))
-		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := w.writeRemote(ctx, b.ReplicationAddr(), pid, epoch, commit, coordinatorEpoch, ps); err != nil {
+				fail(fmt.Errorf("broker %d: %w", leader, err))
+			}
+		}()
 	}
+	wg.Wait()
 	return errors.Join(errs...)
 }
 
@@ -413,25 +433,34 @@ func (s *Server) handleTxn(ctx context.Context, req *protocol.Request) (func() k
 }
 
 // handleWriteTxnMarkers appends the markers another broker's coordinator
-// sends, each partition as its leader, acks=all.
+// sends, each partition as its leader, acks=all, all partitions at once.
 func (s *Server) handleWriteTxnMarkers(ctx context.Context, req *kmsg.WriteTxnMarkersRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.WriteTxnMarkersResponse)
-	for _, m := range req.Markers {
-		rm := kmsg.NewWriteTxnMarkersResponseMarker()
+	var wg sync.WaitGroup
+	resp.Markers = make([]kmsg.WriteTxnMarkersResponseMarker, len(req.Markers))
+	for i, m := range req.Markers {
+		rm := &resp.Markers[i]
+		*rm = kmsg.NewWriteTxnMarkersResponseMarker()
 		rm.ProducerID = m.ProducerID
-		for _, t := range m.Topics {
-			rt := kmsg.NewWriteTxnMarkersResponseMarkerTopic()
+		rm.Topics = make([]kmsg.WriteTxnMarkersResponseMarkerTopic, len(m.Topics))
+		for j, t := range m.Topics {
+			rt := &rm.Topics[j]
+			*rt = kmsg.NewWriteTxnMarkersResponseMarkerTopic()
 			rt.Topic = t.Topic
-			for _, p := range t.Partitions {
-				rp := kmsg.NewWriteTxnMarkersResponseMarkerTopicPartition()
+			rt.Partitions = make([]kmsg.WriteTxnMarkersResponseMarkerTopicPartition, len(t.Partitions))
+			for k, p := range t.Partitions {
+				rp := &rt.Partitions[k]
+				*rp = kmsg.NewWriteTxnMarkersResponseMarkerTopicPartition()
 				rp.Partition = p
-				rp.ErrorCode = s.writeMarker(ctx, t.Topic, p, m.ProducerID, m.ProducerEpoch, m.Committed, m.CoordinatorEpoch)
-				rt.Partitions = append(rt.Partitions, rp)
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					rp.ErrorCode = s.writeMarker(ctx, t.Topic, p, m.ProducerID, m.ProducerEpoch, m.Committed, m.CoordinatorEpoch)
+				}()
 			}
-			rm.Topics = append(rm.Topics, rt)
 		}
-		resp.Markers = append(resp.Markers, rm)
 	}
+	wg.Wait()
 	return resp
 }
 
