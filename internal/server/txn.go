@@ -156,6 +156,7 @@ func (l txnStateLog) partition(p int32) (*replica.Partition, error) {
 	return part, nil
 }
 
+// Append appends with acks=all and waits for durability and the ISR.
 func (l txnStateLog) Append(ctx context.Context, p int32, records []byte) error {
 	part, err := l.partition(p)
 	if err != nil {
@@ -174,6 +175,7 @@ func (l txnStateLog) Append(ctx context.Context, p int32, records []byte) error 
 	return err
 }
 
+// Read reads up to the log end offset (see coordinator.Log).
 func (l txnStateLog) Read(p int32, offset int64, maxBytes int) ([]byte, error) {
 	part, err := l.partition(p)
 	if err != nil {
@@ -182,6 +184,7 @@ func (l txnStateLog) Read(p int32, offset int64, maxBytes int) ([]byte, error) {
 	return part.ReadReplica(offset, maxBytes, true)
 }
 
+// Bounds returns the log start and end offsets.
 func (l txnStateLog) Bounds(p int32) (int64, int64, error) {
 	part, err := l.partition(p)
 	if err != nil {
@@ -217,6 +220,7 @@ func (w *markerWriter) client(addr string) (*kgo.Client, error) {
 	return cl, nil
 }
 
+// WriteMarkers implements coordinator.MarkerWriter.
 func (w *markerWriter) WriteMarkers(ctx context.Context, pid int64, epoch int16, commit bool, coordinatorEpoch int32, parts map[string][]int32) error {
 	img := w.s.store.Image()
 	remote := map[int32]map[string][]int32{} // leader -> its partitions
