@@ -137,7 +137,19 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	if o.Transactions {
-		_, err := RunTransactions(ctx, o, o.Txn, stdout)
+		if !asJSON {
+			_, err := RunTransactions(ctx, o, o.Txn, stdout)
+			return err
+		}
+		c, err := RunTransactions(ctx, o, o.Txn, io.Discard)
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if jerr := enc.Encode(struct {
+			TxnCounts
+			Pass bool `json:"pass"`
+		}{c, err == nil}); jerr != nil {
+			return fmt.Errorf("write report: %w", jerr)
+		}
 		return err
 	}
 	rep, err := Run(ctx, o)
