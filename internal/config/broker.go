@@ -63,6 +63,13 @@ var brokerDefs = index([]*Def{
 	{Name: "log.message.timestamp.after.max.ms", Type: TypeLong, Default: maxLong, Valid: atLeast(0)},
 	{Name: "transactional.id.expiration.ms", Type: TypeInt, Default: "604800000", Valid: atLeast(1)},
 	{Name: "producer.id.expiration.ms", Type: TypeInt, Default: "86400000", Valid: atLeast(1)},
+	// Transaction coordinator and the __transaction_state topic.
+	{Name: "transaction.state.log.num.partitions", Type: TypeInt, Default: "50", Doc: "Partitions of __transaction_state (used when it is created).", ReadOnly: true, Valid: atLeast(1)},
+	{Name: "transaction.state.log.replication.factor", Type: TypeShort, Default: "3", Doc: "Replication factor of __transaction_state (capped at the broker count when it is created).", ReadOnly: true, Valid: atLeast(1)},
+	{Name: "transaction.state.log.min.isr", Type: TypeInt, Default: "2", Doc: "min.insync.replicas of __transaction_state (capped at its replication factor).", ReadOnly: true, Valid: atLeast(1)},
+	{Name: "transaction.state.log.segment.bytes", Type: TypeInt, Default: "104857600", Doc: "Segment size of __transaction_state.", ReadOnly: true, Valid: atLeast(1)},
+	{Name: "transaction.max.timeout.ms", Type: TypeInt, Default: "900000", Doc: "Largest transaction.timeout.ms a producer may ask for (INVALID_TRANSACTION_TIMEOUT above it).", ReadOnly: true, Valid: atLeast(1)},
+	{Name: "transaction.abort.timed.out.transaction.cleanup.interval.ms", Type: TypeInt, Default: "10000", Doc: "How often the coordinator aborts transactions past their timeout.", ReadOnly: true, Valid: atLeast(1)},
 	// Group coordinator and the __consumer_offsets topic.
 	{Name: "offsets.topic.num.partitions", Type: TypeInt, Default: "50", Doc: "Partitions of __consumer_offsets (used when it is created).", ReadOnly: true, Valid: atLeast(1)},
 	{Name: "offsets.topic.replication.factor", Type: TypeShort, Default: "3", Doc: "Replication factor of __consumer_offsets (capped at the broker count when it is created).", ReadOnly: true, Valid: atLeast(1)},

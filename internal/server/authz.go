@@ -218,6 +218,9 @@ func (s *Server) authorize(ctx context.Context, req *protocol.Request) (deny kms
 	case *kmsg.FindCoordinatorRequest:
 		return s.authorizeFindCoordinator(ctx, body)
 	default:
+		if deny, fix, ok := s.authorizeTxnAPI(ctx, req); ok { // txnauthz.go
+			return deny, fix
+		}
 		return s.authorizeGroupAPI(ctx, req)
 	}
 	return nil, nil

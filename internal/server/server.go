@@ -52,6 +52,8 @@ type Server struct {
 	sec    *serverSecurity // authorizer and quotas (authz.go)
 
 	groups    *groupCoordinator // consumer group coordinator (groups.go)
+	txns      *txnCoordinator   // transaction coordinator (txn.go)
+	txnMu     sync.Mutex        // serialises the creation of __transaction_state
 	offsetsMu sync.Mutex        // serialises the creation of __consumer_offsets
 
 	listeners []net.Listener
@@ -130,6 +132,7 @@ func (s *Server) open() error {
 		}
 	}
 	s.openGroups()
+	s.openTxns()
 	node.OnChange(s.applyImage)
 	return nil
 }
@@ -152,6 +155,7 @@ func (s *Server) applyImage(img *metadata.Image) {
 		s.logger.Error("applying metadata to partitions", "err", s.applyErr)
 	}
 	s.groups.observe(img)
+	s.txns.observe(img)
 }
 
 // retryFailedApply applies the latest image again while the last Apply
@@ -201,6 +205,7 @@ func (s *Server) catchUp() {
 	}
 	s.parts.RemoveStrays(img)
 	s.groups.observe(img)
+	s.txns.observe(img)
 	s.applyMu.Unlock()
 	s.logger.Info("loaded partitions", "partitions", len(s.parts.All()), "took", time.Since(start).Round(time.Millisecond))
 }
@@ -459,6 +464,7 @@ func (s *Server) closeState() error {
 		}
 	}
 	s.groups.close()
+	s.txns.close()
 	if s.parts != nil {
 		err = s.parts.Close()
 	}

@@ -86,6 +86,11 @@ type Options struct {
 	// ClientOpts are added to every client the run makes (e.g. TLS and SASL
 	// for a secured listener).
 	ClientOpts []kgo.Opt
+
+	// Transactions runs the transactional verification (txn.go) instead,
+	// with Txn's producers.
+	Transactions bool
+	Txn          TxnOptions
 }
 
 // DefaultOptions returns the options `strand verify` uses without flags.
@@ -133,6 +138,22 @@ func (r Report) FaultFailed() bool { return strings.HasPrefix(r.Fault, "failed")
 func Main(ctx context.Context, args []string, stdout io.Writer) error {
 	o, asJSON, err := parseFlags(args, stdout)
 	if err != nil {
+		return err
+	}
+	if o.Transactions {
+		if !asJSON {
+			_, err := RunTransactions(ctx, o, o.Txn, stdout)
+			return err
+		}
+		c, err := RunTransactions(ctx, o, o.Txn, io.Discard)
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if jerr := enc.Encode(struct {
+			TxnCounts
+			Pass bool `json:"pass"`
+		}{c, err == nil}); jerr != nil {
+			return fmt.Errorf("write report: %w", jerr)
+		}
 		return err
 	}
 	rep, err := Run(ctx, o)
@@ -184,6 +205,10 @@ func parseFlags(args []string, out io.Writer) (Options, bool, error) {
 	fs.DurationVar(&o.FaultAt, "fault-at", o.FaultAt, "when --fault-cmd runs, from the start of the produce phase")
 	fs.DurationVar(&o.AfterFault, "after-fault", o.AfterFault, "keep producing at least this long after --fault-cmd returned, even past --duration (0: stop at --duration)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
+	fs.BoolVar(&o.Transactions, "transactions", false, "verify transactions: transactional producers, some transactions aborted, read back with read_committed")
+	fs.IntVar(&o.Txn.Producers, "producers", 4, "with --transactions: transactional producers")
+	fs.IntVar(&o.Txn.TxnMaxRecords, "txn-max-records", 20, "with --transactions: records per transaction, uniform in [1, this]")
+	fs.Float64Var(&o.Txn.AbortRatio, "abort-ratio", 0.2, "with --transactions: fraction of transactions aborted on purpose")
 	if err := fs.Parse(args); err != nil {
 		return o, false, err
 	}
