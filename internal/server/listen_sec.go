@@ -262,12 +262,14 @@ func (s *Server) interBrokerDialer() (security.Dialer, error) {
 	return d, nil
 }
 
-// secureReplication makes followers use the inter-broker listener's security.
+// secureReplication makes followers (and the transaction coordinator's
+// marker writes) use the inter-broker listener's security.
 func (s *Server) secureReplication() error {
 	d, err := s.interBrokerDialer()
 	if err != nil || d == nil {
 		return err
 	}
+	s.interDial = d
 	s.parts.SetDialer(replica.DialFunc(d))
 	return nil
 }

@@ -26,6 +26,7 @@ import (
 	"strand/internal/controller"
 	"strand/internal/metadata"
 	"strand/internal/replica"
+	"strand/internal/security"
 	"strand/internal/txn"
 )
 
@@ -77,6 +78,9 @@ type Server struct {
 	acceptLog, refusedLog, overLimitLog, connErrLog, applyRetryLog rateLimited
 
 	opts options // from New (options.go)
+	// interDial connects to other brokers' inter-broker listeners with that
+	// listener's TLS/SASL (nil: plain TCP); set once by secureReplication.
+	interDial security.Dialer
 }
 
 // New opens the node's data directory (taking an exclusive lock on it), loads

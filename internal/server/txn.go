@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"sort"
 	"strconv"
 	"sync"
@@ -209,7 +210,13 @@ func (w *markerWriter) client(addr string) (*kgo.Client, error) {
 	if cl := w.clients[addr]; cl != nil {
 		return cl, nil
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ClientID(fmt.Sprintf("strand-txn-coordinator-%d", w.s.cfg.NodeID())))
+	opts := []kgo.Opt{kgo.SeedBrokers(addr), kgo.ClientID(fmt.Sprintf("strand-txn-coordinator-%d", w.s.cfg.NodeID()))}
+	if d := w.s.interDial; d != nil { // the inter-broker listener's TLS/SASL, as followers use
+		opts = append(opts, kgo.Dialer(func(ctx context.Context, _, host string) (net.Conn, error) {
+			return d(ctx, host, 10*time.Second)
+		}))
+	}
+	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, err
 	}
