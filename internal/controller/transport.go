@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -24,6 +25,7 @@ type mux struct {
 	raftCh chan net.Conn
 	serve  func(net.Conn) // handles an RPC connection (first byte consumed)
 	addr   net.Addr       // advertised address
+	dial   func(ctx context.Context, addr string, timeout time.Duration) (net.Conn, error)
 
 	closeOnce sync.Once
 	done      chan struct{}
@@ -107,7 +109,7 @@ func (s streamLayer) Addr() net.Addr { return s.m.addr }
 
 // Dial implements raft.StreamLayer.
 func (s streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	c, err := net.DialTimeout("tcp", string(addr), timeout)
+	c, err := s.m.dial(context.Background(), string(addr), timeout)
 	if err != nil {
 		return nil, err
 	}

@@ -221,6 +221,9 @@ func (m *Manager) move(ctx context.Context, tp TopicPartition, p *Partition, mv 
 		if err := atomicfile.Write(filepath.Join(future, snapshotName(leo)), p.producers.EncodeSnapshot(leo)); err != nil {
 			return err
 		}
+		if err := p.writeTxnSnapshotLocked(future, leo); err != nil { // txn.go
+			return err
+		}
 	}
 	if err := fut.Close(); err != nil {
 		return err

@@ -207,9 +207,20 @@ func (s *Server) authorize(ctx context.Context, req *protocol.Request) (deny kms
 			resp.ErrorCode = errClusterAuth
 			return resp, nil
 		}
+	case *kmsg.DescribeLogDirsRequest:
+		// As Kafka: DESCRIBE on the cluster, else no directories and (v3+)
+		// CLUSTER_AUTHORIZATION_FAILED.
+		if !s.allowedCluster(ctx, metadata.OpDescribe) {
+			resp := body.ResponseKind().(*kmsg.DescribeLogDirsResponse)
+			resp.ErrorCode = errClusterAuth
+			return resp, nil
+		}
 	case *kmsg.FindCoordinatorRequest:
 		return s.authorizeFindCoordinator(ctx, body)
 	default:
+		if deny, fix, ok := s.authorizeTxnAPI(ctx, req); ok { // txnauthz.go
+			return deny, fix
+		}
 		return s.authorizeGroupAPI(ctx, req)
 	}
 	return nil, nil

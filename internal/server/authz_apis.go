@@ -527,13 +527,6 @@ func (s *Server) authorizeOther(ctx context.Context, req *protocol.Request) (kms
 		*kmsg.CreateACLsRequest, *kmsg.DescribeACLsRequest, *kmsg.DeleteACLsRequest,
 		*kmsg.DescribeClientQuotasRequest, *kmsg.AlterClientQuotasRequest:
 		return nil, nil
-	case *kmsg.DescribeLogDirsRequest: // Kafka: DESCRIBE on the cluster
-		if !s.allowedCluster(ctx, metadata.OpDescribe) {
-			resp := body.ResponseKind().(*kmsg.DescribeLogDirsResponse)
-			resp.ErrorCode = errClusterAuth
-			return resp, nil
-		}
-		return nil, nil
 	case *kmsg.AlterReplicaLogDirsRequest: // Kafka: ALTER on the cluster
 		if !s.allowedCluster(ctx, metadata.OpAlter) {
 			resp := body.ResponseKind().(*kmsg.AlterReplicaLogDirsResponse)

@@ -110,7 +110,9 @@ func rawFetch(t *testing.T, addr, topic string, version int16, rack string, offs
 func TestFollowerFetchRackAware(t *testing.T) {
 	const topic, n, k = "rack-aware", 200, 7
 	c := replicationCluster(t, testcluster.WithHTTP(),
-		testcluster.WithNodeSet("broker.rack", rackOf),
+		testcluster.ForNode(1, testcluster.WithSet("broker.rack", rackOf(1))),
+		testcluster.ForNode(2, testcluster.WithSet("broker.rack", rackOf(2))),
+		testcluster.ForNode(3, testcluster.WithSet("broker.rack", rackOf(3))),
 		testcluster.WithSet("replica.selector.class", config.RackAwareReplicaSelector),
 		// The paused replica must stay in the ISR for the HW check.
 		testcluster.WithSet("replica.lag.time.max.ms", "15000"),

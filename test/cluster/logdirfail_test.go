@@ -32,7 +32,11 @@ func TestLogDirFailure(t *testing.T) {
 	dirsOf := func(id int32) []string {
 		return []string{filepath.Join(base, fmt.Sprintf("n%d-a", id)), filepath.Join(base, fmt.Sprintf("n%d-b", id))}
 	}
-	c := replicationCluster(t, testcluster.WithNodeSet("log.dirs", func(id int32) string { return strings.Join(dirsOf(id), ",") }))
+	var opts []testcluster.Option
+	for id := range int32(3) {
+		opts = append(opts, testcluster.ForNode(id+1, testcluster.WithSet("log.dirs", strings.Join(dirsOf(id+1), ","))))
+	}
+	c := replicationCluster(t, opts...)
 	adm := admin(t, c.Addrs())
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
