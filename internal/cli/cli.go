@@ -1,4 +1,4 @@
-// Package cli is strand's admin command line: topic, group, cluster,
+// Package cli is strand's admin command line: topic, group, cluster, acl, user,
 // produce, consume, reassign and log-dirs commands (spf13/cobra) that talk
 // to any Kafka-compatible cluster through franz-go's kadm, with human tables
 // by default and --json everywhere. The views it gathers (view.go) are also
@@ -60,6 +60,7 @@ func NewRoot(out io.Writer, in io.Reader) *cobra.Command {
 	pf.BoolVar(&e.json, "json", false, "print JSON instead of tables")
 	pf.DurationVar(&e.timeout, "timeout", 30*time.Second, "how long a command may take")
 	root.AddCommand(topicCmd(e), groupCmd(e), clusterCmd(e), produceCmd(e), consumeCmd(e), reassignCmd(e), logDirsCmd(e))
+	root.AddCommand(aclCmd(e), userCmd(e))
 	return root
 }
 
