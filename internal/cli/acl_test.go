@@ -29,11 +29,13 @@ func TestACLAndUserCommands(t *testing.T) {
 		[2]string{"auto.create.topics.enable", "false"})
 	b := addr
 
-	// produce sends one record to orders as alice over SCRAM-SHA-512.
-	produce := func(password string) error {
+	// produce sends one record to orders as alice over SCRAM-SHA-512
+	// within timeout (kgo retries a failed authentication until then, so
+	// the tests expecting one pass a short timeout).
+	produce := func(password string, timeout time.Duration) error {
 		cl, err := kgo.NewClient(kgo.SeedBrokers(saslAddr),
 			kgo.SASL(scram.Auth{User: "alice", Pass: password}.AsSha512Mechanism()),
-			kgo.RecordDeliveryTimeout(5*time.Second), kgo.RequestRetries(1), kgo.DisableIdempotentWrite())
+			kgo.RecordDeliveryTimeout(timeout), kgo.RequestRetries(1), kgo.DisableIdempotentWrite())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -58,10 +60,10 @@ func TestACLAndUserCommands(t *testing.T) {
 	fails(t, b, "iterations", "user", "create", "carol", "--password", "x", "--iterations", "100")
 
 	ok(t, b, "", "topic", "create", "orders", "--partitions", "1", "--replication-factor", "1")
-	if err := produce("alice-secret"); !errors.Is(err, kerr.TopicAuthorizationFailed) {
+	if err := produce("alice-secret", 5*time.Second); !errors.Is(err, kerr.TopicAuthorizationFailed) {
 		t.Fatalf("alice produces without an ACL: %v, want TOPIC_AUTHORIZATION_FAILED", err)
 	}
-	if err := produce("wrong"); !errors.Is(err, kerr.SaslAuthenticationFailed) {
+	if err := produce("wrong", time.Second); !errors.Is(err, kerr.SaslAuthenticationFailed) {
 		t.Fatalf("alice with a wrong password: %v, want SASL_AUTHENTICATION_FAILED", err)
 	}
 
@@ -71,7 +73,7 @@ func TestACLAndUserCommands(t *testing.T) {
 		t.Fatalf("acl create: %+v", acls)
 	}
 	ok(t, b, "", "acl", "create", "--allow-principal", "User:app", "--operation", "Read", "--group", "app-", "--resource-pattern-type", "prefixed")
-	if err := produce("alice-secret"); err != nil {
+	if err := produce("alice-secret", 5*time.Second); err != nil {
 		t.Fatalf("alice produces with WRITE: %v", err)
 	}
 	listed := decode[[]cli.ACLView](t, ok(t, b, "", "acl", "list", "--json"))
@@ -103,12 +105,12 @@ func TestACLAndUserCommands(t *testing.T) {
 	if len(deleted) != 1 || deleted[0] != want[2] {
 		t.Fatalf("acl delete: %+v", deleted)
 	}
-	if err := produce("alice-secret"); !errors.Is(err, kerr.TopicAuthorizationFailed) {
+	if err := produce("alice-secret", 5*time.Second); !errors.Is(err, kerr.TopicAuthorizationFailed) {
 		t.Fatalf("alice produces after the WRITE was deleted: %v", err)
 	}
 
 	ok(t, b, "", "user", "delete", "alice")
-	if err := produce("alice-secret"); !errors.Is(err, kerr.SaslAuthenticationFailed) {
+	if err := produce("alice-secret", time.Second); !errors.Is(err, kerr.SaslAuthenticationFailed) {
 		t.Fatalf("a deleted user logs in: %v", err)
 	}
 	if got := decode[[]cli.UserView](t, ok(t, b, "", "user", "list", "--json")); len(got) != 1 || got[0].User != "bob" {
