@@ -50,7 +50,8 @@ type clientIDKey struct{}
 
 // requestContext is ctx for one request: it carries the client id (for
 // quotas) and, with an authorizer, a session with the client's host
-// filled in.
+// filled in. The principal is always the connection's (set when it
+// authenticated); nothing in a request chooses it.
 func (s *Server) requestContext(ctx context.Context, req *protocol.Request) context.Context {
 	ctx = context.WithValue(ctx, clientIDKey{}, req.ClientID)
 	sess := security.SessionFrom(ctx)
@@ -58,11 +59,9 @@ func (s *Server) requestContext(ctx context.Context, req *protocol.Request) cont
 		return ctx // the host matters only to ACLs
 	}
 	next := *sess
-	if next.Host == "" {
-		addr, _ := ctx.Value(remoteAddrKey{}).(string)
-		if host, _, err := net.SplitHostPort(addr); err == nil {
-			next.Host = host
-		}
+	addr, _ := ctx.Value(remoteAddrKey{}).(string)
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		next.Host = host
 	}
 	return security.WithSession(ctx, &next)
 }
