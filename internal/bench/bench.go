@@ -222,7 +222,7 @@ func (o Options) check() (kgo.Acks, kgo.CompressionCodec, error) {
 	if o.Producers < 1 || o.Producers > o.Records {
 		bad("producers %d: want 1 to records (%d)", o.Producers, o.Records)
 	}
-	if err := o.Security.check(); err != nil {
+	if err := o.Security.Check(); err != nil {
 		errs = append(errs, err)
 	}
 	if o.InFlight < 0 || o.Linger < 0 || o.FsyncBytes < 0 || o.FsyncOpsTime < 0 || o.Handshakes < 0 {
@@ -281,7 +281,7 @@ func Run(ctx context.Context, o Options) (rep Report, err error) {
 			return rep, err
 		}
 	}
-	secOpts, err := o.Security.clientOpts()
+	secOpts, err := o.Security.KgoOpts()
 	if err != nil {
 		return rep, err
 	}

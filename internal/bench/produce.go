@@ -52,7 +52,7 @@ func produce(ctx context.Context, o Options, acks kgo.Acks, codec kgo.Compressio
 	if !o.Idempotent {
 		opts = append(opts, kgo.DisableIdempotentWrite())
 	}
-	secOpts, err := o.Security.clientOpts()
+	secOpts, err := o.Security.KgoOpts()
 	if err != nil {
 		return rep, err
 	}
@@ -167,7 +167,7 @@ func consume(ctx context.Context, o Options, created bool, start, end map[int32]
 			pending[p] = true
 		}
 	}
-	secOpts, err := o.Security.clientOpts()
+	secOpts, err := o.Security.KgoOpts()
 	if err != nil {
 		return rep, err
 	}

@@ -2,106 +2,18 @@ package bench
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
 	"slices"
 	"sort"
 	"strings"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kgo"
-
 	"strand/internal/security"
 )
 
-// Security is how the benchmark's clients reach the brokers, with Kafka's
-// client settings: security.protocol, sasl.mechanism, the SASL username and
-// password, and the CA that signed the brokers' certificates. The
-// connections are made by internal/security's client dialer (TLS, then
-// SaslHandshake/SaslAuthenticate), the code followers use between brokers.
-type Security struct {
-	Protocol  string // PLAINTEXT (""), SSL, SASL_PLAINTEXT or SASL_SSL
-	Mechanism string // PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (SASL protocols)
-	Username  string
-	Password  string
-	CAFile    string // PEM file of trusted CAs; "" trusts the system's
-}
-
-var protocols = []string{"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"}
-
-func (s Security) protocol() string {
-	if s.Protocol == "" {
-		return "PLAINTEXT"
-	}
-	return strings.ToUpper(s.Protocol)
-}
-
-func (s Security) sasl() bool { return strings.HasPrefix(s.protocol(), "SASL_") }
-
-// String names the protocol and, for SASL, the mechanism and user.
-func (s Security) String() string {
-	if s.sasl() {
-		return fmt.Sprintf("%s %s as %s", s.protocol(), strings.ToUpper(s.Mechanism), s.Username)
-	}
-	return s.protocol()
-}
-
-func (s Security) check() error {
-	if !slices.Contains(protocols, s.protocol()) {
-		return fmt.Errorf("security protocol %q: want PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL", s.Protocol)
-	}
-	if !s.sasl() {
-		if s.Mechanism != "" || s.Username != "" {
-			return fmt.Errorf("--sasl-mechanism and --sasl-username need --security-protocol SASL_PLAINTEXT or SASL_SSL")
-		}
-		return nil
-	}
-	switch strings.ToUpper(s.Mechanism) {
-	case security.MechanismPlain, security.MechanismScramSHA256, security.MechanismScramSHA512:
-	default:
-		return fmt.Errorf("sasl mechanism %q: want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", s.Mechanism)
-	}
-	if s.Username == "" {
-		return errors.New("SASL needs --sasl-username (and --sasl-password)")
-	}
-	return nil
-}
-
-// dialer returns how to open one authenticated connection (TCP, TLS, SASL).
-func (s Security) dialer() (security.Dialer, error) {
-	if s.protocol() == "PLAINTEXT" {
-		return func(ctx context.Context, addr string, timeout time.Duration) (net.Conn, error) {
-			d := net.Dialer{Timeout: timeout}
-			return d.DialContext(ctx, "tcp", addr)
-		}, nil
-	}
-	props := map[string]string{
-		"ssl.enabled.protocols":                 "TLSv1.2,TLSv1.3",
-		"ssl.endpoint.identification.algorithm": "https",
-	}
-	if s.CAFile != "" {
-		props["ssl.truststore.type"], props["ssl.truststore.location"] = "PEM", s.CAFile
-	}
-	return security.NewClientDialer(security.ClientConfig{
-		Protocol: s.protocol(), Props: func(k string) string { return props[k] },
-		Mechanism: strings.ToUpper(s.Mechanism), User: s.Username, Password: s.Password,
-	})
-}
-
-// clientOpts are the franz-go options that make a client connect per s.
-func (s Security) clientOpts() ([]kgo.Opt, error) {
-	if s.protocol() == "PLAINTEXT" {
-		return nil, nil
-	}
-	d, err := s.dialer()
-	if err != nil {
-		return nil, err
-	}
-	return []kgo.Opt{kgo.Dialer(func(ctx context.Context, _, host string) (net.Conn, error) {
-		return d(ctx, host, 10*time.Second)
-	})}, nil
-}
+// Security is how the benchmark's clients reach the brokers (see
+// security.ClientSecurity).
+type Security = security.ClientSecurity
 
 // HandshakeReport is the connection-setup phase: new connections opened
 // and authenticated one after another (TCP, then TLS and SASL as the
@@ -116,7 +28,7 @@ type HandshakeReport struct {
 // measureHandshakes opens n connections to addr in sequence with s (after
 // one uncounted).
 func measureHandshakes(ctx context.Context, s Security, addr string, n int) (*HandshakeReport, error) {
-	d, err := s.dialer()
+	d, err := s.Dialer()
 	if err != nil {
 		return nil, err
 	}
