@@ -3,6 +3,7 @@ package cli_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -76,6 +77,19 @@ func TestACLAndUserCommands(t *testing.T) {
 	if err := produce("alice-secret", 5*time.Second); err != nil {
 		t.Fatalf("alice produces with WRITE: %v", err)
 	}
+	// The admin commands connect with Kafka's client security settings:
+	// as alice, over SASL_PLAINTEXT with SCRAM-SHA-512, they see and write
+	// orders but may not list ACLs (no DESCRIBE on the cluster).
+	asAlice := []string{"--security-protocol", "SASL_PLAINTEXT", "--sasl-mechanism", "SCRAM-SHA-512", "--sasl-username", "alice", "--sasl-password", "alice-secret"}
+	if out := ok(t, saslAddr, "", append([]string{"topic", "list"}, asAlice...)...); !strings.Contains(out, "orders") {
+		t.Fatalf("topic list as alice: %s", out)
+	}
+	ok(t, saslAddr, "hello\n", append([]string{"produce", "orders"}, asAlice...)...)
+	fails(t, saslAddr, "CLUSTER_AUTHORIZATION_FAILED", append([]string{"acl", "list"}, asAlice...)...)
+	fails(t, saslAddr, "SASL_AUTHENTICATION_FAILED", "topic", "list", "--security-protocol", "SASL_PLAINTEXT", "--sasl-mechanism", "SCRAM-SHA-512",
+		"--sasl-username", "alice", "--sasl-password", "wrong")
+	fails(t, saslAddr, "want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", "topic", "list", "--security-protocol", "SASL_PLAINTEXT", "--sasl-mechanism", "GSSAPI", "--sasl-username", "alice")
+
 	listed := decode[[]cli.ACLView](t, ok(t, b, "", "acl", "list", "--json"))
 	want := []cli.ACLView{
 		{Principal: "User:app", Host: "*", Permission: "ALLOW", Operation: "READ", ResourceType: "GROUP", ResourceName: "app-", PatternType: "PREFIXED"},
