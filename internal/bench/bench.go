@@ -171,6 +171,7 @@ func parseFlags(args []string, out io.Writer) (Options, bool, compareFlags, erro
 	fs.StringVar(&o.Security.Username, "sasl-username", "", "SASL user")
 	fs.StringVar(&o.Security.Password, "sasl-password", "", "SASL password (default $STRAND_SASL_PASSWORD)")
 	fs.StringVar(&o.Security.CAFile, "tls-ca", "", "PEM file of the CA that signed the brokers' certificates (default: the system's)")
+	fs.StringVar(&o.Security.KeystoreFile, "tls-keystore", "", "PEM file with this client's private key and certificate chain, for mutual TLS (ssl.client.auth)")
 	fs.IntVar(&o.Handshakes, "handshakes", 0, "first open and authenticate this many connections, one after another, and report connections/s")
 	compare := fs.String("compare-brokers", "", "the same cluster's PLAINTEXT listener(s): run --rounds rounds against both, alternating, and report the median ratios")
 	fs.IntVar(&cmp.rounds, "rounds", 3, "rounds with --compare-brokers")

@@ -2,6 +2,7 @@ package cli_test
 
 import (
 	"context"
+	"crypto/x509/pkix"
 	"errors"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"strand/internal/cli"
+	"strand/internal/security/securitytest"
 	"strand/internal/server/servertest"
 )
 
@@ -131,4 +133,38 @@ func TestACLAndUserCommands(t *testing.T) {
 		t.Fatalf("user list after delete: %+v", got)
 	}
 	fails(t, b, "RESOURCE_NOT_FOUND", "user", "delete", "alice")
+}
+
+// TestCommandsOverMutualTLS: with --security-protocol SSL, --tls-ca and
+// --tls-keystore (key + chain, as the broker's PEM keystore) the commands
+// reach a listener that requires client certificates, as the certificate's
+// (mapped) principal; without the keystore the broker refuses them.
+func TestCommandsOverMutualTLS(t *testing.T) {
+	dir := t.TempDir()
+	ca := securitytest.NewCA(t)
+	cert, key := ca.Issue(t, pkix.Name{CommonName: "broker"}, "127.0.0.1")
+	ccert, ckey := ca.Issue(t, pkix.Name{CommonName: "ops"})
+	caFile := securitytest.WriteFile(t, dir, "ca.pem", ca.PEM)
+	clientPEM := securitytest.WriteFile(t, dir, "client.pem", ckey, ccert)
+	addr, sslAddr := servertest.FreeAddr(t), servertest.FreeAddr(t)
+	servertest.StartOn(t, addr,
+		[2]string{"listeners", "PLAINTEXT://" + addr + ",SSL://" + sslAddr},
+		[2]string{"ssl.keystore.type", "PEM"},
+		[2]string{"ssl.keystore.location", securitytest.WriteFile(t, dir, "server.pem", key, cert)},
+		[2]string{"ssl.truststore.type", "PEM"}, [2]string{"ssl.truststore.location", caFile},
+		[2]string{"listener.name.ssl.ssl.client.auth", "required"},
+		[2]string{"listener.name.ssl.ssl.principal.mapping.rules", "RULE:^CN=([^,]*)$/$1/,DEFAULT"},
+		[2]string{"authorizer.class.name", "org.apache.kafka.metadata.authorizer.StandardAuthorizer"},
+		[2]string{"super.users", "User:ANONYMOUS;User:ops"})
+	mtls := []string{"--security-protocol", "SSL", "--tls-ca", caFile, "--tls-keystore", clientPEM}
+	ok(t, sslAddr, "", append([]string{"topic", "create", "m", "--partitions", "1", "--replication-factor", "1"}, mtls...)...)
+	ok(t, sslAddr, "", append([]string{"acl", "create", "--allow-principal", "User:x", "--operation", "Read", "--topic", "m"}, mtls...)...)
+	if out := ok(t, sslAddr, "", append([]string{"acl", "list"}, mtls...)...); !strings.Contains(out, "User:x") {
+		t.Fatalf("acl list over mutual TLS as User:ops: %s", out)
+	}
+	out, err := strand(t, sslAddr, "", "topic", "list", "--security-protocol", "SSL", "--tls-ca", caFile, "--timeout", "5s")
+	if err == nil {
+		t.Fatalf("topic list without a client certificate succeeded: %s", out)
+	}
+	fails(t, sslAddr, "needs --security-protocol SSL or SASL_SSL", "topic", "list", "--tls-keystore", clientPEM)
 }

@@ -67,6 +67,7 @@ func NewRoot(out io.Writer, in io.Reader) *cobra.Command {
 	pf.StringVar(&e.sec.Username, "sasl-username", "", "SASL user")
 	pf.StringVar(&e.sec.Password, "sasl-password", "", "SASL password (default $STRAND_SASL_PASSWORD)")
 	pf.StringVar(&e.sec.CAFile, "tls-ca", "", "PEM file of the CA that signed the brokers' certificates (default: the system's)")
+	pf.StringVar(&e.sec.KeystoreFile, "tls-keystore", "", "PEM file with this client's private key and certificate chain, for mutual TLS (ssl.client.auth)")
 	root.AddCommand(topicCmd(e), groupCmd(e), clusterCmd(e), produceCmd(e), consumeCmd(e), reassignCmd(e), logDirsCmd(e))
 	root.AddCommand(aclCmd(e), userCmd(e))
 	return root

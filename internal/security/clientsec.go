@@ -24,6 +24,10 @@ type ClientSecurity struct {
 	Username  string
 	Password  string
 	CAFile    string // PEM file of trusted CAs; "" trusts the system's
+	// KeystoreFile is a PEM file with the client's private key and
+	// certificate chain (as the broker's PEM keystore), presented for
+	// mutual TLS on SSL and SASL_SSL; "" presents none.
+	KeystoreFile string
 }
 
 var clientProtocols = []string{"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"}
@@ -53,6 +57,9 @@ func (s ClientSecurity) Check() error {
 	if !slices.Contains(clientProtocols, s.Proto()) {
 		return fmt.Errorf("security protocol %q: want PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL", s.Protocol)
 	}
+	if s.KeystoreFile != "" && !strings.HasSuffix(s.Proto(), "SSL") {
+		return errors.New("a client keystore (--tls-keystore) needs --security-protocol SSL or SASL_SSL")
+	}
 	if !s.SASL() {
 		if s.Mechanism != "" || s.Username != "" {
 			return fmt.Errorf("--sasl-mechanism and --sasl-username need --security-protocol SASL_PLAINTEXT or SASL_SSL")
@@ -81,6 +88,9 @@ func (s ClientSecurity) Dialer() (Dialer, error) {
 	props := map[string]string{
 		"ssl.enabled.protocols":                 "TLSv1.2,TLSv1.3",
 		"ssl.endpoint.identification.algorithm": "https",
+	}
+	if s.KeystoreFile != "" {
+		props["ssl.keystore.type"], props["ssl.keystore.location"] = "PEM", s.KeystoreFile
 	}
 	if s.CAFile != "" {
 		props["ssl.truststore.type"], props["ssl.truststore.location"] = "PEM", s.CAFile
