@@ -60,10 +60,28 @@ BROKER_ARGS=(
 	--set listener.name.sasl_plaintext.sasl.enabled.mechanisms=PLAIN
 	--set "listener.name.sasl_plaintext.plain.sasl.jaas.config=$PLAIN_JAAS"
 	--set num.partitions=1 --set auto.create.topics.enable=true
+	--set authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+	--set super.users=User:ANONYMOUS
 	${SECURE_EXTRA_ARGS:-}
 )
 start_broker
 log "broker pid $broker_pid: PLAINTEXT $port, SASL_SSL $sasl_ssl, SSL $ssl, SASL_PLAINTEXT $sasl_plain"
+
+# --- 3. Users and ACLs, with strand's admin commands on the operator's PLAINTEXT listener ---
+admin() { timeout 30 "$bin" --brokers "127.0.0.1:$port" "$@"; }
+if echo bob-secret | admin user create bob --password-stdin >user.out 2>&1 &&
+	admin user list --json >users.json 2>&1 && grep -q '"bob"' users.json && grep -q '"alice"' users.json; then
+	pass "strand user create bob (SCRAM-SHA-512), user list shows alice and bob"
+else
+	fail "strand user: $(head -c 300 user.out) $(head -c 300 users.json)"
+fi
+if admin acl create --allow-principal 'User:*' --operation All --topic '*' --group '*' >acl.out 2>&1 &&
+	admin acl create --deny-principal User:bob --operation All --topic secret >>acl.out 2>&1 &&
+	admin acl list >acls.txt 2>&1 && grep -q 'User:bob.*DENY.*ALL.*TOPIC.*secret' acls.txt; then
+	pass "strand acl create: every user on every topic and group, bob denied on secret"
+else
+	fail "strand acl: $(head -c 300 acl.out) $(head -c 300 acls.txt)"
+fi
 
 SCRAM=(-X security.protocol=SASL_SSL -X sasl.mechanisms=SCRAM-SHA-512 -X ssl.ca.location="$tmp/ca.pem")
 MTLS=(-X security.protocol=SSL -X ssl.ca.location="$tmp/ca.pem" -X ssl.certificate.location="$tmp/client.crt" -X ssl.key.location="$tmp/client.key")
@@ -83,7 +101,7 @@ roundtrip() {
 	fi
 }
 
-# --- 3. Clients ---
+# --- 4. Clients ---
 roundtrip scram-sasl-ssl "127.0.0.1:$sasl_ssl" "${SCRAM[@]}" -X sasl.username=alice -X sasl.password=alice-secret
 
 if timeout 20 kcat -L -b "127.0.0.1:$sasl_ssl" "${SCRAM[@]}" -X sasl.username=alice -X sasl.password=wrong -m 5 >wrong.out 2>&1; then
@@ -174,8 +192,18 @@ else
 	log "confluent-kafka-python not installed: skipping its check"
 fi
 
-# --- 4. No password in the log or on disk ---
-if grep -rqa -e alice-secret -e carol-secret "$tmp/broker.log" "$tmp/data"; then
+# --- 5. The ACLs at work: bob reads and writes, but not where DENY says ---
+BOB=("${SCRAM[@]}" -X sasl.username=bob -X sasl.password=bob-secret)
+roundtrip bob-topic "127.0.0.1:$sasl_ssl" "${BOB[@]}"
+printf 'psst\n' | timeout 30 kcat -P -b "127.0.0.1:$sasl_ssl" -t secret "${BOB[@]}" -m 5 >bob-secret.out 2>&1
+if grep -qi "authoriz" bob-secret.out; then
+	pass "bob denied on secret ($(grep -oi 'topic authorization failed' bob-secret.out | head -n 1))"
+else
+	fail "bob wrote to secret despite the DENY: $(head -c 300 bob-secret.out)"
+fi
+
+# --- 6. No password in the log or on disk ---
+if grep -rqa -e alice-secret -e carol-secret -e bob-secret "$tmp/broker.log" "$tmp/data"; then
 	fail "a password appears in the broker log or data directory"
 else
 	pass "no password in the broker log or data directory"

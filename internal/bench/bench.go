@@ -45,6 +45,8 @@ type Options struct {
 	SkipFsync         bool          // skip the disk phase
 	FsyncBytes        int64         // bytes written in the disk bandwidth test; 0 means 64 MiB
 	FsyncOpsTime      time.Duration // duration of the 4 KiB write+sync test; 0 means 2s
+	Security          Security      // how clients connect (TLS, SASL); zero: PLAINTEXT
+	Handshakes        int           // connections to open and authenticate in the handshake phase; 0 skips it
 }
 
 // DefaultOptions returns the options `strand bench` uses without flags.
@@ -58,14 +60,16 @@ func DefaultOptions() Options {
 
 // Report is the result of a run; Main prints it as text, or as JSON with --json.
 type Report struct {
-	Brokers      []string      `json:"brokers"`
-	Topic        string        `json:"topic"`
-	TopicCreated bool          `json:"topic_created"` // false when an existing topic was reused
-	Partitions   int           `json:"partitions"`
-	RecordSize   int           `json:"record_size"`
-	Disk         *DiskReport   `json:"disk,omitempty"` // nil when the disk phase was skipped
-	Produce      ProduceReport `json:"produce"`
-	Consume      ConsumeReport `json:"consume"`
+	Brokers      []string         `json:"brokers"`
+	Topic        string           `json:"topic"`
+	TopicCreated bool             `json:"topic_created"` // false when an existing topic was reused
+	Partitions   int              `json:"partitions"`
+	RecordSize   int              `json:"record_size"`
+	Disk         *DiskReport      `json:"disk,omitempty"` // nil when the disk phase was skipped
+	Security     string           `json:"security"`
+	Handshakes   *HandshakeReport `json:"handshakes,omitempty"` // nil when Options.Handshakes is 0
+	Produce      ProduceReport    `json:"produce"`
+	Consume      ConsumeReport    `json:"consume"`
 }
 
 // ProduceReport is the result of the produce phase and the settings it ran with.
@@ -107,9 +111,21 @@ type ConsumeReport struct {
 // and prints the report to stdout. -h prints the flags to stdout and returns
 // flag.ErrHelp.
 func Main(ctx context.Context, args []string, stdout io.Writer) error {
-	o, asJSON, err := parseFlags(args, stdout)
+	o, asJSON, cmp, err := parseFlags(args, stdout)
 	if err != nil {
 		return err
+	}
+	if len(cmp.baseline) > 0 {
+		c, err := Compare(ctx, o, cmp.baseline, cmp.rounds)
+		if err != nil {
+			return err
+		}
+		if asJSON {
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(c)
+		}
+		return c.WriteText(stdout)
 	}
 	rep, err := Run(ctx, o)
 	if err != nil {
@@ -126,8 +142,15 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 	return rep.WriteText(stdout)
 }
 
-func parseFlags(args []string, out io.Writer) (Options, bool, error) {
+// compareFlags are --compare-brokers and --rounds.
+type compareFlags struct {
+	baseline []string
+	rounds   int
+}
+
+func parseFlags(args []string, out io.Writer) (Options, bool, compareFlags, error) {
 	o := DefaultOptions()
+	var cmp compareFlags
 	fs := flag.NewFlagSet("strand bench", flag.ContinueOnError)
 	fs.SetOutput(out)
 	topicFlags := cliflags.Register(fs, o.Brokers, o.Partitions, o.ReplicationFactor)
@@ -143,19 +166,36 @@ func parseFlags(args []string, out io.Writer) (Options, bool, error) {
 	fs.IntVar(&o.InFlight, "in-flight", o.InFlight, "max unacknowledged records per producer (0: about 4 MiB worth)")
 	fs.StringVar(&o.FsyncDir, "fsync-dir", o.FsyncDir, "directory for the disk fsync measurement")
 	fs.BoolVar(&o.SkipFsync, "skip-fsync", o.SkipFsync, "skip the disk fsync measurement")
+	fs.StringVar(&o.Security.Protocol, "security-protocol", "PLAINTEXT", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (Kafka's security.protocol)")
+	fs.StringVar(&o.Security.Mechanism, "sasl-mechanism", "", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+	fs.StringVar(&o.Security.Username, "sasl-username", "", "SASL user")
+	fs.StringVar(&o.Security.Password, "sasl-password", "", "SASL password (default $STRAND_SASL_PASSWORD)")
+	fs.StringVar(&o.Security.CAFile, "tls-ca", "", "PEM file of the CA that signed the brokers' certificates (default: the system's)")
+	fs.StringVar(&o.Security.KeystoreFile, "tls-keystore", "", "PEM file with this client's private key and certificate chain, for mutual TLS (ssl.client.auth)")
+	fs.IntVar(&o.Handshakes, "handshakes", 0, "first open and authenticate this many connections, one after another, and report connections/s")
+	compare := fs.String("compare-brokers", "", "the same cluster's PLAINTEXT listener(s): run --rounds rounds against both, alternating, and report the median ratios")
+	fs.IntVar(&cmp.rounds, "rounds", 3, "rounds with --compare-brokers")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	if err := fs.Parse(args); err != nil {
-		return o, false, err
+		return o, false, cmp, err
 	}
 	if fs.NArg() > 0 {
-		return o, false, fmt.Errorf("unexpected arguments %q", fs.Args())
+		return o, false, cmp, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if o.Security.Password == "" {
+		o.Security.Password = os.Getenv("STRAND_SASL_PASSWORD")
+	}
+	for b := range strings.SplitSeq(*compare, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			cmp.baseline = append(cmp.baseline, b)
+		}
 	}
 	var err error
 	if o.Brokers, o.Partitions, o.ReplicationFactor, err = topicFlags.Values(); err != nil {
-		return o, false, err
+		return o, false, cmp, err
 	}
 	_, _, err = o.check()
-	return o, *asJSON, err
+	return o, *asJSON, cmp, err
 }
 
 // check validates o and returns its acks and compression codec.
@@ -183,7 +223,10 @@ func (o Options) check() (kgo.Acks, kgo.CompressionCodec, error) {
 	if o.Producers < 1 || o.Producers > o.Records {
 		bad("producers %d: want 1 to records (%d)", o.Producers, o.Records)
 	}
-	if o.InFlight < 0 || o.Linger < 0 || o.FsyncBytes < 0 || o.FsyncOpsTime < 0 {
+	if err := o.Security.Check(); err != nil {
+		errs = append(errs, err)
+	}
+	if o.InFlight < 0 || o.Linger < 0 || o.FsyncBytes < 0 || o.FsyncOpsTime < 0 || o.Handshakes < 0 {
 		bad("in-flight, linger and fsync sizes must not be negative")
 	}
 	var acks kgo.Acks
@@ -228,14 +271,22 @@ func Run(ctx context.Context, o Options) (rep Report, err error) {
 	if o.InFlight == 0 {
 		o.InFlight = min(max(64, (4<<20)/o.RecordSize), 50000)
 	}
-	rep = Report{Brokers: o.Brokers, Topic: o.Topic, RecordSize: o.RecordSize}
+	rep = Report{Brokers: o.Brokers, Topic: o.Topic, RecordSize: o.RecordSize, Security: o.Security.String()}
 	if !o.SkipFsync {
 		if rep.Disk, err = measureDisk(ctx, o.FsyncDir, o.FsyncBytes, o.FsyncOpsTime); err != nil {
 			return rep, err
 		}
 	}
-
-	admCl, err := kgo.NewClient(kgo.SeedBrokers(o.Brokers...))
+	if o.Handshakes > 0 {
+		if rep.Handshakes, err = measureHandshakes(ctx, o.Security, o.Brokers[0], o.Handshakes); err != nil {
+			return rep, err
+		}
+	}
+	secOpts, err := o.Security.KgoOpts()
+	if err != nil {
+		return rep, err
+	}
+	admCl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(o.Brokers...)}, secOpts...)...)
 	if err != nil {
 		return rep, fmt.Errorf("admin client: %w", err)
 	}
@@ -341,6 +392,12 @@ func (r Report) WriteText(w io.Writer) error {
 		map[bool]string{true: "created", false: "existing"}[r.TopicCreated], r.RecordSize, strings.Join(r.Brokers, ","))
 	if d := r.Disk; d != nil {
 		fmt.Fprintf(&b, "disk: fsync 1MiB %.1f MB/s, 4KiB write+fsync %.0f ops/s (%s)\n", d.SyncMBps, d.SmallOpsPerSec, d.Dir)
+	}
+	if r.Security != "" && r.Security != "PLAINTEXT" {
+		fmt.Fprintf(&b, "security: %s\n", r.Security)
+	}
+	if h := r.Handshakes; h != nil {
+		fmt.Fprintf(&b, "handshakes: %d connections in %.2f s, %.0f/s (%s)\n", h.Connections, h.Seconds, h.PerSec, h.Protocol)
 	}
 	p := r.Produce
 	idem := "idempotent"

@@ -80,6 +80,12 @@ type Config struct {
 	// listeners the same way. Both nil: plain TCP.
 	WrapListener func(net.Listener) net.Listener
 	Dial         func(ctx context.Context, addr string) (net.Conn, error)
+	// AuthorizePeer, when set, is asked about every connection on the
+	// controller listener (Raft and controller RPCs) once its first byte is
+	// read, so after the TLS handshake, with the ACLs of this node's image;
+	// an error closes the connection unanswered. Nil admits every peer the
+	// listener accepts.
+	AuthorizePeer func(c net.Conn, acls []metadata.ACL) error
 	// Bootstrap records are committed with the cluster id when the cluster
 	// forms (the first SCRAM users, as kafka-storage format --add-scram).
 	Bootstrap []metadata.Record
@@ -219,7 +225,17 @@ func (n *Node) startRaft() error {
 		if n.cfg.WrapListener != nil {
 			ln = n.cfg.WrapListener(ln)
 		}
-		n.mux = newMux(ln, adv, n.serveRPC)
+		var admit func(net.Conn) error
+		if n.cfg.AuthorizePeer != nil {
+			admit = func(c net.Conn) error {
+				err := n.cfg.AuthorizePeer(c, n.Image().ACLs)
+				if err != nil {
+					n.logger.Debug("controller peer refused", "remote", c.RemoteAddr().String(), "err", err)
+				}
+				return err
+			}
+		}
+		n.mux = newMux(ln, adv, n.serveRPC, admit)
 		n.mux.dial = n.cfg.dial
 		trans = raft.NewNetworkTransportWithLogger(streamLayer{n.mux}, 3, 5*time.Second, rc.Logger)
 		for _, v := range n.cfg.Voters {

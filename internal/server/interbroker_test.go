@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509/pkix"
 	"fmt"
 	"io"
@@ -26,6 +27,10 @@ import (
 // factor 3 to reach a full ISR and take acks=all writes. The controller
 // listener is SSL with required client certificates: the quorum forms and
 // controller RPCs flow over mutual TLS, and a plaintext peer gets nothing.
+// Under the StandardAuthorizer the controller listener admits only
+// principals with CLUSTER_ACTION (the certificate subject mapped by
+// ssl.principal.mapping.rules): the brokers' own certificate map to the
+// super user User:broker, a client certificate of User:mallory is refused.
 func TestInterBrokerSASLSSL(t *testing.T) {
 	dir := t.TempDir()
 	ca := securitytest.NewCA(t)
@@ -56,6 +61,9 @@ func TestInterBrokerSASLSSL(t *testing.T) {
 			{"security.inter.broker.protocol", "SASL_SSL"},
 			{"listener.security.protocol.map", "SASL_SSL:SASL_SSL,CONTROLLER:SSL"},
 			{"listener.name.controller.ssl.client.auth", "required"},
+			{"listener.name.controller.ssl.principal.mapping.rules", "RULE:^CN=([^,]*)$/$1/,DEFAULT"},
+			{"authorizer.class.name", "org.apache.kafka.metadata.authorizer.StandardAuthorizer"},
+			{"super.users", "User:broker;User:alice"},
 			{"sasl.enabled.mechanisms", "SCRAM-SHA-512"},
 			{"sasl.mechanism.inter.broker.protocol", "SCRAM-SHA-512"},
 			{"listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config", `org.apache.kafka.common.security.scram.ScramLoginModule required username="broker" password="broker-secret";`},
@@ -116,5 +124,31 @@ func TestInterBrokerSASLSSL(t *testing.T) {
 	raw.Write([]byte("C{\"Op\":\"heartbeat\",\"Body\":{}}\n"))
 	if n, err := raw.Read(make([]byte, 64)); err == nil {
 		t.Fatalf("plaintext controller RPC answered with %d bytes", n)
+	}
+
+	// Over mutual TLS, a controller RPC is answered for the broker's
+	// certificate and refused (closed unanswered) for a client certificate
+	// whose principal has no CLUSTER_ACTION.
+	mcert, mkey := ca.Issue(t, pkix.Name{CommonName: "mallory"})
+	for _, tc := range []struct {
+		cert, key []byte
+		answered  bool
+	}{{cert, key, true}, {mcert, mkey, false}} {
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", ctrlAddrs[1], ca.ClientTLS(t, tc.cert, tc.key))
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.SetDeadline(time.Now().Add(20 * time.Second))
+		if _, err := conn.Write([]byte("C{\"Op\":\"no_such_op\",\"Body\":{}}\n")); err != nil {
+			t.Fatal(err)
+		}
+		answer, err := io.ReadAll(conn)
+		conn.Close()
+		if tc.answered && len(answer) == 0 {
+			t.Fatalf("broker certificate: controller RPC not answered: %v", err)
+		}
+		if !tc.answered && len(answer) > 0 {
+			t.Fatalf("User:mallory's controller RPC answered: %q", answer)
+		}
 	}
 }

@@ -278,18 +278,23 @@ func (s *Server) secureReplication() error {
 // controller RPCs) when the first of controller.listener.names maps to SSL:
 // the node serves with the listener's keystore (and verifies peers per its
 // ssl.client.auth), and dials other controllers with the same keystore as
-// client certificate, verifying them against the truststore.
+// client certificate, verifying them against the truststore. Under an
+// authorizer, peers need CLUSTER_ACTION (authorizeController).
 func (s *Server) secureController(cfg *controller.Config) error {
 	name := strings.TrimSpace(strings.Split(s.cfg.String("controller.listener.names"), ",")[0])
 	proto, _ := s.cfg.ListenerProtocol(name)
 	switch proto {
-	case "", config.ProtocolPlaintext:
-		return nil
-	case config.ProtocolSSL:
+	case "", config.ProtocolPlaintext, config.ProtocolSSL:
 	default:
 		return fmt.Errorf("controller listener %s: security protocol %s is not supported there (use SSL, with ssl.client.auth=required for mutual authentication)", name, proto)
 	}
 	props := func(p string) string { return s.cfg.ListenerString(name, p) }
+	if err := s.authorizeController(cfg, name, props); err != nil {
+		return err
+	}
+	if proto != config.ProtocolSSL {
+		return nil
+	}
 	srvTLS, err := security.ServerTLS(props)
 	if err != nil {
 		return fmt.Errorf("controller listener %s: %w", name, err)
@@ -307,6 +312,42 @@ func (s *Server) secureController(cfg *controller.Config) error {
 		ct.ServerName = host
 		d := tls.Dialer{Config: ct}
 		return d.DialContext(ctx, "tcp", addr)
+	}
+	return nil
+}
+
+// authorizeController makes the controller listener admit, under an
+// authorizer, only peers whose principal has CLUSTER_ACTION on the cluster
+// (super.users pass), as Kafka requires of controller and inter-broker
+// traffic: the principal is the mapped subject of the peer's certificate
+// (ssl.principal.mapping.rules of that listener) on SSL with client
+// authentication, else User:ANONYMOUS. Without an authorizer every peer
+// the listener accepts is admitted.
+func (s *Server) authorizeController(cfg *controller.Config, name string, props security.Props) error {
+	if s.sec.authz == nil {
+		return nil
+	}
+	mapper, err := security.ParsePrincipalMapping(props("ssl.principal.mapping.rules"))
+	if err != nil {
+		return fmt.Errorf("controller listener %s: %w", name, err)
+	}
+	authz := s.sec.authz
+	cfg.AuthorizePeer = func(c net.Conn, acls []metadata.ACL) error {
+		host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
+		sess := &security.Session{Principal: security.Anonymous, Host: host, Listener: name}
+		if tc, ok := c.(*tls.Conn); ok {
+			if certs := tc.ConnectionState().PeerCertificates; len(certs) > 0 {
+				p, err := mapper.CertificatePrincipal(certs[0])
+				if err != nil {
+					return err
+				}
+				sess.Principal = p
+			}
+		}
+		if !authz.Authorize(sess, acls, security.Action{Operation: metadata.OpClusterAction, ResourceType: metadata.ResourceCluster, ResourceName: metadata.ClusterResourceName}) {
+			return fmt.Errorf("%s may not act as a controller peer: no CLUSTER_ACTION on the cluster", sess.Principal)
+		}
+		return nil
 	}
 	return nil
 }
