@@ -520,7 +520,7 @@ func TestTxnOffsetCommitPending(t *testing.T) {
 // WRITE on the transactional id cannot start a transaction; one with WRITE
 // on the id and the topic commits one; WriteTxnMarkers needs CLUSTER_ACTION.
 func TestTransactionAuthorization(t *testing.T) {
-	n := startNode(t, append(append([][2]string{}, txnNodeSettings...), authzSets...)...)
+	n := startSASLNode(t, append(append([][2]string{}, txnNodeSettings...), authzSets...)...)
 	admin := n.as("admin")
 	createTopic(t, admin, "secure", 1, nil)
 	adm := kadm.NewClient(admin)
