@@ -23,8 +23,8 @@ import (
 	"strand/internal/config"
 	"strand/internal/httpapi"
 	"strand/internal/metrics"
-	"strand/internal/security"
 	"strand/internal/readiness"
+	"strand/internal/security"
 	"strand/internal/server"
 	"strand/internal/verify"
 )
