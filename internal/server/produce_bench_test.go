@@ -1,0 +1,110 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"strand/internal/config"
+	"strand/internal/record"
+)
+
+// BenchmarkProduceManyPartitions sends acks=all Produce requests carrying
+// one 16 KiB batch (16 x 1 KiB records) for each of 100 partitions to an
+// in-process broker that fsyncs every write (the default flush policy), with
+// the partitions' fsyncs issued one at a time (the former behaviour) and
+// concurrently. The ratio of the two is the gain of concurrent flushing.
+func BenchmarkProduceManyPartitions(b *testing.B) {
+	const partitions = 100
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cfg, err := config.Load("", [][2]string{{"log.dirs", b.TempDir()}, {"listeners", "PLAINTEXT://" + addr}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := srv.Listen(); err != nil {
+		b.Fatal(err)
+	}
+	sctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(sctx) }()
+	b.Cleanup(func() { cancel(); <-done })
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(cl.Close)
+	ctx, cancelCtx := context.WithTimeout(context.Background(), 5*time.Minute)
+	b.Cleanup(cancelCtx)
+
+	ct := kmsg.NewPtrCreateTopicsRequest()
+	rt := kmsg.NewCreateTopicsRequestTopic()
+	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = "many", partitions, 1
+	ct.Topics = append(ct.Topics, rt)
+	if resp, err := ct.RequestWith(ctx, cl); err != nil || resp.Topics[0].ErrorCode != 0 {
+		b.Fatalf("create topic: %v %v", err, resp)
+	}
+
+	spec := record.BuildSpec{ProducerID: -1, ProducerEpoch: -1, BaseSequence: -1}
+	for range 16 {
+		spec.Records = append(spec.Records, record.Record{Timestamp: time.Now().UnixMilli(), Value: make([]byte, 1024)})
+	}
+	batch := record.MustBuild(spec)
+	req := kmsg.NewPtrProduceRequest()
+	req.Acks, req.TimeoutMillis = -1, 30000
+	pt := kmsg.ProduceRequestTopic{Topic: "many"}
+	for p := range int32(partitions) {
+		pt.Partitions = append(pt.Partitions, kmsg.ProduceRequestTopicPartition{Partition: p, Records: batch})
+	}
+	req.Topics = []kmsg.ProduceRequestTopic{pt}
+	produce := func(b *testing.B) {
+		resp, err := req.RequestWith(ctx, cl)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, p := range resp.Topics[0].Partitions {
+			if p.ErrorCode != 0 {
+				b.Fatalf("partition %d: error %d", p.Partition, p.ErrorCode)
+			}
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second) // leaders of a new topic take a moment
+	for {
+		resp, err := req.RequestWith(ctx, cl)
+		if err == nil && resp.Topics[0].Partitions[partitions-1].ErrorCode == 0 && resp.Topics[0].Partitions[0].ErrorCode == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("topic not ready: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	saved := maxConcurrentFlushes
+	b.Cleanup(func() { maxConcurrentFlushes = saved })
+	for _, limit := range []int{1, saved} {
+		b.Run(fmt.Sprintf("flushes=%d", limit), func(b *testing.B) {
+			maxConcurrentFlushes = limit
+			b.SetBytes(int64(len(batch) * partitions))
+			b.ReportAllocs()
+			for b.Loop() {
+				produce(b)
+			}
+		})
+	}
+}
