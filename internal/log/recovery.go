@@ -190,6 +190,9 @@ func (l *Log) load() error {
 		// new files' directory entries durable (see flush); a missing
 		// checkpoint means "recover everything", which is right until then.
 		l.checkpointed, l.needCkpt = l.leo, true
+		if err := os.Remove(filepath.Join(l.dir, cleanShutdownFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
 		return nil
 	}
 	if err := writeCheckpoint(l.dir, recoveryPointFile, l.leo); err != nil {

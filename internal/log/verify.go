@@ -3,7 +3,6 @@ package log
 import (
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 
 	"strand/internal/record"
@@ -87,7 +86,8 @@ func (l *Log) verifyStep(s *segment, pos, expected int64, buf []byte) (h record.
 }
 
 // rescan re-reads segment s under the write lock as crash recovery does and
-// records its damage as corrupt regions. The log's end offset never
+// records its damage as corrupt regions (appends and reads wait for one
+// pass over the segment, once per damage found). The log's end offset never
 // changes: damage at the end of the active segment becomes a region up to
 // the LEO instead of being cut off as a torn write would be (the data was
 // acknowledged; only the metadata - a leader telling a follower to truncate,
@@ -104,9 +104,8 @@ func (l *Log) rescan(s *segment) error {
 	if i < 0 {
 		return nil
 	}
-	if intact, err := l.intactLocked(s); err != nil || intact {
-		return err // a race with a truncation, not damage
-	}
+	// No separate re-check: on intact bytes (a race with a truncation that
+	// rewrote the range) the rescan just rebuilds the same state.
 	nextBase, last := s.next, i == len(l.segs)-1
 	if !last {
 		nextBase = l.segs[i+1].base
@@ -115,33 +114,6 @@ func (l *Log) rescan(s *segment) error {
 		return l.failWith(err)
 	}
 	return nil
-}
-
-// intactLocked reports whether every batch of s checks out (known regions
-// skipped). Caller holds mu.
-func (l *Log) intactLocked(s *segment) (bool, error) {
-	var buf []byte
-	pos, expected := int64(0), s.base
-	for pos < s.size {
-		if r := s.regionAt(pos); r != nil && r.end > pos {
-			pos, expected = r.end, r.endOffset
-			continue
-		}
-		h, b, err := s.batchAt(pos, s.nextRegionStart(pos), expected, buf)
-		buf = b
-		if errors.Is(err, record.ErrCorrupt) {
-			return false, nil
-		}
-		if err != nil {
-			if errors.Is(err, os.ErrClosed) {
-				return true, nil
-			}
-			return false, err
-		}
-		pos += int64(h.Size())
-		expected = h.NextOffset()
-	}
-	return true, nil
 }
 
 // FirstCorruptOffset returns the first offset of the first known corrupt
@@ -166,4 +138,14 @@ func (l *Log) FirstCorruptOffset() (offset int64, ok bool) {
 func (l *Log) hasSegment(s *segment) bool {
 	i := l.segmentFor(s.base)
 	return i < len(l.segs) && l.segs[i] == s
+}
+
+// KnownCorrupt reports whether off lies in a recorded corrupt region.
+func (l *Log) KnownCorrupt(off int64) bool {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if len(l.segs) == 0 {
+		return false
+	}
+	return l.segs[l.segmentFor(off)].regionHolding(off) != nil
 }

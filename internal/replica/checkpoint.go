@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -127,8 +128,13 @@ func (m *Manager) writeCheckpoints(all bool) error {
 	}
 	m.ckptMu.Lock()
 	defer m.ckptMu.Unlock()
+	if maps.Equal(hws, m.lastHWs) {
+		return errors.Join(errs...) // unchanged since the last write
+	}
 	if err := atomicfile.Write(filepath.Join(m.dir, hwCheckpointFile), encodeHWCheckpoint(hws)); err != nil {
 		errs = append(errs, err)
+	} else {
+		m.lastHWs = hws
 	}
 	return errors.Join(errs...)
 }

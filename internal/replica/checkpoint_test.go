@@ -89,8 +89,11 @@ func TestRestartRestoresHWAndProducerState(t *testing.T) {
 	if hw := p2.HighWatermark(); hw != 40 {
 		t.Fatalf("HW %d after restart, want the checkpointed 40", hw)
 	}
-	if p2.snapOffset != 50 {
-		t.Fatalf("producer state not loaded from the snapshot (snapshot offset %d)", p2.snapOffset)
+	p2.mu.Lock()
+	snap := p2.snapOffset
+	p2.mu.Unlock()
+	if snap != 50 {
+		t.Fatalf("producer state not loaded from the snapshot (snapshot offset %d)", snap)
 	}
 	res, err := p2.Append(last, time.Now())
 	if err != nil || !res.Duplicate || res.BaseOffset != 45 {

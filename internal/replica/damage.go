@@ -132,6 +132,7 @@ func (p *Partition) healIfFollower() {
 type readErrLog struct {
 	last       atomic.Int64 // unix nanos of the last line written
 	suppressed atomic.Int64 // lines not written since
+	lastVerify atomic.Int64 // unix nanos of the last verification a read asked for
 }
 
 // readErrInterval is the least time between two "read failed" lines of one
@@ -143,10 +144,14 @@ const readErrInterval = 10 * time.Second
 // and, for damage on disk, asks for the log to be verified so that the
 // damaged range is recorded (and healed on a follower).
 func (p *Partition) ReadFailed(offset int64, err error) {
-	if errors.Is(err, record.ErrCorrupt) && p.verifyHook != nil {
-		p.verifyHook(p)
-	}
 	now := time.Now().UnixNano()
+	if errors.Is(err, record.ErrCorrupt) && p.verifyHook != nil && !p.log.KnownCorrupt(offset) {
+		// New damage: verify the log to record it - at most once per
+		// readErrInterval, whatever the consumers retry.
+		if last := p.readErrs.lastVerify.Load(); now-last >= int64(readErrInterval) && p.readErrs.lastVerify.CompareAndSwap(last, now) {
+			p.verifyHook(p)
+		}
+	}
 	last := p.readErrs.last.Load()
 	if now-last < int64(readErrInterval) || !p.readErrs.last.CompareAndSwap(last, now) {
 		p.readErrs.suppressed.Add(1)

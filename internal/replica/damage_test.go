@@ -14,6 +14,7 @@ import (
 	"strand/internal/config"
 	"strand/internal/metadata"
 	"strand/internal/record"
+	"strand/internal/testcluster"
 )
 
 // damagedTopic is the topic of the damage tests: 64 KiB segments.
@@ -40,9 +41,12 @@ func managerOn(t *testing.T, dir string) (*Manager, *fakeStore) {
 
 // writeDamaged writes 20,000 records (in batches of 10, 7+ segments) to
 // partition d-0 led by node 1, closes the manager, and overwrites 16 bytes
-// in the middle of the third segment. It returns the data dir and the
-// topic id.
-func writeDamaged(t *testing.T) (string, metadata.TopicID) {
+// in the middle of the third segment. With header, the bytes overwritten
+// are a batch header's and the producer-state snapshots are removed (as
+// after a crash, or with logs written by an older version), so the open
+// replays every header and meets the damage. It returns the data dir and
+// the topic id.
+func writeDamaged(t *testing.T, header ...bool) (string, metadata.TopicID) {
 	t.Helper()
 	dir := t.TempDir()
 	id := metadata.NewTopicID()
@@ -69,7 +73,17 @@ func writeDamaged(t *testing.T) (string, metadata.TopicID) {
 	if len(logs) < 5 {
 		t.Fatalf("%d segments, want >= 5", len(logs))
 	}
-	damage(t, logs[2], 0.5)
+	if len(header) > 0 && header[0] {
+		if _, err := testcluster.DamageBatchHeader(logs[2]); err != nil {
+			t.Fatal(err)
+		}
+		snaps, _ := filepath.Glob(filepath.Join(dir, "d-0", "*"+snapshotSuffix))
+		for _, f := range snaps {
+			os.Remove(f)
+		}
+	} else {
+		damage(t, logs[2], 0.5)
+	}
 	return dir, id
 }
 
@@ -133,7 +147,13 @@ func readAll(t *testing.T, p *Partition, replica bool) (values map[string]bool, 
 // the open nor delete the directory; the intact data stays readable, the
 // damaged offsets fail with ErrCorrupt, and new writes are accepted.
 func TestDamagedMiddleSegmentKeepsPartition(t *testing.T) {
-	dir, id := writeDamaged(t)
+	for _, header := range []bool{false, true} {
+		t.Run(fmt.Sprint("header=", header), func(t *testing.T) { testDamagedMiddleSegment(t, header) })
+	}
+}
+
+func testDamagedMiddleSegment(t *testing.T, header bool) {
+	dir, id := writeDamaged(t, header)
 	m, store := managerOn(t, dir)
 	defer m.Close()
 	store.set(damagedTopic(id, 1, []int32{1}))
@@ -204,6 +224,21 @@ func TestRemoveStraysOnlyForDeletedTopics(t *testing.T) {
 	img := damagedTopic(id, 1, []int32{1})
 	img.Topics["moved"] = &metadata.Topic{Name: "moved", ID: movedID, Partitions: []metadata.Partition{{Index: 0, Leader: 2, Replicas: []int32{2}, ISR: []int32{2}}}}
 	img.Topics["again"] = &metadata.Topic{Name: "again", ID: metadata.NewTopicID(), Partitions: []metadata.Partition{{Index: 0, Leader: 2, Replicas: []int32{2}, ISR: []int32{2}}}}
+	img.Topics["dmg"] = &metadata.Topic{Name: "dmg", ID: metadata.NewTopicID(), Partitions: []metadata.Partition{{Index: 0, Leader: 1, Replicas: []int32{1}, ISR: []int32{1}}}}
+	// dmg-0 is hosted here, but its partition.metadata is damaged: the open
+	// fails and the directory stays as it is.
+	if err := os.MkdirAll(filepath.Join(m.dir, "dmg-0"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(m.dir, "dmg-0", idFile), []byte("topic_id: \x00garbage\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(m.dir, "dmg-0", "00000000000000000000.log"), []byte("data"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Apply(img); err == nil {
+		t.Fatal("a partition with a damaged partition.metadata opened")
+	}
 	store.set(img)
 	// d-0 failed to open: hosted per the metadata, absent from m.parts.
 	m.mu.Lock()
@@ -233,8 +268,11 @@ func TestRemoveStraysOnlyForDeletedTopics(t *testing.T) {
 	for _, e := range entries {
 		names = append(names, e.Name())
 	}
-	if !slices.Equal(names, []string{"d-0"}) {
-		t.Fatalf("data dir holds %v, want [d-0]", names)
+	if !slices.Equal(names, []string{"d-0", "dmg-0"}) {
+		t.Fatalf("data dir holds %v, want [d-0 dmg-0]", names)
+	}
+	if b, err := os.ReadFile(filepath.Join(m.dir, "dmg-0", "00000000000000000000.log")); err != nil || string(b) != "data" {
+		t.Fatalf("the log of the partition with a damaged partition.metadata: %q, %v", b, err)
 	}
 	if logs, _ := filepath.Glob(filepath.Join(m.dir, "d-0", "*.log")); len(logs) == 0 {
 		t.Fatal("the log of the partition that failed to open was touched")
@@ -248,5 +286,50 @@ func (m *Manager) dropPartitionKeepDir(t *testing.T, tp TopicPartition, p *Parti
 	delete(m.parts, tp)
 	if err := p.log.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestReadOfNewDamageRecordsIt: damage appearing while the broker runs is
+// recorded after the first read that meets it (via a background
+// verification), and later reads of it ask for no more verifications.
+func TestReadOfNewDamageRecordsIt(t *testing.T) {
+	m, store := newTestManager(t)
+	store.set(damagedTopic(metadata.NewTopicID(), 1, []int32{1}))
+	p, _ := m.Get("d", 0)
+	for range 100 {
+		appendN(t, p, 10)
+	}
+	waitUntil(t, "the open's verification done", func() error {
+		m.verify.mu.Lock()
+		defer m.verify.mu.Unlock()
+		if m.verify.running {
+			return errors.New("running")
+		}
+		return nil
+	})
+	logs, _ := filepath.Glob(filepath.Join(p.log.Dir(), "*.log"))
+	damage(t, logs[0], 0.5)
+	var off int64 = -1
+	for o := int64(0); o < p.HighWatermark(); o += 10 {
+		if _, err := p.Read(o, 1, true); errors.Is(err, record.ErrCorrupt) {
+			off = o
+			p.ReadFailed(o, err)
+			break
+		}
+	}
+	if off < 0 {
+		t.Fatal("no read met the damage")
+	}
+	waitUntil(t, "damage recorded", func() error {
+		if !p.log.KnownCorrupt(off) {
+			return errors.New("not recorded")
+		}
+		return nil
+	})
+	before := p.readErrs.lastVerify.Load()
+	_, err := p.Read(off, 1, true)
+	p.ReadFailed(off, err)
+	if !errors.Is(err, record.ErrCorrupt) || p.readErrs.lastVerify.Load() != before {
+		t.Fatalf("read of recorded damage: %v; verification asked again: %v", err, p.readErrs.lastVerify.Load() != before)
 	}
 }

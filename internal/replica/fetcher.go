@@ -55,6 +55,7 @@ type fetchPart struct {
 	delayUntil time.Time // no request for the partition before (after an error)
 	oorAt      int64     // fetch offset of the last OFFSET_OUT_OF_RANGE answer, -1 if none
 	refusals   int       // consecutive errors of metadata in flux (logged once)
+	failures   int       // consecutive other errors (logged once, then every 60th; a damaged leader log answers them for long)
 }
 
 // fetchItem is a fetchPart taken into one request.
@@ -313,7 +314,16 @@ func (f *fetcher) partitionError(it *fetchItem, code int16, what string) {
 			"topic", it.tp.Topic, "partition", it.tp.Partition, "epoch", it.epoch, "err", err)
 		f.delay(it, min(f.cfg.backoff, 200*time.Millisecond))
 	default:
-		f.logger.Warn("replica request failed for partition", "request", what, "topic", it.tp.Topic, "partition", it.tp.Partition, "err", err)
+		f.mu.Lock()
+		it.fp.failures++
+		n := it.fp.failures
+		f.mu.Unlock()
+		level := slog.LevelDebug
+		if n%60 == 1 {
+			level = slog.LevelWarn
+		}
+		f.logger.Log(context.Background(), level, "replica request failed for partition", "request", what,
+			"topic", it.tp.Topic, "partition", it.tp.Partition, "consecutive_failures", n, "err", err)
 		f.delay(it, f.cfg.backoff)
 	}
 }
@@ -408,7 +418,7 @@ func (f *fetcher) apply(it *fetchItem, rp *kmsg.FetchResponseTopicPartition) boo
 		f.logger.Warn("follower could not adopt the leader's offsets", "topic", it.tp.Topic, "partition", it.tp.Partition, "err", err)
 	}
 	f.mu.Lock()
-	it.fp.oorAt, it.fp.refusals = -1, 0
+	it.fp.oorAt, it.fp.refusals, it.fp.failures = -1, 0, 0
 	f.mu.Unlock()
 	return n > 0
 }

@@ -48,10 +48,11 @@ type Manager struct {
 
 	fetchCtx    context.Context // parent of every fetcher; cancelled by Close
 	stopFetch   context.CancelFunc
-	fetchWG     sync.WaitGroup           // fetcher goroutines
+	fetchWG     sync.WaitGroup           // fetcher, verifier and checkpoint goroutines
 	deleteWG    sync.WaitGroup           // background removals of directories renamed for deletion
 	verify      verifier                 // background verification of opened logs (damage.go)
-	ckptMu      sync.Mutex               // serialises writes of the high watermark checkpoint file
+	ckptMu      sync.Mutex               // serialises writes of the high watermark checkpoint file; guards lastHWs
+	lastHWs     map[TopicPartition]int64 // the high watermarks last written
 	startHWs    map[TopicPartition]int64 // checkpointed high watermarks read at start (checkpoint.go); guarded by mu
 	fetchConfig fetchConfig
 	isrKick     chan struct{}
@@ -240,14 +241,19 @@ func (m *Manager) syncFetchers(img *metadata.Image) {
 }
 
 // claimDir makes dir hold the partition of topic id: a directory left by an
-// earlier topic of the same name (deleted while the node was down) is removed.
+// earlier topic of the same name (deleted while the node was down) is
+// removed (renamed for deletion). A partition.metadata that cannot be read
+// as a topic id fails the claim and leaves the directory alone.
 func (m *Manager) claimDir(dir string, id metadata.TopicID) error {
-	want := "topic_id: " + id.String() + "\n"
+	want := idFileContent(id)
 	b, err := os.ReadFile(filepath.Join(dir, idFile))
 	switch {
 	case err == nil && string(b) == want:
 		return nil
 	case err == nil:
+		if _, ok := parseIDFile(b); !ok {
+			return fmt.Errorf("partition dir %s: %s is damaged (%q); leaving the directory untouched", dir, idFile, b)
+		}
 		m.logger.Warn("removing the log of an earlier topic with the same name", "dir", dir, "had", strings.TrimSpace(string(b)))
 		if err := m.renameForDelete(dir); err != nil {
 			return fmt.Errorf("remove stale %s: %w", dir, err)

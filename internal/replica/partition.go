@@ -70,7 +70,7 @@ type Partition struct {
 	leaseValid   func(time.Time) bool
 	leaseTimeout func() time.Duration
 
-	mu          sync.Mutex // guards producers, leader, leaderEpoch, appendTime, closed; serialises appends and truncations
+	mu          sync.Mutex // guards producers, snapOffset, leader, leaderEpoch, appendTime, closed; serialises appends and truncations
 	producers   *txn.State
 	snapOffset  int64 // offset of the newest producer-state snapshot on disk, -1 if none (snapshot.go)
 	leaderEpoch int32 // the leader epoch of the latest metadata (-1 before any)
@@ -117,7 +117,7 @@ func openPartition(dir, topic string, index, self int32, cfg log.Config, appendT
 		logger.Debug("rebuilt producer state", "producers", p.producers.Len(), "took", time.Since(start))
 	}
 	if err := l.Corruption(); err != nil {
-		logger.Error("partition log is corrupt; reads of the damaged range fail with KAFKA_STORAGE_ERROR", "err", err)
+		logger.Error("partition log is corrupt; reads of the damaged range fail with CORRUPT_MESSAGE", "dir", dir, "err", err)
 	}
 	return p, nil
 }

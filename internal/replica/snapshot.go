@@ -19,9 +19,9 @@ import (
 // txn.EncodeSnapshot). One is written when the log has rolled a segment
 // since the last one (checked every checkpoint interval) and at shutdown;
 // older ones are removed. Opening a partition, or rebuilding its table after
-// a truncation, loads the newest valid snapshot at or below the log end
-// offset and replays only the batch headers above it; without one it
-// replays the whole log. Snapshots above the log end offset are removed
+// a truncation, loads the newest valid snapshot between the log start and
+// end offsets and replays only the batch headers above it; without one it
+// replays the whole log. Snapshots outside those offsets are removed
 // whenever the log is truncated or opened, before anything is appended
 // again, so a snapshot always describes the batches now below its offset.
 
@@ -58,7 +58,11 @@ func (p *Partition) rebuildProducers() error {
 	p.snapOffset = -1
 	for _, off := range snapshotOffsets(dir) {
 		path := filepath.Join(dir, snapshotName(off))
-		if off > leo {
+		if off > leo || off < from {
+			// Above the log end: it may describe batches since truncated.
+			// Below the log start: the log it described is gone (a full
+			// truncation, or retention past it); replaying from the log
+			// start gives the table.
 			os.Remove(path)
 			continue
 		}
@@ -76,7 +80,7 @@ func (p *Partition) rebuildProducers() error {
 			os.Remove(path)
 			continue
 		}
-		st, from, p.snapOffset = s, max(off, from), off
+		st, from, p.snapOffset = s, off, off
 		break
 	}
 	if from < leo {
@@ -92,8 +96,8 @@ func (p *Partition) rebuildProducers() error {
 }
 
 // maybeSnapshot writes a producer-state snapshot at the log end offset if
-// the log rolled a segment since the last one (or, with force, if anything
-// was appended since), and removes older snapshots. The file is written
+// the log rolled a segment since the last one or the log start (or, with
+// force, if anything was appended since), and removes older snapshots. The file is written
 // with mu held - appends wait for it, about one fsync per segment roll - so
 // that no truncation can slip between taking the table and persisting it.
 func (p *Partition) maybeSnapshot(force bool) error {
@@ -102,8 +106,11 @@ func (p *Partition) maybeSnapshot(force bool) error {
 	if p.closed {
 		return nil
 	}
-	leo := p.log.LogEndOffset()
-	if leo <= p.snapOffset || (!force && p.log.ActiveSegmentBase() <= p.snapOffset) {
+	// Nothing to gain: no batch above the newest snapshot (or the log
+	// start), or, unless forced, no segment rolled since (replaying one
+	// segment's headers is cheap).
+	leo, floor := p.log.LogEndOffset(), max(p.snapOffset, p.log.LogStartOffset())
+	if leo <= floor || (!force && p.log.ActiveSegmentBase() <= floor) {
 		return nil
 	}
 	dir := p.log.Dir()

@@ -2,6 +2,7 @@ package replica
 
 import (
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"os"
@@ -113,14 +114,41 @@ func (m *Manager) RemoveStrays(img *metadata.Image) {
 	}
 }
 
+// idFileContent is what partition.metadata holds for topic id.
+func idFileContent(id metadata.TopicID) string { return "topic_id: " + id.String() + "\n" }
+
+// parseIDFile returns the topic id a partition.metadata file names; ok is
+// false if the content is not a well-formed id (a damaged file, which must
+// not lead to deleting the directory).
+func parseIDFile(b []byte) (metadata.TopicID, bool) {
+	var id metadata.TopicID
+	s, ok1 := strings.CutPrefix(string(b), "topic_id: ")
+	s, ok2 := strings.CutSuffix(s, "\n")
+	if !ok1 || !ok2 {
+		return id, false
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil || len(raw) != len(id) {
+		return id, false
+	}
+	copy(id[:], raw)
+	return id, id != metadata.TopicID{} && idFileContent(id) == string(b)
+}
+
 // strayReason decides from the metadata whether a partition directory whose
-// partition.metadata holds idContent belongs to no replica of this node.
+// partition.metadata holds idContent belongs to no replica of this node. A
+// topic that exists with an unreadable partition.metadata is not a stray:
+// the directory is left alone.
 func strayReason(img *metadata.Image, tp TopicPartition, idContent string, self int32) (string, bool) {
 	t, ok := img.Topics[tp.Topic]
-	switch {
-	case !ok:
+	if !ok {
 		return "its topic no longer exists", true
-	case idContent != "topic_id: "+t.ID.String()+"\n":
+	}
+	id, valid := parseIDFile([]byte(idContent))
+	switch {
+	case !valid:
+		return "", false
+	case id != t.ID:
 		return "its topic was deleted and re-created", true
 	case int(tp.Partition) >= len(t.Partitions) || tp.Partition < 0:
 		return "its partition no longer exists", true

@@ -1,7 +1,9 @@
 package security
 
 import (
+	"context"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -85,6 +87,14 @@ func (a *Authorizer) Authorize(s *Session, acls []metadata.ACL, act Action) bool
 	return ok
 }
 
+// LogDenied logs a denial decided from several checks (as IDEMPOTENT_WRITE
+// or WRITE on any topic), like Authorize logs its own.
+func (a *Authorizer) LogDenied(s *Session, act Action) {
+	if a != nil {
+		a.log.record(s, act, false)
+	}
+}
+
 // AuthorizeAny reports whether s may do op on at least one resource of a
 // type (Kafka's authorizeByResourceType, used where WRITE on any topic
 // stands for IDEMPOTENT_WRITE): some ALLOW binding for s grants op, and no
@@ -141,6 +151,7 @@ var validOps = map[int8][]int8{
 		metadata.OpIdempotentWrite, metadata.OpAlter, metadata.OpDescribe},
 	metadata.ResourceTransactionalID: {metadata.OpDescribe, metadata.OpWrite},
 	metadata.ResourceDelegationToken: {metadata.OpDescribe},
+	metadata.ResourceUser:            {metadata.OpCreateTokens, metadata.OpDescribeTokens},
 }
 
 // AuthorizedOperations is the authorized-operations bit field of Metadata,
@@ -188,8 +199,11 @@ func (a *Authorizer) decide(s *Session, idx *aclIndex, act Action) bool {
 		if act.ResourceName != metadata.WildcardResource && check(rt.literal[metadata.WildcardResource]) {
 			return false
 		}
-		for _, b := range rt.prefixed {
-			if strings.HasPrefix(act.ResourceName, b.ResourceName) && check([]metadata.ACL{b}) {
+		for _, n := range rt.prefixLens {
+			if n > len(act.ResourceName) {
+				break
+			}
+			if check(rt.prefixed[act.ResourceName[:n]]) {
 				return false
 			}
 		}
@@ -229,12 +243,17 @@ type aclIndex struct {
 
 type typeACLs struct {
 	all      []metadata.ACL
-	literal  map[string][]metadata.ACL
-	prefixed []metadata.ACL
+	literal  map[string][]metadata.ACL // by resource name
+	prefixed map[string][]metadata.ACL // by prefix
+	// prefixLens are the lengths of the prefixes, ascending: the PREFIXED
+	// bindings of a name are prefixed[name[:n]] for these n.
+	prefixLens []int
 }
 
 // aclKey identifies an ACL slice: images share the slice until the ACLs
-// change, and a change always makes a new one.
+// change, and a change always makes a new one. The key's pointer keeps the
+// indexed slice alive, so its address cannot be reused by another slice
+// while the index is cached.
 type aclKey struct {
 	data *metadata.ACL
 	n    int
@@ -249,12 +268,16 @@ func (a *Authorizer) indexFor(acls []metadata.ACL) *aclIndex {
 	for _, b := range acls {
 		rt := idx.byType[b.ResourceType]
 		if rt == nil {
-			rt = &typeACLs{literal: map[string][]metadata.ACL{}}
+			rt = &typeACLs{literal: map[string][]metadata.ACL{}, prefixed: map[string][]metadata.ACL{}}
 			idx.byType[b.ResourceType] = rt
 		}
 		rt.all = append(rt.all, b)
 		if b.PatternType == metadata.PatternPrefixed {
-			rt.prefixed = append(rt.prefixed, b)
+			if len(rt.prefixed[b.ResourceName]) == 0 && !slices.Contains(rt.prefixLens, len(b.ResourceName)) {
+				rt.prefixLens = append(rt.prefixLens, len(b.ResourceName))
+				slices.Sort(rt.prefixLens)
+			}
+			rt.prefixed[b.ResourceName] = append(rt.prefixed[b.ResourceName], b)
 		} else {
 			rt.literal[b.ResourceName] = append(rt.literal[b.ResourceName], b)
 		}
@@ -277,6 +300,9 @@ type decisionLog struct {
 }
 
 func (l *decisionLog) record(s *Session, act Action, allowed bool) {
+	if allowed && !l.logger.Enabled(context.Background(), slog.LevelDebug) {
+		return // the common case costs no formatting
+	}
 	attrs := []any{"principal", s.Principal.String(), "host", s.Host,
 		"operation", kmsg.ACLOperation(act.Operation).String(),
 		"resource_type", kmsg.ACLResourceType(act.ResourceType).String(), "resource_name", act.ResourceName}

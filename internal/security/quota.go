@@ -127,6 +127,14 @@ func (q *Quotas) Record(key string, lim Limit, v float64, now time.Time) time.Du
 	return min(d, time.Duration(q.samples)*q.window)
 }
 
+// WindowAmount is the most a client may use in the shortest span a rate is
+// measured over (samples-1 windows, at least one): Kafka caps a consumer's
+// fetch at this many bytes, so that one response never exceeds its quota
+// by itself (it would be throttled, sent empty, and fetched again forever).
+func (q *Quotas) WindowAmount(lim Limit) float64 {
+	return lim.Value * (time.Duration(max(q.samples-1, 1)) * q.window).Seconds()
+}
+
 // Unrecord takes v back from the sensor (a throttled fetch whose records
 // are not sent).
 func (q *Quotas) Unrecord(key string, lim Limit, v float64, now time.Time) {

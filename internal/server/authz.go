@@ -53,7 +53,8 @@ var testPrincipal func(clientID string) (p security.Principal, ok bool)
 type clientIDKey struct{}
 
 // requestContext is ctx for one request: it carries the client id (for
-// quotas) and a session with the client's host filled in.
+// quotas) and, with an authorizer, a session with the client's host
+// filled in.
 func (s *Server) requestContext(ctx context.Context, req *protocol.Request) context.Context {
 	ctx = context.WithValue(ctx, clientIDKey{}, req.ClientID)
 	sess := security.SessionFrom(ctx)
@@ -61,8 +62,8 @@ func (s *Server) requestContext(ctx context.Context, req *protocol.Request) cont
 	if testPrincipal != nil {
 		p, override = testPrincipal(req.ClientID)
 	}
-	if sess.Host != "" && !override {
-		return ctx
+	if !override && (sess.Host != "" || s.sec.authz == nil) {
+		return ctx // the host matters only to ACLs
 	}
 	next := *sess
 	if override {
@@ -181,7 +182,17 @@ func (s *Server) authorize(ctx context.Context, req *protocol.Request) (deny kms
 	case *kmsg.ElectLeadersRequest:
 		if !s.allowedCluster(ctx, metadata.OpAlter) {
 			resp := body.ResponseKind().(*kmsg.ElectLeadersResponse)
-			resp.ErrorCode = errClusterAuth
+			resp.ErrorCode = errClusterAuth // v1+; v0 has only the partitions' codes
+			for _, rt := range body.Topics {
+				out := kmsg.NewElectLeadersResponseTopic()
+				out.Topic = rt.Topic
+				for _, p := range rt.Partitions {
+					po := kmsg.NewElectLeadersResponseTopicPartition()
+					po.Partition, po.ErrorCode = p, errClusterAuth
+					out.Partitions = append(out.Partitions, po)
+				}
+				resp.Topics = append(resp.Topics, out)
+			}
 			return resp, nil
 		}
 	case *kmsg.AlterPartitionAssignmentsRequest:

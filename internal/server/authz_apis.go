@@ -184,7 +184,7 @@ func (s *Server) authorizeOffsetForLeaderEpoch(ctx context.Context, req *kmsg.Of
 }
 
 func (s *Server) authorizeCreateTopics(ctx context.Context, req *kmsg.CreateTopicsRequest) (kmsg.Response, func(kmsg.Response)) {
-	if s.allowedCluster(ctx, metadata.OpCreate) {
+	if s.allowedQuiet(ctx, metadata.OpCreate, metadata.ResourceCluster, metadata.ClusterResourceName) {
 		return nil, nil
 	}
 	var names []string
@@ -305,9 +305,11 @@ func (s *Server) authorizeInitProducerID(ctx context.Context, req *kmsg.InitProd
 		if !s.allowed(ctx, metadata.OpWrite, metadata.ResourceTransactionalID, *req.TransactionalID) {
 			code = errTxnAuth
 		}
-	case !s.allowedCluster(ctx, metadata.OpIdempotentWrite) &&
+	case !s.allowedQuiet(ctx, metadata.OpIdempotentWrite, metadata.ResourceCluster, metadata.ClusterResourceName) &&
 		!s.sec.authz.AuthorizeAny(security.SessionFrom(ctx), s.store.Image().ACLs, metadata.OpWrite, metadata.ResourceTopic):
 		code = errClusterAuth
+		s.sec.authz.LogDenied(security.SessionFrom(ctx), security.Action{Operation: metadata.OpIdempotentWrite,
+			ResourceType: metadata.ResourceCluster, ResourceName: metadata.ClusterResourceName})
 	}
 	if code == 0 {
 		return nil
@@ -475,7 +477,7 @@ func (s *Server) authorizeGroupAPI(ctx context.Context, req *protocol.Request) (
 	case *kmsg.DescribeGroupsRequest:
 		return nil, s.fixDescribeGroups(ctx, body)
 	case *kmsg.ListGroupsRequest:
-		if s.allowedCluster(ctx, metadata.OpDescribe) {
+		if s.allowedQuiet(ctx, metadata.OpDescribe, metadata.ResourceCluster, metadata.ClusterResourceName) {
 			return nil, nil
 		}
 		return nil, func(r kmsg.Response) {
@@ -505,8 +507,52 @@ func (s *Server) authorizeGroupAPI(ctx context.Context, req *protocol.Request) (
 			resp := r.(*kmsg.DeleteGroupsResponse)
 			resp.Groups = append(resp.Groups, refused...)
 		})
+	default:
+		return s.authorizeOther(ctx, req)
 	}
 	return nil, nil
+}
+
+// authorizeOther covers the APIs without a rule above. Authentication
+// (ApiVersions, SaslHandshake, SaslAuthenticate) is open to all; APIs whose
+// handlers authorize (Metadata, DescribeCluster, the ACL and quota APIs)
+// pass; the SCRAM credential APIs need DESCRIBE or ALTER on the cluster, as
+// in Kafka. Any other API - one added without a rule here - fails closed:
+// only a principal with ALTER on the cluster may use it, and anyone else
+// has the connection closed.
+func (s *Server) authorizeOther(ctx context.Context, req *protocol.Request) (kmsg.Response, func(kmsg.Response)) {
+	switch body := req.Body.(type) {
+	case *kmsg.ApiVersionsRequest, *kmsg.SASLHandshakeRequest, *kmsg.SASLAuthenticateRequest,
+		*kmsg.MetadataRequest, *kmsg.DescribeClusterRequest,
+		*kmsg.CreateACLsRequest, *kmsg.DescribeACLsRequest, *kmsg.DeleteACLsRequest,
+		*kmsg.DescribeClientQuotasRequest, *kmsg.AlterClientQuotasRequest:
+		return nil, nil
+	case *kmsg.DescribeUserSCRAMCredentialsRequest:
+		if !s.allowedCluster(ctx, metadata.OpDescribe) {
+			resp := body.ResponseKind().(*kmsg.DescribeUserSCRAMCredentialsResponse)
+			resp.ErrorCode = errClusterAuth
+			return resp, nil
+		}
+		return nil, nil
+	case *kmsg.AlterUserSCRAMCredentialsRequest:
+		if !s.allowedCluster(ctx, metadata.OpAlter) {
+			resp := body.ResponseKind().(*kmsg.AlterUserSCRAMCredentialsResponse)
+			for _, d := range body.Deletions {
+				resp.Results = append(resp.Results, kmsg.AlterUserSCRAMCredentialsResponseResult{User: d.Name, ErrorCode: errClusterAuth})
+			}
+			for _, u := range body.Upsertions {
+				resp.Results = append(resp.Results, kmsg.AlterUserSCRAMCredentialsResponseResult{User: u.Name, ErrorCode: errClusterAuth})
+			}
+			return resp, nil
+		}
+		return nil, nil
+	}
+	if s.allowedCluster(ctx, metadata.OpAlter) {
+		return nil, nil
+	}
+	s.logger.Warn("closing the connection of a request without an authorization rule",
+		"api", kmsg.NameForKey(req.Key), "principal", security.SessionFrom(ctx).Principal.String())
+	return hangUp, nil
 }
 
 func (s *Server) authorizeOffsetCommit(ctx context.Context, req *kmsg.OffsetCommitRequest) (kmsg.Response, func(kmsg.Response)) {

@@ -21,11 +21,15 @@ import (
 // it while the quota is already exceeded, older ones are only throttled.
 
 // limitMutations applies the controller mutation quota to req, whose
-// authorization fix-up is fix. It returns the request's answer when every
-// topic is refused, else the fix-up to use.
+// authorization fix-up is fix (and caps a quota'd consumer's fetch, see
+// capFetch). It returns the request's answer when every topic is refused,
+// else the fix-up to use.
 func (s *Server) limitMutations(ctx context.Context, req *protocol.Request, fix func(kmsg.Response)) (kmsg.Response, func(kmsg.Response)) {
 	var strict bool
 	switch body := req.Body.(type) {
+	case *kmsg.FetchRequest:
+		s.capFetch(ctx, body)
+		return nil, fix
 	case *kmsg.CreateTopicsRequest:
 		if body.ValidateOnly {
 			return nil, fix

@@ -126,6 +126,24 @@ func (s *Server) enforceQuotas(ctx context.Context, req *protocol.Request, resp 
 	muteFor(ctx, throttle)
 }
 
+// capFetch caps a consumer's fetch at what its consumer_byte_rate allows in
+// one measurement span (as Kafka does), so that a single response cannot
+// exceed the quota by itself.
+func (s *Server) capFetch(ctx context.Context, req *kmsg.FetchRequest) {
+	quotas := s.store.Image().ClientQuotas
+	if len(quotas) == 0 || req.ReplicaID >= 0 {
+		return
+	}
+	lim, ok := security.LookupQuota(quotas, security.ConsumerByteRate, security.SessionFrom(ctx).Principal.Name, clientID(ctx))
+	if !ok {
+		return
+	}
+	limit := int32(min(max(s.sec.quotas.WindowAmount(lim), 1), 1<<31-1))
+	if req.MaxBytes <= 0 || req.MaxBytes > limit {
+		req.MaxBytes = limit
+	}
+}
+
 // Quota entity types.
 const (
 	entityUser     = "user"

@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"strand/internal/metadata"
 	"strand/internal/record"
 )
 
@@ -95,16 +96,16 @@ func (h *throttleHook) OnBrokerThrottle(_ kgo.BrokerMetadata, d time.Duration, _
 func TestFetchQuota(t *testing.T) {
 	n := startNode(t, [2]string{"quota.window.num", "3"}, [2]string{"quota.window.size.seconds", "1"},
 		[2]string{"auto.create.topics.enable", "false"})
-	admin := n.client(kgo.DefaultProduceTopic("f"), kgo.ProducerBatchCompression(kgo.NoCompression()))
+	admin := n.client(kgo.DefaultProduceTopic("f"), kgo.ProducerBatchCompression(kgo.NoCompression()), kgo.ProducerBatchMaxBytes(64<<10))
 	createTopic(t, admin, "f", 1, nil)
-	const records, size = 48, 32 << 10 // 1.5 MiB
+	const records, size = 32, 32 << 10 // 1 MiB
 	for range records {
 		admin.Produce(ctx(t), kgo.SliceRecord(bytes.Repeat([]byte("y"), size)), nil)
 	}
 	if err := admin.Flush(ctx(t)); err != nil {
 		t.Fatal(err)
 	}
-	const quota = 512 << 10
+	const quota = 256 << 10 // 512 KiB in the 2 s span
 	res, err := kadm.NewClient(admin).AlterClientQuotas(ctx(t), []kadm.AlterClientQuotaEntry{{
 		Entity: kadm.ClientQuotaEntity{{Type: "client-id", Name: kmsg.StringPtr("slow-reader")}},
 		Ops:    []kadm.AlterClientQuotaOp{{Key: "consumer_byte_rate", Value: quota}},
@@ -113,8 +114,11 @@ func TestFetchQuota(t *testing.T) {
 		t.Fatalf("alter client quotas: %v %+v", err, res)
 	}
 	var hook throttleHook
+	// Default fetch sizes (50 MB, 1 MiB a partition): the broker caps the
+	// fetch at what the quota allows in one span, else every response
+	// would be over the quota by itself and throttled forever.
 	cl := n.client(kgo.ClientID("slow-reader"), kgo.ConsumeTopics("f"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchMaxBytes(64<<10), kgo.FetchMaxPartitionBytes(64<<10), kgo.WithHooks(&hook))
+		kgo.WithHooks(&hook))
 	start := time.Now()
 	got := 0
 	for got < records {
@@ -126,7 +130,7 @@ func TestFetchQuota(t *testing.T) {
 	}
 	took := time.Since(start)
 	rate := float64(records*size) / took.Seconds()
-	t.Logf("quota %d B/s: 1.5 MiB in %v, %.0f B/s (%.2f of the quota); largest throttle %v",
+	t.Logf("quota %d B/s: 1 MiB in %v, %.0f B/s (%.2f of the quota); largest throttle %v",
 		quota, took.Round(time.Millisecond), rate, rate/quota, time.Duration(hook.max.Load()))
 	if hook.max.Load() <= 0 {
 		t.Fatal("never throttled")
@@ -168,8 +172,85 @@ func TestControllerMutationQuota(t *testing.T) {
 	if !maps.Equal(codes, want) || resp.ThrottleMillis <= 0 {
 		t.Fatalf("codes %v (want %v), throttle %d ms", codes, want, resp.ThrottleMillis)
 	}
+	// Still above the quota: a deletion (strict, v6) is refused too.
+	del := kmsg.NewPtrDeleteTopicsRequest()
+	del.TimeoutMillis = 5000
+	del.Topics = []kmsg.DeleteTopicsRequestTopic{{Topic: kmsg.StringPtr("m1")}}
+	dresp, err := del.RequestWith(ctx(t), n.as("carol"))
+	if err != nil || len(dresp.Topics) != 1 || dresp.Topics[0].ErrorCode != kerr.ThrottlingQuotaExceeded.Code {
+		t.Fatalf("delete above the quota: %v %+v", err, dresp)
+	}
 	// Others are not limited.
 	if r := createTopic(t, n.client(), "free", 8, nil); r.ErrorCode != 0 {
 		t.Fatalf("create without a quota: %s", codeName(r.ErrorCode))
+	}
+}
+
+// TestRequestPercentageQuota: a client over its request_percentage (time
+// its requests take on the broker) is throttled; others are not.
+func TestRequestPercentageQuota(t *testing.T) {
+	n := startNode(t, [2]string{"quota.window.num", "3"}, [2]string{"quota.window.size.seconds", "1"})
+	res, err := kadm.NewClient(n.client()).AlterClientQuotas(ctx(t), []kadm.AlterClientQuotaEntry{{
+		Entity: kadm.ClientQuotaEntity{{Type: "user", Name: kmsg.StringPtr("dave")}},
+		Ops:    []kadm.AlterClientQuotaOp{{Key: "request_percentage", Value: 0.5}},
+	}})
+	if err != nil || res[0].Err != nil {
+		t.Fatalf("alter client quotas: %v %+v", err, res)
+	}
+	createTopic(t, n.client(), "r", 50, nil)
+	metadataThrottle := func(cl *kgo.Client) int32 {
+		resp, err := kmsg.NewPtrMetadataRequest().RequestWith(ctx(t), cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.ThrottleMillis
+	}
+	dave := n.as("dave")
+	deadline := time.Now().Add(10 * time.Second)
+	requests := 0
+	for throttled := false; !throttled; requests++ {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d metadata requests in 10 s, none throttled", requests)
+		}
+		throttled = metadataThrottle(dave) > 0
+	}
+	t.Logf("throttled after %d metadata requests", requests)
+	if ms := metadataThrottle(n.as("erin")); ms != 0 {
+		t.Fatalf("a user without a quota is throttled %d ms", ms)
+	}
+}
+
+// TestQuotaFilter: DescribeClientQuotas components (exact name, exact
+// null = default, default, any) and strict matching.
+func TestQuotaFilter(t *testing.T) {
+	user := func(name string) metadata.QuotaPart { return metadata.QuotaPart{Set: true, Name: name} }
+	def := metadata.QuotaPart{Set: true, Default: true}
+	alice := metadata.QuotaEntity{User: user("alice")}
+	aliceApp := metadata.QuotaEntity{User: user("alice"), ClientID: user("app")}
+	defUser := metadata.QuotaEntity{User: def}
+	comp := func(typ string, match int8, name *string) kmsg.DescribeClientQuotasRequestComponent {
+		return kmsg.DescribeClientQuotasRequestComponent{EntityType: typ, MatchType: kmsg.QuotasMatchType(match), Match: name}
+	}
+	for i, c := range []struct {
+		comps  []kmsg.DescribeClientQuotasRequestComponent
+		strict bool
+		e      metadata.QuotaEntity
+		want   bool
+	}{
+		{[]kmsg.DescribeClientQuotasRequestComponent{comp("user", 0, kmsg.StringPtr("alice"))}, false, alice, true},
+		{[]kmsg.DescribeClientQuotasRequestComponent{comp("user", 0, kmsg.StringPtr("alice"))}, false, aliceApp, true},
+		{[]kmsg.DescribeClientQuotasRequestComponent{comp("user", 0, kmsg.StringPtr("alice"))}, true, aliceApp, false},
+		{[]kmsg.DescribeClientQuotasRequestComponent{comp("user", 0, kmsg.StringPtr("bob"))}, false, alice, false},
+		{[]kmsg.DescribeClientQuotasRequestComponent{comp("user", 0, nil)}, false, defUser, true},
+		{[]kmsg.DescribeClientQuotasRequestComponent{comp("user", 0, nil)}, false, alice, false},
+		{[]kmsg.DescribeClientQuotasRequestComponent{comp("user", 1, nil)}, false, defUser, true},
+		{[]kmsg.DescribeClientQuotasRequestComponent{comp("user", 2, nil)}, false, defUser, true},
+		{[]kmsg.DescribeClientQuotasRequestComponent{comp("client-id", 2, nil)}, false, alice, false},
+		{nil, false, alice, true},
+		{nil, true, alice, false},
+	} {
+		if got := quotaFilterMatches(c.comps, c.strict, c.e); got != c.want {
+			t.Errorf("case %d: got %v, want %v", i, got, c.want)
+		}
 	}
 }

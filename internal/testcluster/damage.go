@@ -37,6 +37,38 @@ func DamageFile(file string, at float64) error {
 	return errors.Join(err, f.Close())
 }
 
+// DamageBatchHeader overwrites 16 bytes of the header (from its length
+// field on: length, leader epoch, magic, CRC) of the batch in the middle of
+// a segment file, as in issue 8's report ("invalid record batch: magic
+// 33"). It returns the batch's base offset.
+func DamageBatchHeader(file string) (int64, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return 0, err
+	}
+	var starts []int
+	var bases []int64
+	pos := 0
+	if err := record.Split(b, func(batch []byte) error {
+		h, err := record.ParseHeader(batch)
+		starts, bases = append(starts, pos), append(bases, h.BaseOffset)
+		pos += len(batch)
+		return err
+	}); err != nil {
+		return 0, fmt.Errorf("%s: %w", file, err)
+	}
+	if len(starts) < 3 {
+		return 0, fmt.Errorf("%s: %d batches, want at least 3", file, len(starts))
+	}
+	i := len(starts) / 2
+	f, err := os.OpenFile(file, os.O_WRONLY, 0)
+	if err != nil {
+		return 0, err
+	}
+	_, err = f.WriteAt([]byte("\xde\xad\xbe\xef!!!!0123456789ab"[:16]), int64(starts[i])+8)
+	return bases[i], errors.Join(err, f.Close())
+}
+
 // PartitionRead is what ReadPartition found.
 type PartitionRead struct {
 	Values map[int64]string // offset -> record value
