@@ -70,14 +70,17 @@ func DefaultOptions() Options {
 
 // Report is the result of a run; Main prints it as text, or as JSON with --json.
 type Report struct {
-	Brokers      []string      `json:"brokers"`
-	Topic        string        `json:"topic"`
-	TopicCreated bool          `json:"topic_created"` // false when an existing topic was reused
-	Partitions   int           `json:"partitions"`
-	RecordSize   int           `json:"record_size"`
-	Disk         *DiskReport   `json:"disk,omitempty"` // nil when the disk phase was skipped
-	Produce      ProduceReport `json:"produce"`        // zero with ConsumeOnly
-	Consume      ConsumeReport `json:"consume"`
+	Brokers      []string `json:"brokers"`
+	Topic        string   `json:"topic"`
+	TopicCreated bool     `json:"topic_created"` // false when an existing topic was reused
+	// CreateSeconds is the time from CreateTopics until every partition
+	// answered ListOffsets (its leader is serving); 0 for an existing topic.
+	CreateSeconds float64       `json:"create_seconds,omitempty"`
+	Partitions    int           `json:"partitions"`
+	RecordSize    int           `json:"record_size"`
+	Disk          *DiskReport   `json:"disk,omitempty"` // nil when the disk phase was skipped
+	Produce       ProduceReport `json:"produce"`        // zero with ConsumeOnly
+	Consume       ConsumeReport `json:"consume"`
 }
 
 // ProduceReport is the result of the produce phase and the settings it ran with.
@@ -320,6 +323,7 @@ func Run(ctx context.Context, o Options) (rep Report, err error) {
 	defer admCl.Close()
 	adm := kadm.NewClient(admCl)
 	cpu := o.cpuMeter(ctx, adm)
+	createStart := time.Now()
 	_, err = adm.CreateTopic(ctx, o.Partitions, o.ReplicationFactor, nil, o.Topic)
 	switch {
 	case err == nil:
@@ -339,6 +343,9 @@ func Run(ctx context.Context, o Options) (rep Report, err error) {
 	start, err := endOffsets(ctx, adm, o.Topic)
 	if err != nil {
 		return rep, err
+	}
+	if rep.TopicCreated {
+		rep.CreateSeconds = time.Since(createStart).Seconds()
 	}
 	rep.Partitions = len(start)
 
@@ -485,8 +492,12 @@ func awaitEndOffsets(ctx context.Context, adm *kadm.Client, topic string, start 
 // line before it).
 func (r Report) WriteText(w io.Writer) error {
 	var b strings.Builder
+	created := "existing"
+	if r.TopicCreated {
+		created = fmt.Sprintf("created in %.2f s", r.CreateSeconds)
+	}
 	fmt.Fprintf(&b, "bench: topic %s (%d partitions, %s), %d B records, brokers %s\n", r.Topic, r.Partitions,
-		map[bool]string{true: "created", false: "existing"}[r.TopicCreated], r.RecordSize, strings.Join(r.Brokers, ","))
+		created, r.RecordSize, strings.Join(r.Brokers, ","))
 	if d := r.Disk; d != nil {
 		fmt.Fprintf(&b, "disk: fsync 1MiB %.1f MB/s, 4KiB write+fsync %.0f ops/s (%s)\n", d.SyncMBps, d.SmallOpsPerSec, d.Dir)
 	}

@@ -70,7 +70,7 @@ func TestRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkReport(t, rep, 2000)
-	if !rep.TopicCreated || rep.Partitions != 3 {
+	if !rep.TopicCreated || rep.Partitions != 3 || rep.CreateSeconds <= 0 {
 		t.Errorf("topic created %v partitions %d, want created with 3", rep.TopicCreated, rep.Partitions)
 	}
 	if d := rep.Disk; d == nil || d.SyncMBps <= 0 || d.SmallOpsPerSec <= 0 || d.SyncBytes != 4<<20 {
