@@ -127,7 +127,7 @@ type ConsumeReport struct {
 // Main runs `strand bench` with command-line args (without the command name)
 // and prints the report to stdout. -h prints the flags to stdout and returns
 // flag.ErrHelp.
-func Main(ctx context.Context, args []string, stdout io.Writer) error {
+func Main(ctx context.Context, args []string, stdout io.Writer) (retErr error) {
 	o, sweep, asJSON, err := parseFlags(args, stdout)
 	if err != nil {
 		return err
@@ -147,13 +147,25 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 		ro.SkipFsync = o.SkipFsync || i > 0 // the disk is measured once
 		rep, err := Run(ctx, ro)
 		if err != nil {
-			return err
+			if rep.Consume.Records == 0 || rep.Consume.Records != rep.Produce.Records && !o.ConsumeOnly {
+				return err
+			}
+			// The measurement is complete (only deleting the topic
+			// failed): print it, then fail.
+			defer func() {
+				if retErr == nil {
+					retErr = err
+				}
+			}()
 		}
 		reps = append(reps, rep)
 		if !asJSON {
 			if err := rep.WriteText(stdout); err != nil {
 				return err
 			}
+		}
+		if err != nil {
+			break
 		}
 	}
 	if asJSON {
@@ -333,7 +345,8 @@ func Run(ctx context.Context, o Options) (rep Report, err error) {
 	}
 	if rep.TopicCreated && !o.Keep {
 		defer func() {
-			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+			// Deleting thousands of partitions takes a while.
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 			defer cancel()
 			if _, derr := adm.DeleteTopic(dctx, o.Topic); derr != nil && err == nil {
 				err = fmt.Errorf("delete topic %q: %w", o.Topic, derr)

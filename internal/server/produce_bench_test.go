@@ -95,6 +95,18 @@ func BenchmarkProduceManyPartitions(b *testing.B) {
 		time.Sleep(50 * time.Millisecond)
 	}
 
+	// The broker's own produce path, without the network and the client:
+	// allocations per request (and per MB with -benchmem's B/op).
+	b.Run("handler", func(b *testing.B) {
+		b.SetBytes(int64(len(batch) * partitions))
+		b.ReportAllocs()
+		for b.Loop() {
+			if resp := srv.handleProduce(ctx, req)(); resp == nil {
+				b.Fatal("no response")
+			}
+		}
+	})
+
 	saved := maxConcurrentFlushes
 	b.Cleanup(func() { maxConcurrentFlushes = saved })
 	for _, limit := range []int{1, saved} {
