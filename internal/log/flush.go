@@ -176,7 +176,13 @@ func (l *Log) backgroundFlusher() {
 // Close fsyncs all data and indexes, writes the recovery point and log
 // start offset checkpoints and the clean-shutdown marker, and closes the
 // files. Calling it again returns nil.
-func (l *Log) Close() error {
+func (l *Log) Close() error { return l.close(true) }
+
+// close closes the log; durable does what Close promises, without it the
+// files are only closed (for a log about to be deleted: its data, indexes
+// and checkpoints need not reach the disk, so deleting a topic of thousands
+// of partitions costs no fsyncs per partition).
+func (l *Log) close(durable bool) error {
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
@@ -194,7 +200,7 @@ func (l *Log) Close() error {
 	}
 	l.closed = true
 	var err error
-	if l.failed == nil {
+	if l.failed == nil && durable {
 		for _, s := range l.segs {
 			s.seal()
 			err = errors.Join(err, s.persistIndexes(), s.syncLog(), s.syncIndexes())
@@ -229,9 +235,10 @@ func writeMarker(dir string) error {
 	return syncDir(dir)
 }
 
-// Delete closes the log and removes its directory.
+// Delete closes the log (without fsyncs: it is being removed) and removes
+// its directory.
 func (l *Log) Delete() error {
-	cerr := l.Close()
+	cerr := l.close(false)
 	// A compaction in progress fails once the log is closed; wait for it to
 	// remove its temporary files so that they do not race RemoveAll.
 	l.cleanMu.Lock()
@@ -244,9 +251,12 @@ func (l *Log) Delete() error {
 
 // Retire closes the log and renames its directory to newDir (on the same
 // file system), fsyncing the parent: the caller removes newDir later (in the
-// background). A compaction in progress is waited for first.
+// background). A compaction in progress is waited for first. The log's
+// files are not fsynced: it is being deleted (after a crash before the
+// rename is durable the directory is still under its old name, and the
+// partition it held is gone from the metadata: a stray, removed at start).
 func (l *Log) Retire(newDir string) error {
-	cerr := l.Close()
+	cerr := l.close(false)
 	l.cleanMu.Lock()
 	defer l.cleanMu.Unlock()
 	if err := os.Rename(l.dir, newDir); err != nil {
