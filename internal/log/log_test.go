@@ -556,3 +556,25 @@ func TestStrayFilesAndDelete(t *testing.T) {
 		t.Fatalf("append after delete: %v", err)
 	}
 }
+
+// TestEmptyLogIdle: a new log owes a first recovery point, but while it is
+// empty the background flusher has nothing to do (it used to fsync an
+// empty segment every tick); after data arrives and is flushed the
+// checkpoint is written and nothing is due.
+func TestEmptyLogIdle(t *testing.T) {
+	dir := t.TempDir()
+	l := openT(t, dir, DefaultConfig())
+	if l.flushDue() {
+		t.Fatal("an empty new log is due for a flush")
+	}
+	appendN(t, l, 1, 1)
+	if err := l.WaitFlushed(l.LogEndOffset()); err != nil {
+		t.Fatal(err)
+	}
+	if l.flushDue() {
+		t.Error("flush due after WaitFlushed")
+	}
+	if _, err := os.Stat(filepath.Join(dir, recoveryPointFile)); err != nil {
+		t.Errorf("recovery point after the first flush: %v", err)
+	}
+}
