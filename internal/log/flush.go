@@ -3,6 +3,7 @@ package log
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -148,16 +149,36 @@ func (l *Log) kickFlusher() {
 // backgroundFlusher fsyncs rolled segments (then writes the recovery
 // point), after FlushMessages unflushed messages when FlushMessages > 1, and
 // when data has been unflushed for FlushMs.
+//
+// While nothing can become due by time (see flushPending) it parks: its
+// ticker stops and it waits for a kick (a roll, flush.messages reached, or
+// with flush.messages > 1 or a finite flush.ms any append to a parked log),
+// so thousands of idle partitions cost no timer wake-ups. No wake-up is
+// lost: it sets parked before checking once more for work (under mu), and
+// an append publishes its data under mu before reading parked.
 func (l *Log) backgroundFlusher() {
 	defer close(l.done)
 	t := time.NewTicker(backgroundTick)
 	defer t.Stop()
 	for {
+		tick := t.C
+		if !l.flushPending() {
+			l.parked.Store(true)
+			if l.flushPending() {
+				l.parked.Store(false)
+			} else {
+				t.Stop()
+				tick = nil
+			}
+		}
 		select {
 		case <-l.stop:
 			return
 		case <-l.kick:
-		case <-t.C:
+		case <-tick:
+		}
+		if l.parked.Swap(false) {
+			t.Reset(backgroundTick)
 		}
 		if l.flushDue() {
 			l.flushMu.Lock()
@@ -167,6 +188,23 @@ func (l *Log) backgroundFlusher() {
 			l.flushMu.Unlock()
 		}
 	}
+}
+
+// flushPending reports whether the background flusher must keep ticking: a
+// recovery point to write (data above the last one), or unflushed data
+// that flush.messages > 1 or a finite flush.ms will make due. Unflushed
+// data under flush.messages=1 and no flush.ms is fsynced by WaitFlushed
+// (acks=0 data waits for the next one, a roll or Close), as before parking.
+func (l *Log) flushPending() bool {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.needCkpt && l.leo > l.checkpointed || l.leo > l.flushed && l.cfg.timedFlush()
+}
+
+// timedFlush reports whether the background flusher flushes data by count
+// or age (flush.messages > 1 or a finite flush.ms).
+func (c Config) timedFlush() bool {
+	return c.FlushMessages > 1 || c.FlushMs < math.MaxInt64
 }
 
 // flushDue reports whether the background flusher has work: a recovery
