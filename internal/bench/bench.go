@@ -512,7 +512,7 @@ func (r Report) WriteText(w io.Writer) error {
 	fmt.Fprintf(&b, "bench: topic %s (%d partitions, %s), %d B records, brokers %s\n", r.Topic, r.Partitions,
 		created, r.RecordSize, strings.Join(r.Brokers, ","))
 	if d := r.Disk; d != nil {
-		fmt.Fprintf(&b, "disk: fsync 1MiB %.1f MB/s, 4KiB write+fsync %.0f ops/s (%s)\n", d.SyncMBps, d.SmallOpsPerSec, d.Dir)
+		fmt.Fprintf(&b, "disk: fsync 1MiB %.1f MB/s, fdatasync 64KiB %.1f MB/s, 4KiB write+fsync %.0f ops/s (%s)\n", d.SyncMBps, d.DatasyncMBps, d.SmallOpsPerSec, d.Dir)
 	}
 	if p := r.Produce; p.Records > 0 || p.Errors > 0 {
 		idem := "idempotent"

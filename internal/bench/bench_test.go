@@ -73,7 +73,7 @@ func TestRun(t *testing.T) {
 	if !rep.TopicCreated || rep.Partitions != 3 || rep.CreateSeconds <= 0 {
 		t.Errorf("topic created %v partitions %d, want created with 3", rep.TopicCreated, rep.Partitions)
 	}
-	if d := rep.Disk; d == nil || d.SyncMBps <= 0 || d.SmallOpsPerSec <= 0 || d.SyncBytes != 4<<20 {
+	if d := rep.Disk; d == nil || d.SyncMBps <= 0 || d.DatasyncMBps <= 0 || d.SmallOpsPerSec <= 0 || d.SyncBytes != 4<<20 {
 		t.Errorf("disk report %+v", d)
 	}
 	if !rep.Produce.Idempotent || rep.Produce.Acks != "all" {
