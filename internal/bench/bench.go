@@ -450,9 +450,9 @@ func endOffsets(ctx context.Context, adm *kadm.Client, topic string) (map[int32]
 
 // listOffsets returns the offset list gives for every partition of topic.
 // Retriable errors (a just-created topic whose leaders have not applied it
-// yet) are retried for up to 10 s.
+// yet) are retried for up to a minute (creating 10,000 partitions takes a while).
 func listOffsets(ctx context.Context, topic string, list func() (kadm.ListedOffsets, error)) (map[int32]int64, error) {
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	var lo kadm.ListedOffsets
 	var err error
 	for {
