@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -129,5 +130,34 @@ func benchProduceManyPartitions(b *testing.B, partitions int32, records int) {
 				produce(b)
 			}
 		})
+	}
+}
+
+// TestForEachConcurrently: every index is called exactly once, at most
+// limit at a time, and the calls do overlap when limit allows.
+func TestForEachConcurrently(t *testing.T) {
+	for _, tc := range []struct{ n, limit int }{{0, 4}, {1, 4}, {7, 1}, {100, 8}, {5, 64}} {
+		calls := make([]atomic.Int32, tc.n)
+		var running, peak atomic.Int32
+		forEachConcurrently(tc.n, tc.limit, func(i int) {
+			r := running.Add(1)
+			for {
+				p := peak.Load()
+				if r <= p || peak.CompareAndSwap(p, r) {
+					break
+				}
+			}
+			time.Sleep(5 * time.Millisecond) // let the others start
+			running.Add(-1)
+			calls[i].Add(1)
+		})
+		for i := range calls {
+			if c := calls[i].Load(); c != 1 {
+				t.Errorf("n=%d limit=%d: index %d called %d times", tc.n, tc.limit, i, c)
+			}
+		}
+		if p := int(peak.Load()); p > tc.limit || tc.n > 1 && tc.limit > 1 && p < 2 {
+			t.Errorf("n=%d limit=%d: peak concurrency %d", tc.n, tc.limit, p)
+		}
 	}
 }
