@@ -7,6 +7,11 @@
 #   scripts/cluster.sh kill N    kill -9 node N          (fault drills)
 #   scripts/cluster.sh pause N   SIGSTOP node N; resume N sends SIGCONT
 #   scripts/cluster.sh restart N start node N again on its data
+#   scripts/cluster.sh ready N   exit 0 if node N is registered and in the ISR of every
+#                                partition it hosts, and no partition is under-replicated
+#   scripts/cluster.sh rolling-restart
+#                                rebuild, then stop (SIGTERM) and start each node in turn,
+#                                waiting for `strand ready` before taking the next one down
 #
 # Node N serves clients on 127.0.0.1:1909N and the metadata quorum (Raft,
 # controller RPCs) on 127.0.0.1:1919N, HTTP (metrics, health, console at
@@ -36,6 +41,25 @@ start_node() {
 		"${@:2}" >>"$dir/node$n/server.log" 2>&1 &
 	echo $! >"$dir/node$n/pid"
 	echo "node $n: pid $!, clients 127.0.0.1:1909$n, log $dir/node$n/server.log"
+}
+
+# ready_node N [WAIT]: wait up to WAIT (default 120s) until node N is ready
+# (strand ready --all: back in every ISR, nothing under-replicated).
+ready_node() {
+	"$bin" ready --brokers "$bootstrap" --node "$1" --all --wait "${2:-120s}"
+}
+
+stop_node() {
+	local n=$1 pid
+	[[ -f $dir/node$n/pid ]] || return 0
+	pid=$(cat "$dir/node$n/pid")
+	if kill -0 "$pid" 2>/dev/null; then
+		kill -CONT "$pid" 2>/dev/null || true
+		kill -TERM "$pid"
+		while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+	fi
+	rm -f "$dir/node$n/pid"
+	echo "node $n stopped"
 }
 
 signal_node() {
@@ -80,8 +104,19 @@ kill) signal_node KILL "$2" ;;
 pause) signal_node STOP "$2" ;;
 resume) signal_node CONT "$2" ;;
 restart) start_node "$2" ;;
+ready) ready_node "$2" "${3:-0s}" ;;
+rolling-restart)
+	(cd "$root" && go build -o "$bin.new" ./cmd/strand && mv -f "$bin.new" "$bin")
+	for n in 1 2 3; do
+		ready_node "$n" # never take a node down while another is still catching up
+		stop_node "$n"
+		start_node "$n"
+		ready_node "$n"
+	done
+	echo "rolling restart done"
+	;;
 *)
-	sed -n '2,14p' "$0"
+	sed -n '2,19p' "$0"
 	exit 2
 	;;
 esac

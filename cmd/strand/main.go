@@ -1,6 +1,6 @@
 // Command strand is the Strand broker: one binary that runs a Kafka-compatible
-// broker node (`strand server`), its tools (`strand bench`, `strand verify`)
-// and the admin commands of internal/cli (topic, group, cluster, produce,
+// broker node (`strand server`), its tools (`strand bench`, `strand verify`,
+// `strand ready`) and the admin commands of internal/cli (topic, group, cluster, produce,
 // consume, reassign, log-dirs), with shell completion (`strand completion`).
 package main
 
@@ -23,6 +23,8 @@ import (
 	"strand/internal/config"
 	"strand/internal/httpapi"
 	"strand/internal/metrics"
+	"strand/internal/security"
+	"strand/internal/readiness"
 	"strand/internal/server"
 	"strand/internal/verify"
 )
@@ -43,6 +45,8 @@ func main() {
 			func(ctx context.Context, args []string) error { return bench.Main(ctx, args, os.Stdout) }},
 		{"verify", "Produce under faults, read back, and check nothing acknowledged was lost, duplicated or reordered",
 			func(ctx context.Context, args []string) error { return verify.Main(ctx, args, os.Stdout) }},
+		{"ready", "Exit 0 once a node is registered and back in the ISR of every partition it hosts (rolling restarts)",
+			func(ctx context.Context, args []string) error { return readiness.Main(ctx, args, os.Stdout) }},
 	} {
 		root.AddCommand(&cobra.Command{
 			Use:                c.name + " [flags]",
@@ -94,6 +98,8 @@ func runServer(ctx context.Context, args []string, stderr io.Writer) error {
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	var sets setFlag
 	fs.Var(&sets, "set", "any broker property as key=value (repeatable), e.g. --set num.partitions=3")
+	var addScram scramFlag
+	fs.Var(&addScram, "add-scram", "SCRAM user created when this node forms the cluster, as kafka-storage format --add-scram: 'SCRAM-SHA-512=[name=admin,password=admin-secret]' (repeatable)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -119,7 +125,7 @@ func runServer(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	srv, err := server.New(cfg, logger)
+	srv, err := server.New(cfg, logger, server.WithBootstrapScram(addScram...))
 	if err != nil {
 		return err
 	}
@@ -173,4 +179,19 @@ func startHTTP(cfg *config.Broker, srv *server.Server, logger *slog.Logger) (*ht
 	}
 	logger.Info("listening", "listener", "HTTP", "addr", web.Addr())
 	return web, nil
+}
+
+// scramFlag collects repeated --add-scram flags, salted as they are parsed
+// (the password is not kept).
+type scramFlag []security.ScramUser
+
+func (s *scramFlag) String() string { return "" }
+
+func (s *scramFlag) Set(v string) error {
+	u, err := security.ParseAddScram(v)
+	if err != nil {
+		return err
+	}
+	*s = append(*s, u)
+	return nil
 }

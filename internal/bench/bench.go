@@ -56,6 +56,8 @@ type Options struct {
 	SkipFsync         bool          // skip the disk phase
 	FsyncBytes        int64         // bytes written in the disk bandwidth test; 0 means 64 MiB
 	FsyncOpsTime      time.Duration // duration of the 4 KiB write+sync test; 0 means 2s
+	Security          Security      // how clients connect (TLS, SASL); zero: PLAINTEXT
+	Handshakes        int           // connections to open and authenticate in the handshake phase; 0 skips it
 }
 
 // DefaultOptions returns the options `strand bench` uses without flags.
@@ -75,12 +77,14 @@ type Report struct {
 	TopicCreated bool     `json:"topic_created"` // false when an existing topic was reused
 	// CreateSeconds is the time from CreateTopics until every partition
 	// answered ListOffsets (its leader is serving); 0 for an existing topic.
-	CreateSeconds float64       `json:"create_seconds,omitempty"`
-	Partitions    int           `json:"partitions"`
-	RecordSize    int           `json:"record_size"`
-	Disk          *DiskReport   `json:"disk,omitempty"` // nil when the disk phase was skipped
-	Produce       ProduceReport `json:"produce"`        // zero with ConsumeOnly
-	Consume       ConsumeReport `json:"consume"`
+	CreateSeconds float64          `json:"create_seconds,omitempty"`
+	Partitions    int              `json:"partitions"`
+	RecordSize    int              `json:"record_size"`
+	Disk          *DiskReport      `json:"disk,omitempty"` // nil when the disk phase was skipped
+	Security      string           `json:"security"`
+	Handshakes    *HandshakeReport `json:"handshakes,omitempty"` // nil when Options.Handshakes is 0
+	Produce       ProduceReport    `json:"produce"`              // zero with ConsumeOnly
+	Consume       ConsumeReport    `json:"consume"`
 }
 
 // ProduceReport is the result of the produce phase and the settings it ran with.
@@ -128,9 +132,21 @@ type ConsumeReport struct {
 // and prints the report to stdout. -h prints the flags to stdout and returns
 // flag.ErrHelp.
 func Main(ctx context.Context, args []string, stdout io.Writer) (retErr error) {
-	o, sweep, asJSON, err := parseFlags(args, stdout)
+	o, sweep, asJSON, cmp, err := parseFlags(args, stdout)
 	if err != nil {
 		return err
+	}
+	if len(cmp.baseline) > 0 {
+		c, err := Compare(ctx, o, cmp.baseline, cmp.rounds)
+		if err != nil {
+			return err
+		}
+		if asJSON {
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(c)
+		}
+		return c.WriteText(stdout)
 	}
 	if !asJSON {
 		if _, err := fmt.Fprintln(stdout, o.Settings()); err != nil {
@@ -198,8 +214,15 @@ func (o Options) Settings() string {
 		map[bool]string{true: "auto (about 4 MiB)", false: fmt.Sprint(o.InFlight)}[o.InFlight == 0], o.RecordSize, o.Records)
 }
 
-func parseFlags(args []string, out io.Writer) (Options, []int32, bool, error) {
+// compareFlags are --compare-brokers and --rounds.
+type compareFlags struct {
+	baseline []string
+	rounds   int
+}
+
+func parseFlags(args []string, out io.Writer) (Options, []int32, bool, compareFlags, error) {
 	o := DefaultOptions()
+	var cmp compareFlags
 	fs := flag.NewFlagSet("strand bench", flag.ContinueOnError)
 	fs.SetOutput(out)
 	topicFlags := cliflags.RegisterSweep(fs, o.Brokers, o.Partitions, o.ReplicationFactor)
@@ -220,23 +243,40 @@ func parseFlags(args []string, out io.Writer) (Options, []int32, bool, error) {
 	fs.IntVar(&o.InFlight, "in-flight", o.InFlight, "max unacknowledged records per producer (0: about 4 MiB worth)")
 	fs.StringVar(&o.FsyncDir, "fsync-dir", o.FsyncDir, "directory for the disk fsync measurement")
 	fs.BoolVar(&o.SkipFsync, "skip-fsync", o.SkipFsync, "skip the disk fsync measurement")
+	fs.StringVar(&o.Security.Protocol, "security-protocol", "PLAINTEXT", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (Kafka's security.protocol)")
+	fs.StringVar(&o.Security.Mechanism, "sasl-mechanism", "", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+	fs.StringVar(&o.Security.Username, "sasl-username", "", "SASL user")
+	fs.StringVar(&o.Security.Password, "sasl-password", "", "SASL password (default $STRAND_SASL_PASSWORD)")
+	fs.StringVar(&o.Security.CAFile, "tls-ca", "", "PEM file of the CA that signed the brokers' certificates (default: the system's)")
+	fs.StringVar(&o.Security.KeystoreFile, "tls-keystore", "", "PEM file with this client's private key and certificate chain, for mutual TLS (ssl.client.auth)")
+	fs.IntVar(&o.Handshakes, "handshakes", 0, "first open and authenticate this many connections, one after another, and report connections/s")
+	compare := fs.String("compare-brokers", "", "the same cluster's PLAINTEXT listener(s): run --rounds rounds against both, alternating, and report the median ratios")
+	fs.IntVar(&cmp.rounds, "rounds", 3, "rounds with --compare-brokers")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	if err := fs.Parse(args); err != nil {
-		return o, nil, false, err
+		return o, nil, false, cmp, err
 	}
 	if fs.NArg() > 0 {
-		return o, nil, false, fmt.Errorf("unexpected arguments %q", fs.Args())
+		return o, nil, false, cmp, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if o.Security.Password == "" {
+		o.Security.Password = os.Getenv("STRAND_SASL_PASSWORD")
+	}
+	for b := range strings.SplitSeq(*compare, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			cmp.baseline = append(cmp.baseline, b)
+		}
 	}
 	var err error
 	if o.Brokers, o.Partitions, o.ReplicationFactor, err = topicFlags.Values(); err != nil {
-		return o, nil, false, err
+		return o, nil, false, cmp, err
 	}
 	sweep, err := topicFlags.Sweep()
 	if err != nil {
-		return o, nil, false, err
+		return o, nil, false, cmp, err
 	}
 	_, _, err = o.check()
-	return o, sweep, *asJSON, err
+	return o, sweep, *asJSON, cmp, err
 }
 
 // check validates o and returns its acks and compression codec.
@@ -264,7 +304,10 @@ func (o Options) check() (kgo.Acks, kgo.CompressionCodec, error) {
 	if o.Producers < 1 || o.Producers > o.Records {
 		bad("producers %d: want 1 to records (%d)", o.Producers, o.Records)
 	}
-	if o.InFlight < 0 || o.Linger < 0 || o.FsyncBytes < 0 || o.FsyncOpsTime < 0 {
+	if err := o.Security.Check(); err != nil {
+		errs = append(errs, err)
+	}
+	if o.InFlight < 0 || o.Linger < 0 || o.FsyncBytes < 0 || o.FsyncOpsTime < 0 || o.Handshakes < 0 {
 		bad("in-flight, linger and fsync sizes must not be negative")
 	}
 	if o.BatchBytes < 1 || o.BatchBytes > 1<<30 {
@@ -318,7 +361,7 @@ func Run(ctx context.Context, o Options) (rep Report, err error) {
 	if o.InFlight == 0 {
 		o.InFlight = min(max(64, (4<<20)/o.RecordSize), 50000)
 	}
-	rep = Report{Brokers: o.Brokers, Topic: o.Topic, RecordSize: o.RecordSize}
+	rep = Report{Brokers: o.Brokers, Topic: o.Topic, RecordSize: o.RecordSize, Security: o.Security.String()}
 	if o.ConsumeOnly {
 		return consumeOnly(ctx, o, rep)
 	}
@@ -327,8 +370,16 @@ func Run(ctx context.Context, o Options) (rep Report, err error) {
 			return rep, err
 		}
 	}
-
-	admCl, err := kgo.NewClient(kgo.SeedBrokers(o.Brokers...))
+	if o.Handshakes > 0 {
+		if rep.Handshakes, err = measureHandshakes(ctx, o.Security, o.Brokers[0], o.Handshakes); err != nil {
+			return rep, err
+		}
+	}
+	secOpts, err := o.Security.KgoOpts()
+	if err != nil {
+		return rep, err
+	}
+	admCl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(o.Brokers...)}, secOpts...)...)
 	if err != nil {
 		return rep, fmt.Errorf("admin client: %w", err)
 	}
@@ -402,7 +453,11 @@ func (o Options) cpuMeter(ctx context.Context, adm *kadm.Client) *cpuMeter {
 // consumeOnly reads the existing topic o.Topic from its log start offsets to
 // the end offsets it has when the run starts.
 func consumeOnly(ctx context.Context, o Options, rep Report) (Report, error) {
-	admCl, err := kgo.NewClient(kgo.SeedBrokers(o.Brokers...))
+	secOpts, err := o.Security.KgoOpts()
+	if err != nil {
+		return rep, err
+	}
+	admCl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(o.Brokers...)}, secOpts...)...)
 	if err != nil {
 		return rep, fmt.Errorf("admin client: %w", err)
 	}
@@ -513,6 +568,12 @@ func (r Report) WriteText(w io.Writer) error {
 		created, r.RecordSize, strings.Join(r.Brokers, ","))
 	if d := r.Disk; d != nil {
 		fmt.Fprintf(&b, "disk: fsync 1MiB %.1f MB/s, fdatasync 64KiB %.1f MB/s, 4KiB write+fsync %.0f ops/s (%s)\n", d.SyncMBps, d.DatasyncMBps, d.SmallOpsPerSec, d.Dir)
+	}
+	if r.Security != "" && r.Security != "PLAINTEXT" {
+		fmt.Fprintf(&b, "security: %s\n", r.Security)
+	}
+	if h := r.Handshakes; h != nil {
+		fmt.Fprintf(&b, "handshakes: %d connections in %.2f s, %.0f/s (%s)\n", h.Connections, h.Seconds, h.PerSec, h.Protocol)
 	}
 	if p := r.Produce; p.Records > 0 || p.Errors > 0 {
 		idem := "idempotent"

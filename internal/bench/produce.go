@@ -57,6 +57,11 @@ func produce(ctx context.Context, o Options, acks kgo.Acks, codec kgo.Compressio
 	if o.Partitioner == "round-robin" {
 		opts = append(opts, kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
 	}
+	secOpts, err := o.Security.KgoOpts()
+	if err != nil {
+		return rep, err
+	}
+	opts = append(opts, secOpts...)
 	clients := make([]*kgo.Client, 0, o.Producers)
 	defer func() {
 		for _, cl := range clients {
@@ -167,6 +172,11 @@ func consume(ctx context.Context, o Options, created bool, start, end map[int32]
 			pending[p] = true
 		}
 	}
+	secOpts, err := o.Security.KgoOpts()
+	if err != nil {
+		return rep, err
+	}
+	opts = append(opts, secOpts...)
 	t0 := time.Now()
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {

@@ -1,4 +1,4 @@
-// Package cli is strand's admin command line: topic, group, cluster,
+// Package cli is strand's admin command line: topic, group, cluster, acl, user,
 // produce, consume, reassign and log-dirs commands (spf13/cobra) that talk
 // to any Kafka-compatible cluster through franz-go's kadm, with human tables
 // by default and --json everywhere. The views it gathers (view.go) are also
@@ -25,6 +25,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"strand/internal/security"
 )
 
 // DefaultBrokers is used when no flag, environment variable or profile names
@@ -36,6 +38,7 @@ type env struct {
 	brokers string
 	json    bool
 	timeout time.Duration
+	sec     security.ClientSecurity // --security-protocol, --sasl-*, --tls-ca
 
 	out io.Writer
 	in  io.Reader
@@ -59,7 +62,14 @@ func NewRoot(out io.Writer, in io.Reader) *cobra.Command {
 	pf.StringVar(&e.brokers, "brokers", "", "comma-separated seed brokers (default $STRAND_BROKERS, the profile's brokers=, or "+DefaultBrokers+")")
 	pf.BoolVar(&e.json, "json", false, "print JSON instead of tables")
 	pf.DurationVar(&e.timeout, "timeout", 30*time.Second, "how long a command may take")
+	pf.StringVar(&e.sec.Protocol, "security-protocol", "PLAINTEXT", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (Kafka's security.protocol)")
+	pf.StringVar(&e.sec.Mechanism, "sasl-mechanism", "", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+	pf.StringVar(&e.sec.Username, "sasl-username", "", "SASL user")
+	pf.StringVar(&e.sec.Password, "sasl-password", "", "SASL password (default $STRAND_SASL_PASSWORD)")
+	pf.StringVar(&e.sec.CAFile, "tls-ca", "", "PEM file of the CA that signed the brokers' certificates (default: the system's)")
+	pf.StringVar(&e.sec.KeystoreFile, "tls-keystore", "", "PEM file with this client's private key and certificate chain, for mutual TLS (ssl.client.auth)")
 	root.AddCommand(topicCmd(e), groupCmd(e), clusterCmd(e), produceCmd(e), consumeCmd(e), reassignCmd(e), logDirsCmd(e))
+	root.AddCommand(aclCmd(e), userCmd(e))
 	return root
 }
 
@@ -145,13 +155,30 @@ func (e *env) admin() (*kadm.Client, error) {
 	if e.adm != nil {
 		return e.adm, nil
 	}
-	cl, err := NewClient(Brokers(e.brokers))
+	secOpts, err := e.securityOpts()
+	if err != nil {
+		return nil, err
+	}
+	cl, err := NewClient(Brokers(e.brokers), secOpts...)
 	if err != nil {
 		return nil, err
 	}
 	e.cl, e.adm = cl, kadm.NewClient(cl)
 	e.adm.SetTimeoutMillis(int32(min(e.timeout, time.Minute) / time.Millisecond))
 	return e.adm, nil
+}
+
+// securityOpts are the client options of the security flags (none for
+// PLAINTEXT); the password defaults to $STRAND_SASL_PASSWORD.
+func (e *env) securityOpts() ([]kgo.Opt, error) {
+	sec := e.sec
+	if sec.Password == "" {
+		sec.Password = os.Getenv("STRAND_SASL_PASSWORD")
+	}
+	if err := sec.Check(); err != nil {
+		return nil, err
+	}
+	return sec.KgoOpts()
 }
 
 // run wraps a command body: a context bounded by --timeout, the client

@@ -27,8 +27,8 @@ type ProduceInput struct {
 }
 
 // Produce writes records to topic (acks=all, idempotent) and returns where
-// each landed, in order.
-func Produce(ctx context.Context, brokers []string, topic string, recs []ProduceInput) ([]ProducedView, error) {
+// each landed, in order; extra are more client options (security).
+func Produce(ctx context.Context, brokers []string, topic string, recs []ProduceInput, extra ...kgo.Opt) ([]ProducedView, error) {
 	opts := []kgo.Opt{kgo.DefaultProduceTopic(topic), kgo.RequiredAcks(kgo.AllISRAcks())}
 	manual := false
 	for _, r := range recs {
@@ -39,7 +39,7 @@ func Produce(ctx context.Context, brokers []string, topic string, recs []Produce
 	if manual {
 		opts = append(opts, kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	}
-	cl, err := NewClient(brokers, opts...)
+	cl, err := NewClient(brokers, append(opts, extra...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -123,7 +123,11 @@ func produceCmd(e *env) *cobra.Command {
 		if len(recs) == 0 {
 			return fmt.Errorf("nothing to produce: stdin was empty (or give --value)")
 		}
-		out, err := Produce(ctx, Brokers(e.brokers), args[0], recs)
+		secOpts, err := e.securityOpts()
+		if err != nil {
+			return err
+		}
+		out, err := Produce(ctx, Brokers(e.brokers), args[0], recs, secOpts...)
 		for _, p := range out {
 			if e.json {
 				e.printJSONLine(p)
@@ -178,7 +182,12 @@ func consumeCmd(e *env) *cobra.Command {
 		if _, err := strconv.ParseInt(offset, 10, 64); err != nil && !isNamedOffset(offset) {
 			return fmt.Errorf("--offset %q: want start, end, an offset or -N", offset)
 		}
-		err := Read(ctx, Brokers(e.brokers), o, func(r *kgo.Record) error {
+		secOpts, err := e.securityOpts()
+		if err != nil {
+			return err
+		}
+		o.ClientOpts = secOpts
+		err = Read(ctx, Brokers(e.brokers), o, func(r *kgo.Record) error {
 			if e.json {
 				return e.printJSONLine(NewRecordView(r))
 			}

@@ -19,6 +19,8 @@ import (
 // ReadOptions say what Read consumes.
 type ReadOptions struct {
 	Topic string
+	// ClientOpts are added to the clients' options (security: TLS, SASL).
+	ClientOpts []kgo.Opt
 	// Partitions to read; nil reads all.
 	Partitions []int32
 	// Start is where to begin in each partition: "start" (default), "end",
@@ -45,7 +47,7 @@ var errStop = errors.New("stop")
 // partition, until the limit, the end (ToEnd), ctx's end, or fn returns an
 // error (returned, except errStop).
 func Read(ctx context.Context, brokers []string, o ReadOptions, fn func(*kgo.Record) error) error {
-	admCl, err := NewClient(brokers)
+	admCl, err := NewClient(brokers, o.ClientOpts...)
 	if err != nil {
 		return err
 	}
@@ -136,7 +138,7 @@ func Read(ctx context.Context, brokers []string, o ReadOptions, fn func(*kgo.Rec
 	} else {
 		opts = append(opts, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{o.Topic: offsets}))
 	}
-	cl, err := NewClient(brokers, opts...)
+	cl, err := NewClient(brokers, append(opts, o.ClientOpts...)...)
 	if err != nil {
 		return err
 	}

@@ -3,7 +3,6 @@ package config
 import (
 	"fmt"
 	"net"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -64,6 +63,13 @@ var brokerDefs = index([]*Def{
 	{Name: "log.message.timestamp.after.max.ms", Type: TypeLong, Default: maxLong, Valid: atLeast(0)},
 	{Name: "transactional.id.expiration.ms", Type: TypeInt, Default: "604800000", Valid: atLeast(1)},
 	{Name: "producer.id.expiration.ms", Type: TypeInt, Default: "86400000", Valid: atLeast(1)},
+	// Transaction coordinator and the __transaction_state topic.
+	{Name: "transaction.state.log.num.partitions", Type: TypeInt, Default: "50", Doc: "Partitions of __transaction_state (used when it is created).", ReadOnly: true, Valid: atLeast(1)},
+	{Name: "transaction.state.log.replication.factor", Type: TypeShort, Default: "3", Doc: "Replication factor of __transaction_state (capped at the broker count when it is created).", ReadOnly: true, Valid: atLeast(1)},
+	{Name: "transaction.state.log.min.isr", Type: TypeInt, Default: "2", Doc: "min.insync.replicas of __transaction_state (capped at its replication factor).", ReadOnly: true, Valid: atLeast(1)},
+	{Name: "transaction.state.log.segment.bytes", Type: TypeInt, Default: "104857600", Doc: "Segment size of __transaction_state.", ReadOnly: true, Valid: atLeast(1)},
+	{Name: "transaction.max.timeout.ms", Type: TypeInt, Default: "900000", Doc: "Largest transaction.timeout.ms a producer may ask for (INVALID_TRANSACTION_TIMEOUT above it).", ReadOnly: true, Valid: atLeast(1)},
+	{Name: "transaction.abort.timed.out.transaction.cleanup.interval.ms", Type: TypeInt, Default: "10000", Doc: "How often the coordinator aborts transactions past their timeout.", ReadOnly: true, Valid: atLeast(1)},
 	// Group coordinator and the __consumer_offsets topic.
 	{Name: "offsets.topic.num.partitions", Type: TypeInt, Default: "50", Doc: "Partitions of __consumer_offsets (used when it is created).", ReadOnly: true, Valid: atLeast(1)},
 	{Name: "offsets.topic.replication.factor", Type: TypeShort, Default: "3", Doc: "Replication factor of __consumer_offsets (capped at the broker count when it is created).", ReadOnly: true, Valid: atLeast(1)},
@@ -121,6 +127,9 @@ type Broker struct {
 	values  map[string]string // every brokerDefs name -> effective value
 	set     map[string]bool   // names given explicitly (file or flags)
 	dynamic map[string]bool   // names whose value is a cluster-wide dynamic config
+	// perListener holds listener.name.<listener>.<property> overrides,
+	// keyed "<listener lower-case>.<property>" (see ListenerString).
+	perListener map[string]string
 }
 
 // Load builds a Broker from an optional .properties file (path may be "") and
@@ -151,6 +160,12 @@ func Load(path string, overrides [][2]string) (*Broker, error) {
 			}
 			name, v = a.to, conv
 		}
+		if strings.HasPrefix(name, listenerPrefix) {
+			if err := b.setListenerProp(name, v); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		d, ok := brokerDefs[name]
 		if !ok {
 			return nil, fmt.Errorf("unknown broker property %q", name)
@@ -165,6 +180,9 @@ func Load(path string, overrides [][2]string) (*Broker, error) {
 	}
 	if _, err := b.AdvertisedListeners(); err != nil {
 		return nil, err
+	}
+	if b.set["inter.broker.listener.name"] && b.set["security.inter.broker.protocol"] {
+		return nil, fmt.Errorf("only one of inter.broker.listener.name and security.inter.broker.protocol may be set")
 	}
 	return b, nil
 }
@@ -198,14 +216,16 @@ func (b *Broker) DataDir() string { return b.values["log.dirs"] }
 // Listener is one entry of listeners / advertised.listeners.
 type Listener struct {
 	Name string // e.g. PLAINTEXT
-	Host string
-	Port int32
+	// Protocol is the listener's security protocol (listener.security.protocol.map).
+	Protocol string
+	Host     string
+	Port     int32
 }
 
 // Addr is host:port.
 func (l Listener) Addr() string { return net.JoinHostPort(l.Host, strconv.Itoa(int(l.Port))) }
 
-// Listeners parses listeners. Only PLAINTEXT is supported for now.
+// Listeners parses listeners, without the controller listeners.
 func (b *Broker) Listeners() ([]Listener, error) {
 	ls, err := b.allListeners()
 	return b.clientListeners(ls), err
@@ -213,7 +233,11 @@ func (b *Broker) Listeners() ([]Listener, error) {
 
 // allListeners parses listeners including controller listeners.
 func (b *Broker) allListeners() ([]Listener, error) {
-	return parseListeners("listeners", b.values["listeners"], b.listenerAllowed)
+	ls, err := parseListeners("listeners", b.values["listeners"], b.listenerAllowed)
+	for i := range ls {
+		ls[i].Protocol, _ = b.ListenerProtocol(ls[i].Name)
+	}
+	return ls, err
 }
 
 // clientListeners drops controller listeners.
@@ -237,6 +261,7 @@ func (b *Broker) AdvertisedListeners() ([]Listener, error) {
 	ls, err := parseListeners("advertised.listeners", v, b.listenerAllowed)
 	ls = b.clientListeners(ls)
 	for i := range ls {
+		ls[i].Protocol, _ = b.ListenerProtocol(ls[i].Name)
 		if ls[i].Host == "" || ls[i].Host == "0.0.0.0" {
 			ls[i].Host = "127.0.0.1"
 		}
@@ -251,15 +276,16 @@ func parseListeners(prop, v string, allowed func(string) bool) ([]Listener, erro
 		if e == "" {
 			continue
 		}
-		u, err := url.Parse(e)
-		if err != nil || u.Scheme == "" || u.Host == "" && u.Opaque == "" {
+		// Listener names may hold '_' (SASL_SSL), which URL schemes may not.
+		scheme, hostPort, ok := strings.Cut(e, "://")
+		if !ok || scheme == "" || hostPort == "" || strings.ContainsAny(scheme, ":/") {
 			return nil, fmt.Errorf("%s: %q is not NAME://host:port", prop, e)
 		}
-		name := strings.ToUpper(u.Scheme)
+		name := strings.ToUpper(scheme)
 		if !allowed(name) {
-			return nil, fmt.Errorf("%s: listener %s: only PLAINTEXT, the inter-broker listener and controller listeners are supported", prop, name)
+			return nil, fmt.Errorf("%s: listener %s: not in listener.security.protocol.map (add %s:PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL)", prop, name, name)
 		}
-		host, port, err := net.SplitHostPort(u.Host)
+		host, port, err := net.SplitHostPort(hostPort)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %q: %w", prop, e, err)
 		}

@@ -1,12 +1,13 @@
 package config
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
 )
 
 func TestLoadRejectsUnknownAndBadValues(t *testing.T) {
-	for _, bad := range [][2]string{{"no.such.property", "1"}, {"num.partitions", "0"}, {"log.retention.ms", "soon"}, {"listeners", "SSL://h:1"}} {
+	for _, bad := range [][2]string{{"no.such.property", "1"}, {"num.partitions", "0"}, {"log.retention.ms", "soon"}, {"listeners", "FOO://h:1"}} {
 		if _, err := Load("", [][2]string{bad}); err == nil {
 			t.Errorf("Load accepted %s=%s", bad[0], bad[1])
 		}
@@ -70,5 +71,35 @@ func TestDynamicConfigs(t *testing.T) {
 	}
 	if tc := d.TopicConfig(nil); tc.Int("retention.ms") != 1000 {
 		t.Fatalf("topic default %d", tc.Int("retention.ms"))
+	}
+}
+
+func TestConnectionsPerIPOverrides(t *testing.T) {
+	b, err := Load("", [][2]string{{"max.connections.per.ip.overrides", "127.0.0.2:5, [::1]:7,localhost:3"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := b.ConnectionsPerIPOverrides()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m[netip.MustParseAddr("127.0.0.2")] != 5 || m[netip.MustParseAddr("::1")] != 3 && m[netip.MustParseAddr("::1")] != 7 {
+		t.Fatalf("overrides %v", m)
+	}
+	if b.Int("queued.max.request.bytes") != 100<<20 || b.Int("connections.max.idle.ms") != 600000 {
+		t.Fatalf("defaults: queued.max.request.bytes %d connections.max.idle.ms %d", b.Int("queued.max.request.bytes"), b.Int("connections.max.idle.ms"))
+	}
+	for _, bad := range [][2]string{
+		{"max.connections.per.ip.overrides", "127.0.0.1"},
+		{"max.connections.per.ip.overrides", "127.0.0.1:many"},
+		{"queued.max.request.bytes", "0"},
+		{"max.connections", "-1"},
+	} {
+		if _, err := Load("", [][2]string{bad}); err == nil {
+			t.Errorf("Load accepted %s=%s", bad[0], bad[1])
+		}
+	}
+	if _, err := Load("", [][2]string{{"queued.max.request.bytes", "-1"}}); err != nil {
+		t.Errorf("queued.max.request.bytes=-1 (unbounded, Kafka's default) refused: %v", err)
 	}
 }

@@ -109,7 +109,8 @@ func (b *Broker) ControllerListener() (string, error) {
 
 // listenerAllowed reports whether a listener name may appear in listeners.
 func (b *Broker) listenerAllowed(name string) bool {
-	return name == "PLAINTEXT" || strings.EqualFold(name, b.values["inter.broker.listener.name"]) || b.isControllerListener(name)
+	_, ok := b.ListenerProtocol(name)
+	return ok
 }
 
 // Endpoints returns this broker's advertised client endpoint (the first
@@ -120,7 +121,7 @@ func (b *Broker) Endpoints() (client, interBroker Listener, err error) {
 	if err != nil {
 		return client, interBroker, err
 	}
-	inter := strings.ToUpper(b.values["inter.broker.listener.name"])
+	inter := b.InterBrokerListenerName()
 	var haveClient, haveInter bool
 	for _, l := range adv {
 		switch {

@@ -28,7 +28,7 @@ func (b *Broker) WithDynamic(dyn map[string]string) *Broker {
 	if len(dyn) == 0 {
 		return b
 	}
-	out := &Broker{values: make(map[string]string, len(b.values)), set: b.set, dynamic: map[string]bool{}}
+	out := &Broker{values: make(map[string]string, len(b.values)), set: b.set, dynamic: map[string]bool{}, perListener: b.perListener}
 	for k, v := range b.values {
 		out.values[k] = v
 	}

@@ -23,7 +23,9 @@ import (
 // mu, serially and in log order, so a listener doing disk I/O (the broker
 // opening or deleting partition logs) never holds up Image readers or Raft.
 // waitApplied waits until the listeners have seen an index, which is what a
-// Store method promises its caller.
+// Store method promises its caller. Listeners that fall behind get the
+// newest image and skip the ones in between (an image is a whole state, not
+// a delta), so the queue never holds more than one image per registration.
 type fsm struct {
 	logger *slog.Logger
 
@@ -147,7 +149,11 @@ func (f *fsm) current() *metadata.Image {
 func (f *fsm) publish(img *metadata.Image) {
 	f.mu.Lock()
 	f.img = img
-	f.queue = append(f.queue, notifyItem{img: img})
+	if k := len(f.queue); k > 0 && f.queue[k-1].register == nil {
+		f.queue[k-1].img = img // the listeners are behind: they get the newer image only
+	} else {
+		f.queue = append(f.queue, notifyItem{img: img})
+	}
 	f.mu.Unlock()
 	select {
 	case f.wake <- struct{}{}:

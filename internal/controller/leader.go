@@ -32,7 +32,8 @@ func newLiveness() *liveness {
 // says (a full session from now for a broker it says nothing about), but
 // never less than grace before its session expires, so that live brokers
 // have time to find the new controller.
-func (l *liveness) takeOver(img *metadata.Image, heard map[int32]heardFrom, now time.Time, session, grace time.Duration) {
+// It returns how many brokers' times came from the log.
+func (l *liveness) takeOver(img *metadata.Image, heard map[int32]heardFrom, now time.Time, session, grace time.Duration) (carried int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.lastSeen, l.shutdown = map[int32]time.Time{}, map[int32]bool{}
@@ -41,12 +42,14 @@ func (l *liveness) takeOver(img *metadata.Image, heard map[int32]heardFrom, now 
 		at := now
 		if h, ok := heard[b.ID]; ok && h.epoch == b.Epoch {
 			at = h.at
+			carried++
 		}
 		if at.Before(floor) {
 			at = floor
 		}
 		l.lastSeen[b.ID] = at
 	}
+	return carried
 }
 
 // record returns the heartbeats of img's unfenced brokers as of now.
@@ -149,7 +152,7 @@ func (t *leaderTerm) stop() {
 
 // takeOffice waits until a Raft barrier of the current term has applied
 // every earlier entry, and returns the office of that term (nil if ctx ends
-// or leadership is lost first: Raft's notification then ends this term).
+// or this node is not the leader).
 func (n *Node) takeOffice(ctx context.Context) *office {
 	for ctx.Err() == nil {
 		term := n.raft.CurrentTerm()
@@ -166,27 +169,51 @@ func (n *Node) takeOffice(ctx context.Context) *office {
 	return nil
 }
 
-// lead is the active controller's loop: take office, then fence brokers whose
-// session expired and, if enabled, restore preferred leaders.
+// lead is the active controller's work for one stretch of Raft leadership
+// (until ctx ends): take office, then serve. It never gives up while ctx
+// lives: a Raft leader that stopped serving would leave the cluster with no
+// controller until the next election.
 func (n *Node) lead(ctx context.Context) {
-	o := n.takeOffice(ctx)
-	if o == nil {
-		return
+	for ctx.Err() == nil {
+		if o := n.takeOffice(ctx); o != nil {
+			n.serve(o)
+		}
+		// Leadership lost (Raft's notification will end ctx) or the term
+		// changed under the office: try again shortly.
+		sleep(ctx, 50*time.Millisecond)
 	}
-	n.live.takeOver(n.Image(), n.fsm.lastHeard(), time.Now(), n.cfg.SessionTimeout, n.sessionGrace())
+}
+
+// serve runs one office: announce it, then fence brokers whose session
+// expired, record heartbeats for a successor and, if enabled, restore
+// preferred leaders. It returns when the office ends (ctx, or the Raft term
+// moved on).
+func (n *Node) serve(o *office) {
+	ctx := o.ctx
+	img := n.Image()
+	carried := n.live.takeOver(img, n.fsm.lastHeard(), time.Now(), n.cfg.SessionTimeout, n.sessionGrace())
+	n.logger.Info("controller term starting", "term", o.term, "brokers", len(img.Brokers), "sessions_carried", carried)
 	n.setOffice(o)
 	defer n.setOffice(nil)
 	id := n.cfg.NodeID
-	if _, err := n.commit(ctx, func(img *metadata.Image) ([]metadata.Record, error) {
-		var recs []metadata.Record
-		if img.ClusterID == "" {
-			cid := newClusterID()
-			recs = append(recs, metadata.Record{ClusterID: &cid})
+	for {
+		_, err := n.commit(ctx, func(img *metadata.Image) ([]metadata.Record, error) {
+			var recs []metadata.Record
+			if img.ClusterID == "" {
+				cid := newClusterID()
+				recs = append(recs, metadata.Record{ClusterID: &cid})
+				recs = append(recs, n.cfg.Bootstrap...) // e.g. --add-scram users
+			}
+			return append(recs, metadata.Record{Controller: &id}), nil
+		})
+		if err == nil {
+			break
 		}
-		return append(recs, metadata.Record{Controller: &id}), nil
-	}); err != nil {
 		n.logger.Warn("taking office as controller", "err", err)
-		return
+		if ctx.Err() != nil || n.raft.CurrentTerm() != o.term {
+			return
+		}
+		sleep(ctx, 100*time.Millisecond)
 	}
 	n.logger.Info("became the active controller", "node", id, "term", o.term)
 	tick := time.NewTicker(max(n.cfg.SessionTimeout/10, 20*time.Millisecond))
@@ -198,6 +225,10 @@ func (n *Node) lead(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
+		if n.raft.CurrentTerm() != o.term {
+			n.logger.Info("controller term ended", "term", o.term)
+			return
+		}
 		now := time.Now()
 		for _, b := range n.live.expired(n.Image(), now.Add(-n.cfg.SessionTimeout)) {
 			n.logger.Warn("broker session expired; fencing", "broker", b.ID, "epoch", b.Epoch)
@@ -207,7 +238,7 @@ func (n *Node) lead(ctx context.Context) {
 				n.logger.Warn("fencing broker", "broker", b.ID, "err", err)
 			}
 		}
-		if now.Sub(lastRecord) >= n.cfg.SessionTimeout/4 {
+		if len(n.cfg.Voters) > 1 && now.Sub(lastRecord) >= n.cfg.SessionTimeout/4 { // a quorum of one has no successor
 			lastRecord = now
 			if _, err := n.commit(ctx, func(img *metadata.Image) ([]metadata.Record, error) {
 				return []metadata.Record{{BrokerHeartbeats: n.live.record(img, now)}}, nil

@@ -75,6 +75,20 @@ type Config struct {
 	Unclean metadata.Unclean
 	// RebalanceInterval, when positive, runs preferred-leader elections that often.
 	RebalanceInterval time.Duration
+	// WrapListener, when set, wraps the controller listener (TLS for an SSL
+	// controller listener); Dial then connects to other nodes' controller
+	// listeners the same way. Both nil: plain TCP.
+	WrapListener func(net.Listener) net.Listener
+	Dial         func(ctx context.Context, addr string) (net.Conn, error)
+	// AuthorizePeer, when set, is asked about every connection on the
+	// controller listener (Raft and controller RPCs) once its first byte is
+	// read, so after the TLS handshake, with the ACLs of this node's image;
+	// an error closes the connection unanswered. Nil admits every peer the
+	// listener accepts.
+	AuthorizePeer func(c net.Conn, acls []metadata.ACL) error
+	// Bootstrap records are committed with the cluster id when the cluster
+	// forms (the first SCRAM users, as kafka-storage format --add-scram).
+	Bootstrap []metadata.Record
 
 	Logger *slog.Logger
 }
@@ -108,6 +122,9 @@ type Node struct {
 	lastHeartbeat atomic.Pointer[time.Time]
 
 	raftReady chan struct{} // closed once raft is set; RPCs wait for it
+
+	leaderMu      sync.Mutex    // guards leaderChanged
+	leaderChanged chan struct{} // closed and replaced whenever Raft observes a new leader (or none)
 }
 
 // Open starts the node's Raft member (bootstrapping a new quorum if this is
@@ -123,12 +140,14 @@ func Open(cfg Config) (*Node, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("metadata dir: %w", err)
 	}
-	n := &Node{cfg: cfg, logger: cfg.Logger.With("component", "controller"), registered: make(chan struct{}), raftReady: make(chan struct{})}
+	n := &Node{cfg: cfg, logger: cfg.Logger.With("component", "controller"), registered: make(chan struct{}), raftReady: make(chan struct{}),
+		leaderChanged: make(chan struct{})}
 	n.fsm = newFSM(n.logger)
 	n.live = newLiveness()
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	if err := n.startRaft(); err != nil {
 		n.cancel()
+		n.fsm.close()
 		if n.mux != nil {
 			n.mux.Close()
 		}
@@ -137,8 +156,9 @@ func Open(cfg Config) (*Node, error) {
 		}
 		return nil, err
 	}
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go n.leadership()
+	go n.watchLeader()
 	n.wg.Add(1)
 	go n.probeLoop() // probe.go: fence dead brokers before their session times out
 	if cfg.Broker != nil {
@@ -202,7 +222,21 @@ func (n *Node) startRaft() error {
 		if adv.Port == 0 {
 			adv = ln.Addr().(*net.TCPAddr)
 		}
-		n.mux = newMux(ln, adv, n.serveRPC)
+		if n.cfg.WrapListener != nil {
+			ln = n.cfg.WrapListener(ln)
+		}
+		var admit func(net.Conn) error
+		if n.cfg.AuthorizePeer != nil {
+			admit = func(c net.Conn) error {
+				err := n.cfg.AuthorizePeer(c, n.Image().ACLs)
+				if err != nil {
+					n.logger.Debug("controller peer refused", "remote", c.RemoteAddr().String(), "err", err)
+				}
+				return err
+			}
+		}
+		n.mux = newMux(ln, adv, n.serveRPC, admit)
+		n.mux.dial = n.cfg.dial
 		trans = raft.NewNetworkTransportWithLogger(streamLayer{n.mux}, 3, 5*time.Second, rc.Logger)
 		for _, v := range n.cfg.Voters {
 			servers = append(servers, raft.Server{ID: serverID(v.ID), Address: raft.ServerAddress(v.Addr)})
@@ -294,6 +328,41 @@ func (n *Node) Leader() (int32, string) {
 		return -1, ""
 	}
 	return int32(v), string(addr)
+}
+
+// watchLeader turns Raft's leader observations into leaderChanged
+// broadcasts, so that an RPC in flight to a former leader (frozen or cut
+// off, not refusing connections) is abandoned as soon as another is known,
+// rather than after its timeout: a live broker's heartbeat must reach a new
+// active controller well within the grace it gives (see sessionGrace).
+func (n *Node) watchLeader() {
+	defer n.wg.Done()
+	ch := make(chan raft.Observation, 16)
+	obs := raft.NewObserver(ch, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
+	})
+	n.raft.RegisterObserver(obs)
+	defer n.raft.DeregisterObserver(obs)
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-ch:
+			n.leaderMu.Lock()
+			close(n.leaderChanged)
+			n.leaderChanged = make(chan struct{})
+			n.leaderMu.Unlock()
+		}
+	}
+}
+
+// nextLeaderChange returns a channel closed when Raft next observes a
+// leader change.
+func (n *Node) nextLeaderChange() <-chan struct{} {
+	n.leaderMu.Lock()
+	defer n.leaderMu.Unlock()
+	return n.leaderChanged
 }
 
 // commit plans with fn against the latest image and commits the records it

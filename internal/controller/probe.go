@@ -38,7 +38,7 @@ func (n *Node) probeLoop() {
 	if interval <= 0 {
 		interval = 2 * time.Second
 	}
-	t := time.NewTicker(interval)
+	t := time.NewTicker(interval / 2) // a dead broker is found 2 to 2.5 intervals after its last heartbeat
 	defer t.Stop()
 	for {
 		select {

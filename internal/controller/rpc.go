@@ -221,6 +221,8 @@ func (n *Node) handle(ctx context.Context, op string, body json.RawMessage) (jso
 		if decode(&r) {
 			out, idx, err = n.heartbeat(ctx, r)
 		}
+	case "alter_scram":
+		out, idx, err = n.handleAlterScram(ctx, body)
 	default:
 		var known bool
 		if out, idx, known, err = n.securityOps(ctx, op, body); !known {
@@ -308,12 +310,20 @@ func (n *Node) remote(ctx context.Context, op string, body json.RawMessage) (jso
 }
 
 func (n *Node) send(ctx context.Context, addr, op string, body json.RawMessage) (json.RawMessage, uint64, error) {
-	// One attempt gets at most rpcAttemptTimeout: a frozen or cut-off
-	// former leader must not hold the caller past the next election.
+	// One attempt gets at most rpcAttemptTimeout, and ends as soon as Raft
+	// observes another leader: a frozen or cut-off former leader must not
+	// hold the caller past the next election.
+	changed := n.nextLeaderChange()
 	ctx, cancel := context.WithTimeout(ctx, rpcAttemptTimeout)
 	defer cancel()
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", addr)
+	go func() {
+		select {
+		case <-changed:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	c, err := n.cfg.dial(ctx, addr, rpcAttemptTimeout)
 	if err != nil {
 		return nil, 0, fmt.Errorf("%w: dial %s: %v", metadata.ErrNotController, addr, err)
 	}
@@ -321,6 +331,8 @@ func (n *Node) send(ctx context.Context, addr, op string, body json.RawMessage) 
 	if dl, ok := ctx.Deadline(); ok {
 		c.SetDeadline(dl)
 	}
+	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) }) // unblock reads and writes
+	defer stop()
 	if _, err := c.Write([]byte{connTypeRPC}); err != nil {
 		return nil, 0, fmt.Errorf("%w: %s: %v", metadata.ErrNotController, addr, err)
 	}

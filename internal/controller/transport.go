@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -22,16 +23,18 @@ const (
 type mux struct {
 	ln     net.Listener
 	raftCh chan net.Conn
-	serve  func(net.Conn) // handles an RPC connection (first byte consumed)
-	addr   net.Addr       // advertised address
+	serve  func(net.Conn)       // handles an RPC connection (first byte consumed)
+	admit  func(net.Conn) error // nil, or refuses a peer before it is served (Config.AuthorizePeer)
+	addr   net.Addr             // advertised address
+	dial   func(ctx context.Context, addr string, timeout time.Duration) (net.Conn, error)
 
 	closeOnce sync.Once
 	done      chan struct{}
 	wg        sync.WaitGroup
 }
 
-func newMux(ln net.Listener, advertised net.Addr, serve func(net.Conn)) *mux {
-	m := &mux{ln: ln, raftCh: make(chan net.Conn), serve: serve, addr: advertised, done: make(chan struct{})}
+func newMux(ln net.Listener, advertised net.Addr, serve func(net.Conn), admit func(net.Conn) error) *mux {
+	m := &mux{ln: ln, raftCh: make(chan net.Conn), serve: serve, admit: admit, addr: advertised, done: make(chan struct{})}
 	m.wg.Add(1)
 	go m.acceptLoop()
 	return m
@@ -64,6 +67,15 @@ func (m *mux) route(c net.Conn) {
 		return
 	}
 	c.SetReadDeadline(time.Time{})
+	// The first byte has been read, so a TLS handshake is complete and the
+	// peer's certificate known: both Raft and controller RPCs need the
+	// peer admitted (CLUSTER_ACTION on the cluster under an authorizer).
+	if m.admit != nil {
+		if err := m.admit(c); err != nil {
+			c.Close()
+			return
+		}
+	}
 	switch b[0] {
 	case connTypeRaft:
 		select {
@@ -107,7 +119,7 @@ func (s streamLayer) Addr() net.Addr { return s.m.addr }
 
 // Dial implements raft.StreamLayer.
 func (s streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	c, err := net.DialTimeout("tcp", string(addr), timeout)
+	c, err := s.m.dial(context.Background(), string(addr), timeout)
 	if err != nil {
 		return nil, err
 	}

@@ -202,9 +202,13 @@ type Coordinator struct {
 type shard struct {
 	partition int32
 
-	mu     sync.Mutex // guards loaded, groups
+	mu     sync.Mutex // guards loaded, groups, txnOffsets
 	loaded bool
 	groups map[string]*group
+	// txnOffsets are the pending offsets of open transactions, by producer id (txn.go).
+	txnOffsets map[int64]pendingTxn
+	// early are markers (producer id -> commit) that arrived while loading (txn.go).
+	early map[int64]bool
 }
 
 // New returns a coordinator with no partition loaded. Close stops it.
@@ -287,6 +291,7 @@ func (c *Coordinator) Load(partition int32) error {
 	if !current {
 		return nil // unloaded while loading
 	}
+	c.applyEarlyMarkers(sh) // txn.go
 	for _, g := range loaded {
 		g.mu.Lock()
 		if g.state != Dead {

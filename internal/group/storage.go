@@ -208,6 +208,7 @@ func (c *Coordinator) replay(sh *shard) (map[string]*group, loadStats, error) {
 	}
 	offsets := map[string]map[topicPartition]offsetEntry{}
 	metas := map[string]*kmsg.GroupMetadataValue{}
+	pending := map[int64]pendingTxn{}
 	for off := start; off < end; {
 		data, err := c.log.Read(partition, off, loadBufferSize)
 		if err != nil {
@@ -224,7 +225,7 @@ func (c *Coordinator) replay(sh *shard) (map[string]*group, loadStats, error) {
 			}
 			next = h.NextOffset()
 			if h.IsControl() || h.IsTransactional() {
-				return nil // transactional offset commits are not supported yet
+				return replayTxnBatch(h, b, pending, offsets) // txn.go
 			}
 			recs, err := record.Records(b)
 			if err != nil {
@@ -268,6 +269,9 @@ func (c *Coordinator) replay(sh *shard) (map[string]*group, loadStats, error) {
 		}
 		off = next
 	}
+	sh.mu.Lock()
+	sh.txnOffsets = pending
+	sh.mu.Unlock()
 	groups := map[string]*group{}
 	get := func(name string) *group {
 		if g := groups[name]; g != nil {

@@ -50,6 +50,10 @@ type Broker struct {
 	// Fenced brokers missed their session timeout, are shutting down, or have
 	// registered but not yet heartbeaten; they are not listed to clients.
 	Fenced bool `json:",omitempty"`
+	// Listeners are the broker's advertised client endpoints by listener
+	// name (host:port); Metadata answers with the one of the listener the
+	// client came in on. Host/Port is the default.
+	Listeners map[string]string `json:",omitempty"`
 	// RaftAddr is where the broker's metadata replica listens ("" for none).
 	RaftAddr string `json:",omitempty"`
 	// ReplicaAddr is where followers fetch from (inter.broker.listener.name),
@@ -141,7 +145,10 @@ type Image struct {
 	ClientQuotas []ClientQuota `json:",omitempty"`
 	// Offset is the metadata log index this image reflects.
 	Offset uint64 `json:",omitempty"`
-	byID   map[TopicID]*Topic
+	// ScramCredentials are the SCRAM users: user -> mechanism -> credential
+	// (replaced copy-on-write, never modified in place).
+	ScramCredentials map[string]map[string]ScramCredential `json:",omitempty"`
+	byID             map[TopicID]*Topic
 }
 
 // Broker returns a registered broker by id.
@@ -206,8 +213,9 @@ func (im *Image) index() {
 // clone returns a deep copy that may be modified before publishing.
 func (im *Image) clone() *Image {
 	out := &Image{ClusterID: im.ClusterID, ControllerID: im.ControllerID, NextProducerID: im.NextProducerID, Offset: im.Offset,
-		ClusterConfigs: im.ClusterConfigs, // replaced, never modified in place
-		Brokers:        append([]Broker(nil), im.Brokers...), Topics: make(map[string]*Topic, len(im.Topics))}
+		ClusterConfigs:   im.ClusterConfigs,   // replaced, never modified in place
+		ScramCredentials: im.ScramCredentials, // replaced, never modified in place
+		Brokers:          append([]Broker(nil), im.Brokers...), Topics: make(map[string]*Topic, len(im.Topics))}
 	out.ACLs, out.ClientQuotas = im.ACLs, im.ClientQuotas // replaced, never modified in place
 	for n, t := range im.Topics {
 		nt := *t

@@ -32,6 +32,8 @@ type Record struct {
 	// Security (ACLs, client quotas).
 	ACLs  *ACLRecord   `json:",omitempty"`
 	Quota *QuotaRecord `json:",omitempty"`
+	// SCRAM credentials (salted; never a password).
+	Scram *ScramCredentialRecord `json:",omitempty"`
 }
 
 // BrokerHeartbeatsRecord carries the active controller's view of broker
@@ -224,6 +226,8 @@ func (im *Image) apply(r Record, offset uint64) error {
 		im.ACLs = applyACLs(im.ACLs, r.ACLs)
 	case r.Quota != nil:
 		im.ClientQuotas = applyQuota(im.ClientQuotas, r.Quota)
+	case r.Scram != nil:
+		im.applyScram(r.Scram)
 	case r.Partitions != nil:
 		if t, ok := im.Topics[r.Partitions.Topic]; ok {
 			for _, p := range r.Partitions.Partitions {

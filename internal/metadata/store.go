@@ -47,7 +47,10 @@ type Store interface {
 	DeleteACLs(ctx context.Context, filters []ACLFilter) ([][]ACL, error)
 	// AlterClientQuotas changes client quotas; errs[i] is alts[i]'s.
 	AlterClientQuotas(ctx context.Context, alts []QuotaAlteration) (errs []error, err error)
-	// OnChange registers fn to be called, serially and in order, with each newly
-	// published image (and once at registration with the current one).
+	// OnChange registers fn to be called, serially and in order, with newly
+	// published images (and once at registration with the current one). A
+	// listener still busy when several images are published gets only the
+	// newest of them: images are whole states, never deltas. Listeners run
+	// outside any lock Image takes.
 	OnChange(fn func(*Image))
 }

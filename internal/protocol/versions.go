@@ -46,6 +46,22 @@ var supported = map[int16]VersionRange{
 	int16(kmsg.DescribeGroups):  {0, 5}, // v6 reports GROUP_ID_NOT_FOUND for unknown groups
 	int16(kmsg.ListGroups):      {0, 4}, // v5 filters by group type
 	int16(kmsg.DeleteGroups):    {0, 2},
+	// Authentication (internal/security); SASL requests are answered by the connection's auth gate.
+	int16(kmsg.SASLHandshake):                {0, 1},
+	int16(kmsg.SASLAuthenticate):             {0, 2},
+	int16(kmsg.DescribeUserSCRAMCredentials): {0, 0},
+	int16(kmsg.AlterUserSCRAMCredentials):    {0, 0},
+	// Transactions (internal/txn/coordinator). AddPartitionsToTxn v4+ is
+	// KIP-890's broker-side batched verification; EndTxn v4+/TxnOffsetCommit
+	// v4+ add TRANSACTION_ABORTABLE (KIP-890 part 2), not implemented.
+	int16(kmsg.AddPartitionsToTxn):   {0, 3},
+	int16(kmsg.AddOffsetsToTxn):      {0, 3},
+	int16(kmsg.EndTxn):               {0, 3},
+	int16(kmsg.TxnOffsetCommit):      {0, 3},
+	int16(kmsg.WriteTxnMarkers):      {0, 1},
+	int16(kmsg.DescribeProducers):    {0, 0},
+	int16(kmsg.DescribeTransactions): {0, 0},
+	int16(kmsg.ListTransactions):     {0, 0},
 }
 
 // IsSupported reports whether the broker implements version v of API key.

@@ -20,6 +20,7 @@ type fetchConfig struct {
 	partMaxBytes  int32         // replica.fetch.max.bytes
 	backoff       time.Duration // replica.fetch.backoff.ms
 	socketTimeout time.Duration // bound on dialing, and on a request beyond maxWait
+	dial          DialFunc      // connects to a leader (TLS, SASL); nil: plain TCP (see SetDialer)
 }
 
 // fetcher replicates the partitions this node follows from one leader
@@ -157,7 +158,7 @@ func (f *fetcher) run(ctx context.Context) {
 		}
 		var err error
 		if c == nil {
-			c, err = dialBroker(ctx, f.addr, fmt.Sprintf("strand-replica-%d", f.cfg.self), f.cfg.socketTimeout)
+			c, err = dialBroker(ctx, f.cfg.dial, f.addr, fmt.Sprintf("strand-replica-%d", f.cfg.self), f.cfg.socketTimeout)
 		}
 		if err == nil && len(reconcile) > 0 {
 			err = f.reconcile(c, reconcile)

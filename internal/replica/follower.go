@@ -134,6 +134,7 @@ func (p *Partition) appendAsFollower(epoch int32, records []byte) (int, error) {
 	}
 	for _, h := range info.Headers {
 		p.producers.Update(h)
+		p.trackTxnLocked(h, nil)
 	}
 	return len(records), nil
 }

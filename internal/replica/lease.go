@@ -20,10 +20,13 @@ import (
 //
 // Without the lease, a partition this node leads (per its latest metadata)
 // keeps acting as leader only while an ISR follower has fetched from it
-// within the session timeout: a follower still fetching at this leader's
-// epoch proves no other leader has taken over the ISR (it would fetch from
-// that one), and it keeps a cluster whose controller quorum is down (every
-// lease expired) serving as Kafka does. Otherwise the partition steps down:
+// within the session timeout, or while it is alone in the ISR: a follower
+// still fetching at this leader's epoch proves no other leader has taken
+// over the ISR (it would fetch from that one), and it keeps a cluster whose
+// controller quorum is down (every lease expired) serving as Kafka does; a
+// leader alone in its ISR has no one to hand over to (only an unclean
+// election could), so stepping down would only make the partition
+// unavailable. Otherwise the partition steps down:
 // produce, consumer fetch and ListOffsets answer NOT_LEADER_OR_FOLLOWER,
 // acks=all waiters return ErrNotLeader, and Metadata no longer names this
 // node as its leader, so clients look for the new one. Followers may still
@@ -105,9 +108,9 @@ func (m *Manager) RunLease(ctx context.Context) {
 }
 
 // ActsAsLeader reports whether this node leads the partition per the latest
-// metadata and may act as its leader at now: it holds its lease, or an ISR
-// follower fetched from it within the session timeout (see the lease
-// comment above).
+// metadata and may act as its leader at now: it holds its lease, an ISR
+// follower fetched from it within the session timeout, or it is alone in
+// the ISR (see the lease comment above).
 func (p *Partition) ActsAsLeader(now time.Time) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -125,10 +128,17 @@ func (p *Partition) actsAsLeaderLocked(now time.Time) bool {
 	timeout := p.leaseTimeout()
 	p.rmu.Lock()
 	defer p.rmu.Unlock()
+	others := false
 	for _, id := range maximalISR(p.rs.isr, p.rs.pendingISR) {
-		if f := p.rs.followers[id]; id != p.self && f != nil && !f.lastFetch.IsZero() && now.Sub(f.lastFetch) < timeout {
+		if id == p.self {
+			continue
+		}
+		others = true
+		if f := p.rs.followers[id]; f != nil && !f.lastFetch.IsZero() && now.Sub(f.lastFetch) < timeout {
 			return true
 		}
 	}
-	return false
+	// Alone in the ISR, no other replica can be elected cleanly: stepping
+	// down would only make the partition unavailable.
+	return !others
 }

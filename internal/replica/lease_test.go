@@ -56,8 +56,13 @@ func TestLeaseStepDown(t *testing.T) {
 	if !p.ActsAsLeader(later.Add(timeout-time.Millisecond)) || p.ActsAsLeader(later.Add(timeout)) {
 		t.Fatal("an ISR follower's fetch should keep the leadership for one session timeout")
 	}
+	// Alone in the ISR it keeps leading: nobody else could be elected.
+	p.applyMetadata(meta(1, 1, 3, all, []int32{1}), 2, later)
+	if !p.ActsAsLeader(later.Add(time.Hour)) {
+		t.Fatal("a leader alone in its ISR stepped down")
+	}
 	// A follower never makes a non-leader act as leader.
-	p.applyMetadata(meta(2, 2, 3, all, all), 2, later)
+	p.applyMetadata(meta(2, 2, 4, all, all), 2, later)
 	if p.ActsAsLeader(later) {
 		t.Fatal("a follower acts as leader")
 	}

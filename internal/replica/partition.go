@@ -82,6 +82,10 @@ type Partition struct {
 	rs  replState
 	hw  atomic.Int64 // the high watermark; written with rmu held
 
+	txns          *txn.Txns                        // open and aborted transactions; guarded by mu (txn.go)
+	firstUnstable atomic.Int64                     // txns' first open offset (MaxInt64: none); written with mu held
+	aborted       atomic.Pointer[[]txn.AbortedTxn] // txns' aborted ranges; written with mu held
+
 	wmu     sync.Mutex // guards waiters
 	waiters map[chan struct{}]struct{}
 }
@@ -200,6 +204,7 @@ func (p *Partition) AppendAcks(records []byte, now time.Time, acks int16) (Appen
 	}
 	for _, h := range info.Headers {
 		p.producers.Update(h)
+		p.trackTxnLocked(h, nil)
 	}
 	p.rmu.Lock()
 	p.advanceHWLocked()

@@ -92,7 +92,7 @@ func (p *Partition) rebuildProducers() error {
 		}
 	}
 	p.producers = st
-	return nil
+	return p.rebuildTxnsLocked()
 }
 
 // maybeSnapshot writes a producer-state snapshot at the log end offset if
@@ -116,6 +116,9 @@ func (p *Partition) maybeSnapshot(force bool) error {
 	dir := p.log.Dir()
 	if err := atomicfile.Write(filepath.Join(dir, snapshotName(leo)), p.producers.EncodeSnapshot(leo)); err != nil {
 		return fmt.Errorf("%s-%d: producer state snapshot: %w", p.Topic, p.Index, err)
+	}
+	if err := p.writeTxnSnapshotLocked(dir, leo); err != nil { // txn.go
+		return err
 	}
 	p.snapOffset = leo
 	var errs []error

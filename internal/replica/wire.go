@@ -32,9 +32,11 @@ type brokerConn struct {
 
 // dialBroker connects to addr. The connection is closed when ctx ends, which
 // unblocks a request in progress.
-func dialBroker(ctx context.Context, addr, clientID string, timeout time.Duration) (*brokerConn, error) {
-	d := net.Dialer{Timeout: timeout}
-	c, err := d.DialContext(ctx, "tcp", addr)
+func dialBroker(ctx context.Context, dial DialFunc, addr, clientID string, timeout time.Duration) (*brokerConn, error) {
+	if dial == nil {
+		dial = dialTCP
+	}
+	c, err := dial(ctx, addr, timeout)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}

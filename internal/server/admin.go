@@ -228,14 +228,10 @@ func (s *Server) handleDeleteRecords(req *kmsg.DeleteRecordsRequest) kmsg.Respon
 }
 
 // handleInitProducerID gives an idempotent producer a fresh id (epoch 0).
-// Transactional ids are refused until the transaction coordinator exists.
+// With a transactional id it goes to the transaction coordinator (txn.go).
 func (s *Server) handleInitProducerID(ctx context.Context, req *kmsg.InitProducerIDRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.InitProducerIDResponse)
 	resp.ProducerID, resp.ProducerEpoch = -1, -1
-	if req.TransactionalID != nil {
-		resp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
-		return resp
-	}
 	id, err := s.pids.Next(ctx)
 	if err != nil {
 		s.logger.Warn("allocating producer id", "err", err)

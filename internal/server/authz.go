@@ -46,34 +46,22 @@ func newServerSecurity(cfg *config.Broker, logger *slog.Logger) *serverSecurity 
 	return sec
 }
 
-// testPrincipal, set only by tests (before SASL exists), names the
-// principal of a request from its client id; ok false keeps the session's.
-var testPrincipal func(clientID string) (p security.Principal, ok bool)
-
 type clientIDKey struct{}
 
 // requestContext is ctx for one request: it carries the client id (for
 // quotas) and, with an authorizer, a session with the client's host
-// filled in.
+// filled in. The principal is always the connection's (set when it
+// authenticated); nothing in a request chooses it.
 func (s *Server) requestContext(ctx context.Context, req *protocol.Request) context.Context {
 	ctx = context.WithValue(ctx, clientIDKey{}, req.ClientID)
 	sess := security.SessionFrom(ctx)
-	p, override := sess.Principal, false
-	if testPrincipal != nil {
-		p, override = testPrincipal(req.ClientID)
-	}
-	if !override && (sess.Host != "" || s.sec.authz == nil) {
+	if sess.Host != "" || s.sec.authz == nil {
 		return ctx // the host matters only to ACLs
 	}
 	next := *sess
-	if override {
-		next.Principal = p
-	}
-	if next.Host == "" {
-		addr, _ := ctx.Value(remoteAddrKey{}).(string)
-		if host, _, err := net.SplitHostPort(addr); err == nil {
-			next.Host = host
-		}
+	addr, _ := ctx.Value(remoteAddrKey{}).(string)
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		next.Host = host
 	}
 	return security.WithSession(ctx, &next)
 }
@@ -207,9 +195,20 @@ func (s *Server) authorize(ctx context.Context, req *protocol.Request) (deny kms
 			resp.ErrorCode = errClusterAuth
 			return resp, nil
 		}
+	case *kmsg.DescribeLogDirsRequest:
+		// As Kafka: DESCRIBE on the cluster, else no directories and (v3+)
+		// CLUSTER_AUTHORIZATION_FAILED.
+		if !s.allowedCluster(ctx, metadata.OpDescribe) {
+			resp := body.ResponseKind().(*kmsg.DescribeLogDirsResponse)
+			resp.ErrorCode = errClusterAuth
+			return resp, nil
+		}
 	case *kmsg.FindCoordinatorRequest:
 		return s.authorizeFindCoordinator(ctx, body)
 	default:
+		if deny, fix, ok := s.authorizeTxnAPI(ctx, req); ok { // txnauthz.go
+			return deny, fix
+		}
 		return s.authorizeGroupAPI(ctx, req)
 	}
 	return nil, nil

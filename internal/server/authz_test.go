@@ -15,21 +15,12 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
 
 	"strand/internal/metadata"
 	"strand/internal/protocol"
 	"strand/internal/security"
 )
-
-// Until SASL exists, tests pick a request's principal by its client id:
-// "as-alice" is User:alice; any other client id keeps the connection's
-// (anonymous) principal.
-func init() {
-	testPrincipal = func(clientID string) (security.Principal, bool) {
-		name, ok := strings.CutPrefix(clientID, "as-")
-		return security.Principal{Type: "User", Name: name}, ok
-	}
-}
 
 var authzSets = [][2]string{
 	{"authorizer.class.name", "org.apache.kafka.metadata.authorizer.StandardAuthorizer"},
@@ -37,9 +28,53 @@ var authzSets = [][2]string{
 	{"auto.create.topics.enable", "false"},
 }
 
-// as returns a client of n whose requests carry principal User:name.
+// testUsers are the PLAIN users of a SASL node's SASL_PLAINTEXT listener;
+// each one's password is its name + "-secret".
+var testUsers = []string{"admin", "alice", "bob", "carol", "dave", "erin", "eve", "reader"}
+
+// saslSets adds a SASL_PLAINTEXT listener on saslAddr, with PLAIN for
+// testUsers, to the listeners list: principals in tests authenticate for
+// real (User:<name>), the PLAINTEXT listener stays anonymous (and
+// inter-broker).
+func saslSets(listeners, saslAddr string) [][2]string {
+	jaas := "org.apache.kafka.common.security.plain.PlainLoginModule required"
+	for _, u := range testUsers {
+		jaas += fmt.Sprintf(" user_%s=%q", u, u+"-secret")
+	}
+	return [][2]string{
+		{"listeners", listeners + ",SASL_PLAINTEXT://" + saslAddr},
+		{"sasl.enabled.mechanisms", "PLAIN"},
+		{"listener.name.sasl_plaintext.plain.sasl.jaas.config", jaas + ";"},
+	}
+}
+
+// startSASLNode is startNode with a SASL_PLAINTEXT listener (n.saslAddr)
+// whose PLAIN users are testUsers: n.as and n.dialAs authenticate there.
+func startSASLNode(t *testing.T, sets ...[2]string) *node {
+	n := &node{t: t, dir: t.TempDir(), addr: freeAddr(t), saslAddr: freeAddr(t)}
+	n.sets = append(saslSets("PLAINTEXT://"+n.addr, n.saslAddr), sets...)
+	n.start()
+	t.Cleanup(n.stop)
+	return n
+}
+
+// as returns a client of n authenticated (SASL/PLAIN on n's SASL
+// listener) as User:name, one of testUsers.
 func (n *node) as(name string, opts ...kgo.Opt) *kgo.Client {
-	return n.client(append([]kgo.Opt{kgo.ClientID("as-" + name)}, opts...)...)
+	n.t.Helper()
+	if n.saslAddr == "" {
+		n.t.Fatal("as: the node has no SASL listener (start it with startSASLNode)")
+	}
+	return n.client(append([]kgo.Opt{kgo.SeedBrokers(n.saslAddr), kgo.SASL(plain.Auth{User: name, Pass: name + "-secret"}.AsMechanism())}, opts...)...)
+}
+
+// dialAs returns a raw connection to n's SASL listener authenticated
+// (SASL/PLAIN) as User:user.
+func (n *node) dialAs(t *testing.T, user string) *rawClient {
+	t.Helper()
+	c := dial(t, n.saslAddr)
+	saslPlainLogin(t, c, 1000, user, user+"-secret")
+	return &rawClient{c, "test"}
 }
 
 func mustACLs(t *testing.T, adm *kadm.Client, b *kadm.ACLBuilder) {
@@ -112,7 +147,7 @@ func codeName(c int16) string {
 // TestAuthorization: with the StandardAuthorizer on, a principal does only
 // what ACLs (or super.users) allow, with Kafka's error codes.
 func TestAuthorization(t *testing.T) {
-	n := startNode(t, authzSets...)
+	n := startSASLNode(t, authzSets...)
 	admin := n.as("admin")
 	adm := kadm.NewClient(admin)
 	for _, topic := range []string{"orders", "logs"} {
@@ -269,7 +304,7 @@ func TestACLsReachEveryBroker(t *testing.T) {
 // returns the topic's error code.
 func metadataCode(t *testing.T, n *node, user, topic string) int16 {
 	t.Helper()
-	c := dialAs(t, n.addr, "as-"+user)
+	c := n.dialAs(t, user)
 	req := kmsg.NewPtrMetadataRequest()
 	req.Topics = []kmsg.MetadataRequestTopic{{Topic: kmsg.StringPtr(topic)}}
 	req.AllowAutoTopicCreation = true // if auto.create.topics.enable
@@ -283,11 +318,6 @@ func metadataCode(t *testing.T, n *node, user, topic string) int16 {
 		t.Fatalf("metadata answer %+v", resp)
 	}
 	return resp.Topics[0].ErrorCode
-}
-
-// dialAs is dial with requests framed under clientID.
-func dialAs(t *testing.T, addr, clientID string) *rawClient {
-	return &rawClient{dial(t, addr), clientID}
 }
 
 // rawClient is a rawConn whose requests carry a client id.
@@ -318,21 +348,20 @@ func startInProcessCluster(t *testing.T, size int, sets ...[2]string) []*node {
 	}
 	nodes := make([]*node, size)
 	for i := range size {
-		n := &node{t: t, dir: t.TempDir(), addr: freeAddr(t)}
-		n.sets = append([][2]string{
+		n := &node{t: t, dir: t.TempDir(), addr: freeAddr(t), saslAddr: freeAddr(t)}
+		n.sets = append(append([][2]string{
 			{"node.id", fmt.Sprint(i + 1)},
-			{"listeners", "PLAINTEXT://" + n.addr + ",CONTROLLER://" + ctrl[i]},
 			{"controller.quorum.voters", strings.Join(voters, ",")},
 			{"broker.session.timeout.ms", "3000"},
 			{"broker.heartbeat.interval.ms", "300"},
 			{"controller.quorum.election.timeout.ms", "500"},
-		}, sets...)
+		}, saslSets("PLAINTEXT://"+n.addr+",CONTROLLER://"+ctrl[i], n.saslAddr)...), sets...)
 		n.start()
 		t.Cleanup(n.stop)
 		nodes[i] = n
 	}
 	for _, n := range nodes {
-		cl := n.as("admin", kgo.SeedBrokers(n.addr))
+		cl := n.as("admin")
 		waitFor(t, "every broker registered", 20*time.Second, func() bool {
 			req := kmsg.NewPtrMetadataRequest()
 			resp, err := req.RequestWith(ctx(t), cl)
@@ -345,7 +374,7 @@ func startInProcessCluster(t *testing.T, size int, sets ...[2]string) []*node {
 // TestAuthorizationOfOtherAPIs: configs, elections, reassignments, offset
 // commits and fetches, group deletion and the authorized-operations fields.
 func TestAuthorizationOfOtherAPIs(t *testing.T) {
-	n := startNode(t, authzSets...)
+	n := startSASLNode(t, authzSets...)
 	admin := n.as("admin")
 	for _, topic := range []string{"orders", "logs"} {
 		createTopic(t, admin, topic, 1, nil)
@@ -436,7 +465,7 @@ func TestAuthorizationOfOtherAPIs(t *testing.T) {
 	}
 	// kgo's FindCoordinator would already fail for "other" (as on Kafka):
 	// ask the coordinator directly.
-	raw := dialAs(t, n.addr, "as-bob")
+	raw := n.dialAs(t, "bob")
 	dgr.Groups = []string{"g", "other"}
 	dgr.SetVersion(4)
 	raw.send(t, dgr, 1)
@@ -459,7 +488,7 @@ func TestAuthorizationOfOtherAPIs(t *testing.T) {
 // TestAutoCreateNeedsCreate: a Metadata request auto-creates a topic only
 // for a principal with CREATE on the cluster or the topic.
 func TestAutoCreateNeedsCreate(t *testing.T) {
-	n := startNode(t, append(slices.Clone(authzSets), [2]string{"auto.create.topics.enable", "true"})...)
+	n := startSASLNode(t, append(slices.Clone(authzSets), [2]string{"auto.create.topics.enable", "true"})...)
 	adm := kadm.NewClient(n.as("admin"))
 	mustACLs(t, adm, kadm.NewACLs().Allow("User:bob").Topics("auto-").Operations(kadm.OpDescribe).ResourcePatternType(kadm.ACLPatternPrefixed))
 	if c := metadataCode(t, n, "bob", "auto-1"); c != kerr.TopicAuthorizationFailed.Code {
@@ -499,8 +528,8 @@ func TestEveryAPIHasAnAuthorizationRule(t *testing.T) {
 			t.Errorf("%s has no authorization rule", kmsg.NameForKey(key))
 		}
 	}
-	// And the default does fail closed.
-	if deny, _ := s.authorize(ctx, &protocol.Request{Key: int16(kmsg.EndTxn), Body: kmsg.NewPtrEndTxnRequest()}); deny != hangUp {
+	// And the default does fail closed (delegation tokens are not implemented).
+	if deny, _ := s.authorize(ctx, &protocol.Request{Key: int16(kmsg.ExpireDelegationToken), Body: kmsg.NewPtrExpireDelegationTokenRequest()}); deny != hangUp {
 		t.Errorf("an API without a rule was not refused: %v", deny)
 	}
 }

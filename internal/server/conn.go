@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"strand/internal/protocol"
+	"strand/internal/security"
 )
 
 // Connection resources. An idle connection holds two parked goroutines, its
@@ -65,6 +66,10 @@ type conn struct {
 	pending  atomic.Int32 // requests read and not yet answered
 
 	br *bufio.Reader // pooled; held only while it buffers unread bytes (reader goroutine only)
+
+	// auth is the connection's TLS/SASL state (auth.go), set by serve before
+	// the first read; reader goroutine only.
+	auth *connAuth
 }
 
 // acceptLoop accepts connections from ln until it is closed. Connections
@@ -74,7 +79,7 @@ type conn struct {
 //
 // This is the seam for TLS and SASL: c is the raw TCP connection, counted
 // against the limits before any handshake; a wrapper (tls.Server) goes
-// around it before newConn.
+// around it before the conn is built.
 func (s *Server) acceptLoop(ln net.Listener, exempt bool) {
 	var backoff time.Duration
 	for {
@@ -139,6 +144,14 @@ func (cn *conn) serve() {
 	ctx, cancel := context.WithCancel(context.WithValue(s.connCtx, remoteAddrKey{}, cn.c.RemoteAddr().String()))
 	defer cancel()
 	ctx = withMute(ctx) // client quotas (quotas.go)
+	auth, err := s.startAuth(ctx, cn.c)
+	if err != nil {
+		s.connErrLog.log(cn.logger, slog.LevelInfo, "closing connection", "err", err)
+		cn.c.Close()
+		return
+	}
+	cn.auth = auth
+	ctx = security.WithSession(ctx, auth.sess)
 	replies := make(chan reply, maxPipelined)
 	writerDone := make(chan struct{})
 	go func() {
@@ -160,26 +173,43 @@ func (cn *conn) serve() {
 		if !waitUnmuted(ctx) { // a throttled client's next request waits
 			return
 		}
+		if auth.state == authRaw { // SaslHandshake v0: a raw token comes next
+			cn.c.SetReadDeadline(auth.deadline)
+			out, ok, err := auth.rawStep(cn.reader(), cn.logger)
+			if err != nil || !ok {
+				return
+			}
+			cn.pending.Add(1)
+			select {
+			case replies <- reply{run: writeRaw(cn.c, out)}:
+			case <-ctx.Done():
+				cn.pending.Add(-1)
+				return
+			}
+			continue
+		}
 		req, err := cn.readRequest()
 		if err != nil {
 			switch {
 			case errors.Is(err, errIdle), errors.Is(err, errDraining):
 				cn.logger.Debug("closing connection", "reason", err)
-			case errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || ctx.Err() != nil:
+			case errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || ctx.Err() != nil || cn.draining.Load():
 			default:
 				s.connErrLog.log(cn.logger, slog.LevelWarn, "closing connection", "err", err)
 			}
 			return
 		}
 		r, ok := cn.dispatch(ctx, req)
-		if !ok {
-			return
+		if r.run != nil {
+			cn.pending.Add(1)
+			select {
+			case replies <- r:
+			case <-ctx.Done():
+				cn.pending.Add(-1)
+				return
+			}
 		}
-		cn.pending.Add(1)
-		select {
-		case replies <- r:
-		case <-ctx.Done():
-			cn.pending.Add(-1)
+		if !ok {
 			return
 		}
 	}
@@ -192,7 +222,8 @@ type frame struct {
 }
 
 // dispatch parses a frame, runs the request's ordered part and returns its
-// reply; ok is false when the connection must close. The frame's request
+// reply; ok is false when the connection must close (after r, when r.run is
+// set: an answer that ends the connection). The frame's request
 // memory is given back once the ordered part is done: what waits after it
 // (replication of acks=all, long-poll fetch) holds no request memory, so
 // waiting requests can never keep followers' fetches from being read.
@@ -209,6 +240,15 @@ func (cn *conn) dispatch(ctx context.Context, f frame) (r reply, ok bool) {
 		cn.s.connErrLog.log(cn.logger, slog.LevelWarn, "closing connection after a bad request", "err", err)
 		return reply{}, false
 	}
+	if resp, v := cn.auth.gate(req, cn.logger); v != pass {
+		switch v {
+		case answer:
+			return reply{req.CorrelationID, func() kmsg.Response { return resp }}, true
+		case answerClose: // answered, then the connection closes
+			return reply{req.CorrelationID, func() kmsg.Response { return resp }}, false
+		}
+		return reply{}, false
+	}
 	return reply{req.CorrelationID, cn.s.handle(ctx, req)}, true
 }
 
@@ -221,21 +261,33 @@ func (cn *conn) readRequest() (frame, error) {
 	if err != nil {
 		return frame{}, err
 	}
-	n, err := protocol.ParseSize(prefix, cn.s.maxRequest)
+	n, err := protocol.ParseSize(prefix, cn.auth.maxFrame(cn.s.maxRequest))
 	if err != nil {
 		return frame{}, err
 	}
 	deadline := start.Add(cn.s.readTimeout)
 	var held int64
+	r := &reading{start: start, evicted: make(chan struct{}), cancel: func() { cn.c.SetReadDeadline(time.Now()) }}
 	reserve := func(k int) error {
 		take := min(int64(k), cn.s.mem.limit()-held)
-		if err := cn.s.mem.acquire(take, deadline); err != nil {
+		if err := cn.s.mem.acquire(take, deadline, r); err != nil {
 			return err
+		}
+		if held == 0 && take > 0 {
+			cn.s.mem.track(r)
 		}
 		held += max(take, 0)
 		return nil
 	}
 	body, err := protocol.ReadBody(cn.reader(), n, reserve)
+	cn.s.mem.untrack(r) // after this, r cannot be evicted: its eviction, if any, is visible below
+	select {
+	case <-r.evicted:
+		// Evicted, possibly as the last bytes came: the pool is interrupting
+		// this connection's read, so it closes.
+		err = errEvicted
+	default:
+	}
 	if err != nil {
 		cn.s.mem.release(held)
 		if isTimeout(err) && !cn.draining.Load() {
@@ -255,7 +307,7 @@ func (cn *conn) readPrefix() (time.Time, [4]byte, error) {
 	var prefix [4]byte
 	if cn.br != nil {
 		start := time.Now()
-		cn.c.SetReadDeadline(start.Add(cn.s.readTimeout))
+		cn.c.SetReadDeadline(cn.auth.capDeadline(start.Add(cn.s.readTimeout)))
 		if cn.draining.Load() {
 			return start, prefix, errDraining
 		}
@@ -264,7 +316,7 @@ func (cn *conn) readPrefix() (time.Time, [4]byte, error) {
 	}
 	got := 0
 	for got == 0 {
-		cn.c.SetReadDeadline(time.Now().Add(cn.s.idleTimeout))
+		cn.c.SetReadDeadline(cn.auth.capDeadline(time.Now().Add(cn.s.idleTimeout)))
 		if cn.draining.Load() {
 			return time.Time{}, prefix, errDraining
 		}
@@ -274,6 +326,8 @@ func (cn *conn) readPrefix() (time.Time, [4]byte, error) {
 		case n > 0:
 		case cn.draining.Load():
 			return time.Time{}, prefix, errDraining
+		case isTimeout(err) && cn.auth.expired():
+			return time.Time{}, prefix, errAuthTimeout
 		case isTimeout(err) && cn.pending.Load() > 0:
 			// A response is on its way: not idle.
 		case isTimeout(err):
@@ -284,12 +338,12 @@ func (cn *conn) readPrefix() (time.Time, [4]byte, error) {
 	}
 	start := time.Now()
 	if got < len(prefix) {
-		cn.c.SetReadDeadline(start.Add(cn.s.readTimeout))
+		cn.c.SetReadDeadline(cn.auth.capDeadline(start.Add(cn.s.readTimeout)))
 		if _, err := io.ReadFull(cn.reader(), prefix[got:]); err != nil {
 			return start, prefix, err
 		}
 	} else {
-		cn.c.SetReadDeadline(start.Add(cn.s.readTimeout))
+		cn.c.SetReadDeadline(cn.auth.capDeadline(start.Add(cn.s.readTimeout)))
 	}
 	return start, prefix, nil
 }
@@ -327,6 +381,9 @@ func (cn *conn) writeReplies(replies <-chan reply) {
 		}
 	}()
 	flush := func() error {
+		// A client that stops taking responses is treated as idle (as Kafka
+		// does): the write gives up after connections.max.idle.ms.
+		cn.c.SetWriteDeadline(time.Now().Add(cn.s.idleTimeout))
 		_, err := cn.c.Write(*buf)
 		*buf = (*buf)[:0]
 		return err

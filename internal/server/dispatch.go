@@ -65,6 +65,9 @@ func (s *Server) dispatch(ctx context.Context, req *protocol.Request) func() kms
 	if run, ok := s.handleGroup(ctx, req); ok {
 		return run
 	}
+	if run, ok := s.handleTxn(ctx, req); ok { // txn.go
+		return run
+	}
 	resp := s.handleSync(ctx, req)
 	return func() kmsg.Response { return resp }
 }
@@ -121,6 +124,10 @@ func (s *Server) handleSync(ctx context.Context, req *protocol.Request) kmsg.Res
 		return s.handleDescribeClientQuotas(ctx, body)
 	case *kmsg.AlterClientQuotasRequest:
 		return s.handleAlterClientQuotas(ctx, body)
+	case *kmsg.DescribeUserSCRAMCredentialsRequest:
+		return s.handleDescribeUserSCRAM(body)
+	case *kmsg.AlterUserSCRAMCredentialsRequest:
+		return s.handleAlterUserSCRAM(ctx, body)
 	}
 	// Unreachable: protocol.ParseRequest only decodes supported keys, each handled above.
 	panic("no handler for " + kmsg.NameForKey(req.Key))
@@ -141,8 +148,6 @@ func errorCode(err error) int16 {
 		return kerr.InvalidTimestamp.Code
 	case errors.Is(err, record.ErrInvalid), errors.Is(err, replica.ErrMultipleProducerBatches):
 		return kerr.InvalidRecord.Code
-	case errors.Is(err, errTransactionsUnsupported):
-		return kerr.TransactionalIDAuthorizationFailed.Code
 	case errors.Is(err, txn.ErrOutOfOrderSequence):
 		return kerr.OutOfOrderSequenceNumber.Code
 	case errors.Is(err, txn.ErrInvalidProducerEpoch):

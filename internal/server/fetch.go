@@ -112,7 +112,7 @@ func (s *Server) fetchOnce(req *kmsg.FetchRequest, replicaID int32, first bool) 
 				}
 			}
 			hw := p.HighWatermark()
-			out.HighWatermark, out.LastStableOffset, out.LogStartOffset = hw, hw, p.LogStartOffset()
+			out.HighWatermark, out.LastStableOffset, out.LogStartOffset = hw, p.LastStableOffset(), p.LogStartOffset()
 			if out.DivergingEpoch.EndOffset >= 0 {
 				topic.Partitions = append(topic.Partitions, out)
 				continue
@@ -125,6 +125,8 @@ func (s *Server) fetchOnce(req *kmsg.FetchRequest, replicaID int32, first bool) 
 				read := p.Read
 				if replicaID >= 0 {
 					read = p.ReadReplica
+				} else if req.IsolationLevel == 1 {
+					read = readCommitted(p, &out) // txn.go
 				}
 				batches, err := read(rp.FetchOffset, limit, total == 0)
 				switch {
@@ -186,7 +188,7 @@ func (s *Server) handleListOffsets(req *kmsg.ListOffsetsRequest) kmsg.Response {
 			} else if code := checkLeaderEpoch(p, rp.CurrentLeaderEpoch); code != 0 {
 				out.ErrorCode = code
 			} else {
-				out.ErrorCode = listOffset(p, rp.Timestamp, &out)
+				out.ErrorCode = listOffset(p, rp.Timestamp, req.IsolationLevel == 1, &out)
 			}
 			topic.Partitions = append(topic.Partitions, out)
 		}
@@ -203,8 +205,11 @@ const (
 	earliestLocalTimestamp = -4
 )
 
-func listOffset(p *replica.Partition, ts int64, out *kmsg.ListOffsetsResponseTopicPartition) int16 {
+func listOffset(p *replica.Partition, ts int64, readCommitted bool, out *kmsg.ListOffsetsResponseTopicPartition) int16 {
 	hw := p.HighWatermark()
+	if readCommitted {
+		hw = p.LastStableOffset() // read_committed consumers see up to the LSO
+	}
 	switch ts {
 	case latestTimestamp:
 		out.Offset, out.LeaderEpoch = hw, p.LeaderEpoch() // Kafka: the current epoch

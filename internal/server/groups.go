@@ -298,9 +298,7 @@ func (s *Server) findCoordinator(ctx context.Context, keyType int8, key string) 
 	switch keyType {
 	case coordinatorGroup:
 	case coordinatorTransaction:
-		// Consistent with InitProducerID: fail fast instead of having the
-		// client retry COORDINATOR_NOT_AVAILABLE until it times out.
-		return fail(kerr.TransactionalIDAuthorizationFailed.Code, "transactions are not supported yet")
+		return s.findTxnCoordinator(ctx, key) // txn.go
 	default:
 		return fail(kerr.InvalidRequest.Code, fmt.Sprintf("unknown coordinator key type %d", keyType))
 	}
@@ -316,7 +314,8 @@ func (s *Server) findCoordinator(ctx context.Context, keyType int8, key string) 
 	if leader < 0 || !ok || b.Fenced {
 		return fail(kerr.CoordinatorNotAvailable.Code, fmt.Sprintf("%s-%d has no live leader", group.Topic, p))
 	}
-	out.NodeID, out.Host, out.Port = b.ID, b.Host, b.Port
+	out.Host, out.Port = advertisedFor(ctx, b)
+	out.NodeID = b.ID
 	return out
 }
 
@@ -349,7 +348,11 @@ func (s *Server) handleGroup(ctx context.Context, req *protocol.Request) (func()
 		wait := s.groups.DeleteGroups(body)
 		return func() kmsg.Response { return wait() }, true
 	case *kmsg.OffsetFetchRequest:
-		return func() kmsg.Response { return s.groups.OffsetFetch(body) }, true
+		return func() kmsg.Response {
+			resp := s.groups.OffsetFetch(body)
+			s.groups.MarkUnstable(body, resp) // require_stable: offsets a transaction has pending
+			return resp
+		}, true
 	case *kmsg.DescribeGroupsRequest:
 		return func() kmsg.Response { return s.groups.DescribeGroups(body) }, true
 	case *kmsg.ListGroupsRequest:

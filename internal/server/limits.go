@@ -67,13 +67,6 @@ func (l *connLimits) release(ip netip.Addr, exempt bool) {
 	}
 }
 
-// count returns the number of admitted connections.
-func (l *connLimits) count() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.total
-}
-
 // remoteIP is the address a connection comes from (the zero Addr when it is
 // not an IP connection).
 func remoteIP(c net.Conn) netip.Addr {
@@ -84,8 +77,25 @@ func remoteIP(c net.Conn) netip.Addr {
 	return netip.Addr{}
 }
 
-// errPoolWait is returned by memPool.acquire when the deadline passes first.
-var errPoolWait = errors.New("timed out waiting for request memory (queued.max.request.bytes)")
+// Errors of memPool.acquire.
+var (
+	errPoolWait = errors.New("timed out waiting for request memory (queued.max.request.bytes)")
+	errEvicted  = errors.New("request evicted: it held request memory longer than others could wait (queued.max.request.bytes)")
+)
+
+// pressureDelay is how long a request may wait for request memory before
+// the pool evicts the oldest incomplete request holding some: a flood of
+// requests that are declared large and sent slowly then cannot stall
+// every other client until request.read.timeout.ms drops the flooders.
+const pressureDelay = time.Second
+
+// reading is a request being read that holds request memory, an eviction
+// candidate while the pool is short.
+type reading struct {
+	start   time.Time
+	evicted chan struct{} // closed when the pool evicts it
+	cancel  func()        // interrupts its read; called once, without the pool's lock
+}
 
 // memPool bounds the bytes of requests being read or handled across the
 // broker (queued.max.request.bytes). Waiters are served in arrival order, so
@@ -93,10 +103,11 @@ var errPoolWait = errors.New("timed out waiting for request memory (queued.max.r
 type memPool struct {
 	cap int64
 
-	mu      sync.Mutex // guards used, peak, waiters
+	mu      sync.Mutex // guards used, peak, waiters, reading
 	used    int64
 	peak    int64     // largest used since the last reclaim check
 	waiters list.List // of *poolWaiter, in arrival order
+	reading map[*reading]struct{}
 }
 
 type poolWaiter struct {
@@ -109,12 +120,52 @@ func newMemPool(capacity int64) *memPool {
 	if capacity < 0 {
 		return nil
 	}
-	return &memPool{cap: capacity}
+	return &memPool{cap: capacity, reading: map[*reading]struct{}{}}
 }
 
-// acquire takes n bytes (n <= cap), waiting until they are free or deadline
-// passes. A nil pool grants everything.
-func (p *memPool) acquire(n int64, deadline time.Time) error {
+// track makes r an eviction candidate (r holds memory, its request is not
+// complete); untrack ends that. Both are no-ops on a nil pool.
+func (p *memPool) track(r *reading) {
+	if p != nil {
+		p.mu.Lock()
+		p.reading[r] = struct{}{}
+		p.mu.Unlock()
+	}
+}
+
+func (p *memPool) untrack(r *reading) {
+	if p != nil {
+		p.mu.Lock()
+		delete(p.reading, r)
+		p.mu.Unlock()
+	}
+}
+
+// evictOldest evicts the incomplete request that started first, if it
+// started before olderThan and is not self.
+func (p *memPool) evictOldest(self *reading, olderThan time.Time) {
+	p.mu.Lock()
+	var oldest *reading
+	for r := range p.reading {
+		if r != self && r.start.Before(olderThan) && (oldest == nil || r.start.Before(oldest.start)) {
+			oldest = r
+		}
+	}
+	if oldest != nil {
+		delete(p.reading, oldest)
+		close(oldest.evicted)
+	}
+	p.mu.Unlock()
+	if oldest != nil {
+		oldest.cancel()
+	}
+}
+
+// acquire takes n bytes (n <= cap), waiting until they are free, deadline
+// passes, or self (the caller's request, may be nil) is evicted. While it
+// waits, it evicts the oldest incomplete request every pressureDelay. A
+// nil pool grants everything.
+func (p *memPool) acquire(n int64, deadline time.Time, self *reading) error {
 	if p == nil || n <= 0 {
 		return nil
 	}
@@ -130,21 +181,42 @@ func (p *memPool) acquire(n int64, deadline time.Time) error {
 	p.mu.Unlock()
 	t := time.NewTimer(time.Until(deadline))
 	defer t.Stop()
-	select {
-	case <-w.ready:
-		return nil
-	case <-t.C:
+	pressure := time.NewTicker(pressureDelay)
+	defer pressure.Stop()
+	var evicted <-chan struct{}
+	if self != nil {
+		evicted = self.evicted
+	}
+	err := errPoolWait
+wait:
+	for {
+		select {
+		case <-w.ready:
+			return nil
+		case <-t.C:
+			break wait
+		case <-evicted:
+			err = errEvicted
+			break wait
+		case now := <-pressure.C:
+			p.evictOldest(self, now.Add(-pressureDelay))
+		}
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	select {
-	case <-w.ready: // granted while the timer fired
+	case <-w.ready: // granted meanwhile
+		if err == errEvicted {
+			p.used -= n
+			p.grantLocked()
+			return err
+		}
 		return nil
 	default:
 	}
 	p.waiters.Remove(e)
 	p.grantLocked() // the head may have changed
-	return errPoolWait
+	return err
 }
 
 // release returns n bytes taken by acquire.
@@ -242,7 +314,7 @@ func (r *rateLimited) log(logger *slog.Logger, level slog.Level, msg string, arg
 	if d := r.dropped.Swap(0); d > 0 {
 		args = append(args, "similar_lines_dropped", d)
 	}
-	logger.Log(nil, level, msg, args...)
+	logger.Log(context.Background(), level, msg, args...)
 }
 
 // refuse closes a connection the broker will not serve with a reset (linger

@@ -32,7 +32,8 @@ func (s *Server) handleMetadata(ctx context.Context, req *kmsg.MetadataRequest) 
 	resp := req.ResponseKind().(*kmsg.MetadataResponse)
 	img := s.store.Image()
 	for _, b := range img.LiveBrokers() {
-		resp.Brokers = append(resp.Brokers, kmsg.MetadataResponseBroker{NodeID: b.ID, Host: b.Host, Port: b.Port, Rack: b.Rack})
+		host, port := advertisedFor(ctx, b)
+		resp.Brokers = append(resp.Brokers, kmsg.MetadataResponseBroker{NodeID: b.ID, Host: host, Port: port, Rack: b.Rack})
 	}
 	resp.ClusterID = &img.ClusterID
 	resp.ControllerID = controllerFor(img)
@@ -197,7 +198,8 @@ func (s *Server) handleDescribeCluster(ctx context.Context, req *kmsg.DescribeCl
 		return resp
 	}
 	for _, b := range img.LiveBrokers() {
-		resp.Brokers = append(resp.Brokers, kmsg.DescribeClusterResponseBroker{NodeID: b.ID, Host: b.Host, Port: b.Port, Rack: b.Rack})
+		host, port := advertisedFor(ctx, b)
+		resp.Brokers = append(resp.Brokers, kmsg.DescribeClusterResponseBroker{NodeID: b.ID, Host: host, Port: port, Rack: b.Rack})
 	}
 	return resp
 }

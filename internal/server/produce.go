@@ -16,11 +16,8 @@ import (
 	"strand/internal/metrics"
 	"strand/internal/record"
 	"strand/internal/replica"
+	"strand/internal/txn/coordinator"
 )
-
-// errTransactionsUnsupported rejects transactional produce until the
-// transaction coordinator exists.
-var errTransactionsUnsupported = errors.New("transactional produce is not supported yet")
 
 // handleProduce appends every partition's records in request order, then
 // returns a continuation that waits and builds the response: for acks=1 until
@@ -58,7 +55,7 @@ func (s *Server) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) fu
 				out.ErrorCode = kerr.InvalidRequiredAcks.Code
 				continue
 			}
-			if rt.Topic == group.Topic {
+			if rt.Topic == group.Topic || rt.Topic == coordinator.Topic {
 				// Only the group coordinator writes to its internal topic.
 				out.ErrorCode = kerr.InvalidTopicException.Code
 				out.ErrorMessage = kmsg.StringPtr("cannot append to internal topic " + rt.Topic)
@@ -178,9 +175,6 @@ func produceErrorCode(err error) int16 {
 // expensive part), and appends them; nothing is appended if one batch is
 // refused.
 func (s *Server) appendRecords(p *replica.Partition, records []byte, transactional bool, now time.Time, acks int16, rules *produceRules) (replica.AppendResult, error) {
-	if transactional {
-		return replica.AppendResult{}, errTransactionsUnsupported
-	}
 	if len(records) == 0 {
 		return replica.AppendResult{}, record.ErrInvalid
 	}

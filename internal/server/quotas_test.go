@@ -20,7 +20,7 @@ import (
 // throttles its user (throttle_time_ms > 0, the measured rate near the
 // quota) and no one else.
 func TestProduceQuota(t *testing.T) {
-	n := startNode(t, [2]string{"quota.window.num", "3"}, [2]string{"quota.window.size.seconds", "1"},
+	n := startSASLNode(t, [2]string{"quota.window.num", "3"}, [2]string{"quota.window.size.seconds", "1"},
 		[2]string{"auto.create.topics.enable", "false"})
 	admin := n.client()
 	createTopic(t, admin, "q", 1, nil)
@@ -144,7 +144,7 @@ func TestFetchQuota(t *testing.T) {
 // controller_mutation_rate are refused with THROTTLING_QUOTA_EXCEEDED and
 // the response is throttled.
 func TestControllerMutationQuota(t *testing.T) {
-	n := startNode(t, [2]string{"quota.window.num", "3"}, [2]string{"quota.window.size.seconds", "1"})
+	n := startSASLNode(t, [2]string{"quota.window.num", "3"}, [2]string{"quota.window.size.seconds", "1"})
 	res, err := kadm.NewClient(n.client()).AlterClientQuotas(ctx(t), []kadm.AlterClientQuotaEntry{{
 		Entity: kadm.ClientQuotaEntity{{Type: "user", Name: kmsg.StringPtr("carol")}},
 		Ops:    []kadm.AlterClientQuotaOp{{Key: "controller_mutation_rate", Value: 2}},
@@ -189,7 +189,7 @@ func TestControllerMutationQuota(t *testing.T) {
 // TestRequestPercentageQuota: a client over its request_percentage (time
 // its requests take on the broker) is throttled; others are not.
 func TestRequestPercentageQuota(t *testing.T) {
-	n := startNode(t, [2]string{"quota.window.num", "3"}, [2]string{"quota.window.size.seconds", "1"})
+	n := startSASLNode(t, [2]string{"quota.window.num", "3"}, [2]string{"quota.window.size.seconds", "1"})
 	res, err := kadm.NewClient(n.client()).AlterClientQuotas(ctx(t), []kadm.AlterClientQuotaEntry{{
 		Entity: kadm.ClientQuotaEntity{{Type: "user", Name: kmsg.StringPtr("dave")}},
 		Ops:    []kadm.AlterClientQuotaOp{{Key: "request_percentage", Value: 0.5}},

@@ -26,6 +26,7 @@ import (
 	"strand/internal/controller"
 	"strand/internal/metadata"
 	"strand/internal/replica"
+	"strand/internal/security"
 	"strand/internal/txn"
 )
 
@@ -40,9 +41,10 @@ type Server struct {
 	store metadata.Store   // ctrl, as the metadata store
 	parts *replica.Manager
 
-	applyMu  sync.Mutex      // guards latest, caughtUp; serialises partition manager updates
+	applyMu  sync.Mutex      // guards latest, caughtUp, applyErr; serialises partition manager updates
 	latest   *metadata.Image // the newest image seen
 	caughtUp bool            // the node registered, so images are current
+	applyErr error           // the last Apply's error: some partition failed to open (retried)
 
 	dynMu  sync.Mutex      // guards dynImg, dynCfg
 	dynImg *metadata.Image // the image dynCfg was layered for
@@ -51,11 +53,13 @@ type Server struct {
 	sec    *serverSecurity // authorizer and quotas (authz.go)
 
 	groups    *groupCoordinator // consumer group coordinator (groups.go)
+	txns      *txnCoordinator   // transaction coordinator (txn.go)
+	txnMu     sync.Mutex        // serialises the creation of __transaction_state
 	offsetsMu sync.Mutex        // serialises the creation of __consumer_offsets
 
 	listeners []net.Listener
 	exempt    []bool         // per listener: its connections do not count against max.connections
-	wg        sync.WaitGroup // accept loops and background goroutines
+	wg        sync.WaitGroup // background goroutines
 
 	// Connections (conn.go) and their bounds (limits.go).
 	limits      *connLimits
@@ -71,12 +75,17 @@ type Server struct {
 	conns       map[*conn]struct{}
 
 	// Rate-limited log lines of the connection layer.
-	acceptLog, refusedLog, overLimitLog, connErrLog rateLimited
+	acceptLog, refusedLog, overLimitLog, connErrLog, applyRetryLog rateLimited
+
+	opts options // from New (options.go)
+	// interDial connects to other brokers' inter-broker listeners with that
+	// listener's TLS/SASL (nil: plain TCP); set once by secureReplication.
+	interDial security.Dialer
 }
 
 // New opens the node's data directory (taking an exclusive lock on it), loads
 // metadata and every hosted partition, running crash recovery where needed.
-func New(cfg *config.Broker, logger *slog.Logger) (*Server, error) {
+func New(cfg *config.Broker, logger *slog.Logger, opts ...Option) (*Server, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
@@ -93,6 +102,9 @@ func New(cfg *config.Broker, logger *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("data dir %s is in use by another process: %w", dir, err)
 	}
 	s := &Server{cfg: cfg, logger: logger, dir: dir, lock: lock}
+	for _, o := range opts {
+		o(&s.opts)
+	}
 	if err := s.initConns(); err != nil {
 		lock.Close()
 		return nil, err
@@ -113,10 +125,18 @@ func (s *Server) open() error {
 	s.ctrl, s.store = node, node
 	s.pids = txn.NewIDAllocator(node.AllocateProducerIDs)
 	s.parts = replica.NewManager(s.dir, s.cfg, node, s.logger)
+	if err := s.secureReplication(); err != nil {
+		return err
+	}
+	// A leader's lease (internal/replica/lease.go); a quorum of one in
+	// process has no other broker to hand leadership to.
 	if isBroker, _ := s.cfg.Roles(); isBroker {
-		s.parts.SetLease(node.LastHeartbeat, time.Duration(s.cfg.Int("broker.session.timeout.ms"))*time.Millisecond)
+		if voters, _ := s.cfg.Voters(); len(voters) > 0 {
+			s.parts.SetLease(node.LastHeartbeat, time.Duration(s.cfg.Int("broker.session.timeout.ms"))*time.Millisecond)
+		}
 	}
 	s.openGroups()
+	s.openTxns()
 	node.OnChange(s.applyImage)
 	return nil
 }
@@ -134,10 +154,44 @@ func (s *Server) applyImage(img *metadata.Image) {
 		return
 	}
 	s.parts.SetBrokerConfig(s.dynFor(img))
-	if err := s.parts.Apply(img); err != nil {
-		s.logger.Error("applying metadata to partitions", "err", err)
+	s.applyErr = s.parts.Apply(img)
+	if s.applyErr != nil {
+		s.logger.Error("applying metadata to partitions", "err", s.applyErr)
 	}
 	s.groups.observe(img)
+	s.txns.observe(img)
+}
+
+// retryFailedApply applies the latest image again while the last Apply
+// failed (a partition did not open, for example because its recovery could
+// not write on a full disk): the partition manager retries such partitions
+// only on an Apply, and no new image may come for a long time. The first
+// retry comes after interval, then the wait doubles up to 32 times it (a
+// partition that keeps failing is not rescanned every few seconds). It
+// returns when ctx ends.
+func (s *Server) retryFailedApply(ctx context.Context, interval time.Duration) {
+	wait := interval
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		s.applyMu.Lock()
+		if s.caughtUp && s.applyErr != nil && s.latest != nil {
+			s.applyErr = s.parts.Apply(s.latest)
+			if s.applyErr == nil {
+				s.logger.Info("partitions that failed to open are open now")
+			} else {
+				wait = min(2*wait, 32*interval)
+				s.applyRetryLog.log(s.logger, slog.LevelError, "partitions still fail to open; retrying", "err", s.applyErr, "retry_in", wait)
+			}
+		}
+		if s.applyErr == nil {
+			wait = interval
+		}
+		s.applyMu.Unlock()
+	}
 }
 
 // catchUp applies the latest image after registration proved it current,
@@ -149,11 +203,13 @@ func (s *Server) catchUp() {
 	s.caughtUp = true
 	img := s.latest
 	s.parts.SetBrokerConfig(s.dynFor(img))
-	if err := s.parts.Apply(img); err != nil {
-		s.logger.Error("applying metadata to partitions", "err", err)
+	s.applyErr = s.parts.Apply(img)
+	if s.applyErr != nil {
+		s.logger.Error("applying metadata to partitions", "err", s.applyErr)
 	}
 	s.parts.RemoveStrays(img)
 	s.groups.observe(img)
+	s.txns.observe(img)
 	s.applyMu.Unlock()
 	s.logger.Info("loaded partitions", "partitions", len(s.parts.All()), "took", time.Since(start).Round(time.Millisecond))
 }
@@ -193,7 +249,13 @@ func (s *Server) openController() (*controller.Node, error) {
 		Unclean: func(t *metadata.Topic) bool {
 			return s.dyn().TopicConfig(t.Configs).Bool("unclean.leader.election.enable")
 		},
-		Logger: s.logger,
+		Logger:    s.logger,
+		Bootstrap: s.opts.bootstrap,
+	}
+	if len(voters) > 0 {
+		if err := s.secureController(&cfg); err != nil {
+			return nil, err
+		}
 	}
 	if len(voters) == 0 && !s.cfg.IsSet("controller.quorum.election.timeout.ms") {
 		cfg.ElectionTimeout = 100 * time.Millisecond // a quorum of one elects itself at once
@@ -206,7 +268,7 @@ func (s *Server) openController() (*controller.Node, error) {
 		if err != nil {
 			return nil, fmt.Errorf("process.roles includes broker: %w", err)
 		}
-		b := &metadata.Broker{Host: client.Host, Port: client.Port}
+		b := &metadata.Broker{Host: client.Host, Port: client.Port, Listeners: advertisedListeners(s.cfg)}
 		if inter != client {
 			b.ReplicaAddr = inter.Addr()
 		}
@@ -227,6 +289,13 @@ func (s *Server) Listen() error {
 	}
 	for _, l := range ls {
 		ln, err := net.Listen("tcp", l.Addr())
+		if err == nil {
+			var sln net.Listener
+			if sln, err = s.secure(l, ln); err != nil {
+				ln.Close()
+			}
+			ln = sln
+		}
 		if err != nil {
 			for _, o := range s.listeners {
 				o.Close()
@@ -238,7 +307,7 @@ func (s *Server) Listen() error {
 		// its own) is not subject to max.connections, so replication goes on
 		// when clients exhaust it.
 		s.exempt = append(s.exempt, len(ls) > 1 && l.Name == s.cfg.String("inter.broker.listener.name"))
-		s.logger.Info("listening", "listener", l.Name, "addr", ln.Addr().String())
+		s.logger.Info("listening", "listener", l.Name, "security_protocol", l.Protocol, "addr", ln.Addr().String())
 	}
 	return nil
 }
@@ -280,6 +349,11 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
+		s.retryFailedApply(bg, 5*time.Second)
+	}()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
 		s.parts.RunLease(ctx)
 	}()
 	if s.cfg.Bool("log.cleaner.enable") {
@@ -300,10 +374,11 @@ func (s *Server) Serve(ctx context.Context) error {
 			s.catchUp()
 		}
 	}
+	var accepting sync.WaitGroup
 	for i, ln := range s.listeners {
-		s.wg.Add(1)
+		accepting.Add(1)
 		go func() {
-			defer s.wg.Done()
+			defer accepting.Done()
 			s.acceptLoop(ln, s.exempt[i])
 		}()
 	}
@@ -312,6 +387,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	for _, ln := range s.listeners {
 		ln.Close()
 	}
+	accepting.Wait() // no connection is added after this
 	if isBroker, _ := s.cfg.Roles(); isBroker && s.cfg.Bool("controlled.shutdown.enable") {
 		start := time.Now()
 		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -368,7 +444,7 @@ func (s *Server) initConns() error {
 	s.idleTimeout = time.Duration(s.cfg.Int("connections.max.idle.ms")) * time.Millisecond
 	s.connCtx, s.connCancel = context.WithCancel(context.Background())
 	s.conns = map[*conn]struct{}{}
-	for _, r := range []*rateLimited{&s.acceptLog, &s.refusedLog, &s.overLimitLog, &s.connErrLog} {
+	for _, r := range []*rateLimited{&s.acceptLog, &s.refusedLog, &s.overLimitLog, &s.connErrLog, &s.applyRetryLog} {
 		r.every = 10 * time.Second
 	}
 	return nil
@@ -392,6 +468,7 @@ func (s *Server) closeState() error {
 		}
 	}
 	s.groups.close()
+	s.txns.close()
 	if s.parts != nil {
 		err = s.parts.Close()
 	}

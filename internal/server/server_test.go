@@ -22,12 +22,14 @@ import (
 
 // node is an in-process server on a loopback port.
 type node struct {
-	t      *testing.T
-	dir    string
-	addr   string
-	sets   [][2]string
-	cancel context.CancelFunc
-	done   chan error
+	t    *testing.T
+	dir  string
+	addr string
+	sets [][2]string
+	// saslAddr is the SASL_PLAINTEXT listener of startSASLNode's nodes.
+	saslAddr string
+	cancel   context.CancelFunc
+	done     chan error
 }
 
 func freeAddr(t *testing.T) string {

@@ -36,6 +36,7 @@ type nodeConfig struct {
 	dataDir  string
 	ctrlAddr string // CONTROLLER listener, "" for none
 	http     bool   // serve http.listener on a free port (WithHTTP); off otherwise
+	wantRepl bool   // WithReplicationListener: a REPLICATION listener on a free loopback port
 
 	// Set by StartNetCluster (netns.go); zero values keep the defaults.
 	addr     string   // PLAINTEXT listener instead of a free loopback port
@@ -65,6 +66,13 @@ func WithArgs(args ...string) Option {
 // so that nodes on one host never compete for the default port.
 func WithHTTP() Option {
 	return func(c *nodeConfig) { c.http = true }
+}
+
+// WithReplicationListener adds a REPLICATION listener on a free loopback
+// port (its protocol, e.g. SASL_SSL, set with listener.security.protocol.map;
+// make it the inter-broker listener with inter.broker.listener.name).
+func WithReplicationListener() Option {
+	return func(c *nodeConfig) { c.wantRepl = true }
 }
 
 // WithLogLevel sets `--log-level` (debug, info, warn, error). Default info.
@@ -142,6 +150,9 @@ func NewNode(t testing.TB, opts ...Option) *Node {
 	cfg := nodeConfig{nodeID: 1, logLevel: "info"}
 	for _, o := range opts {
 		o(&cfg)
+	}
+	if cfg.wantRepl && cfg.replAddr == "" {
+		cfg.replAddr = freeAddr(t)
 	}
 	n := &Node{bin: cfg.bin, cfg: cfg, addr: cfg.addr, dataDir: cfg.dataDir}
 	if n.bin == "" {
@@ -246,10 +257,21 @@ func (n *Node) Restart(t testing.TB) {
 			t.Errorf("testcluster: restart: %v", err)
 		}
 	}
-	n.start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), StartTimeout)
 	defer cancel()
-	if err := n.WaitReady(ctx); err != nil {
+	// The node keeps its addresses across restarts (clients and voters know
+	// them); if another process took one meanwhile, wait and try again.
+	for attempt := 1; ; attempt++ {
+		n.start(t)
+		err := n.WaitReady(ctx)
+		if err == nil {
+			return
+		}
+		if lost, _ := n.lostPortRace(); lost && attempt < 5 && ctx.Err() == nil {
+			t.Logf("testcluster: node %d: a listen address is taken, restarting again", n.cfg.nodeID)
+			time.Sleep(500 * time.Millisecond)
+			continue
+		}
 		t.Fatalf("testcluster: node %d not ready after restart: %v\n%s", n.cfg.nodeID, err, n.LogTail(40))
 	}
 }
@@ -332,6 +354,9 @@ func (n *Node) Addr() string { return n.addr }
 
 // HTTPAddr returns the node's http.listener host:port ("" without WithHTTP).
 func (n *Node) HTTPAddr() string { return n.httpAddr }
+
+// ReplicationAddr returns the REPLICATION listener's address ("" for none).
+func (n *Node) ReplicationAddr() string { return n.cfg.replAddr }
 
 // ID returns the node id.
 func (n *Node) ID() int32 { return n.cfg.nodeID }

@@ -55,3 +55,15 @@ func BuildPlainBinary(t testing.TB) string {
 func WithBinary(bin string) Option {
 	return func(c *nodeConfig) { c.bin = bin }
 }
+
+// ForNode applies opts to the node with id only (for StartCluster, whose
+// options apply to every node), e.g. to give one node its own data dir.
+func ForNode(id int32, opts ...Option) Option {
+	return func(c *nodeConfig) {
+		if c.nodeID == id {
+			for _, o := range opts {
+				o(c)
+			}
+		}
+	}
+}

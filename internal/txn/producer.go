@@ -101,6 +101,10 @@ func (s *State) Check(h record.Header) (*Duplicate, error) {
 		return nil, nil
 	}
 	e, ok := s.producers[h.ProducerID]
+	if ok && h.BaseSequence < 0 && h.ProducerEpoch >= e.epoch {
+		// A coordinator's transactional write (no sequence): epoch check only.
+		return nil, nil
+	}
 	if !ok {
 		// Unknown producer (new, or its state expired): accept any sequence.
 		return nil, nil
@@ -131,10 +135,21 @@ func (s *State) Check(h record.Header) (*Duplicate, error) {
 // Update records an appended batch h (with its assigned offsets). It is also
 // used to rebuild the table by replaying a log's batch headers at startup.
 func (s *State) Update(h record.Header) {
-	if !h.HasProducerID() || h.IsControl() {
+	if !h.HasProducerID() {
 		return
 	}
 	e, ok := s.producers[h.ProducerID]
+	if h.IsControl() || h.BaseSequence < 0 {
+		// A transaction marker (or a coordinator's write without sequence)
+		// carries the producer's newest epoch: it fences older epochs, and
+		// the next epoch's batches start a new sequence.
+		if ok && h.ProducerEpoch > e.epoch {
+			e.epoch, e.batches = h.ProducerEpoch, nil
+		} else if !ok && h.IsControl() {
+			s.producers[h.ProducerID] = &producerEntry{epoch: h.ProducerEpoch}
+		}
+		return
+	}
 	if !ok || h.ProducerEpoch > e.epoch {
 		e = &producerEntry{epoch: h.ProducerEpoch}
 		s.producers[h.ProducerID] = e

@@ -22,7 +22,7 @@ import (
 //	count times, ordered by producer id:
 //	  producerID int64
 //	  epoch      int16
-//	  nbatches   uint8   1..MaxCachedBatches
+//	  nbatches   uint8   0..MaxCachedBatches (0: fenced by a marker, no batch of its epoch yet)
 //	  nbatches times, oldest first:
 //	    firstSeq, lastSeq        int32
 //	    firstOffset, lastOffset  int64
@@ -108,7 +108,7 @@ func DecodeSnapshot(b []byte) (*State, int64, error) {
 		e := &producerEntry{epoch: int16(binary.BigEndian.Uint16(rest[8:]))}
 		n := int(rest[10])
 		rest = rest[snapshotEntryHead:]
-		if id <= prev || id < 0 || n < 1 || n > MaxCachedBatches || len(rest) < n*snapshotBatchSize {
+		if id <= prev || id < 0 || n > MaxCachedBatches || len(rest) < n*snapshotBatchSize {
 			return nil, 0, fmt.Errorf("%w: producer %d (id %d, epoch %d, %d batches)", ErrBadSnapshot, i, id, e.epoch, n)
 		}
 		prev = id

@@ -82,6 +82,15 @@ type Options struct {
 	// fault does not run (Report.Fault says so).
 	Fault   func(ctx context.Context) error
 	FaultAt time.Duration
+
+	// ClientOpts are added to every client the run makes (e.g. TLS and SASL
+	// for a secured listener).
+	ClientOpts []kgo.Opt
+
+	// Transactions runs the transactional verification (txn.go) instead,
+	// with Txn's producers.
+	Transactions bool
+	Txn          TxnOptions
 }
 
 // DefaultOptions returns the options `strand verify` uses without flags.
@@ -129,6 +138,22 @@ func (r Report) FaultFailed() bool { return strings.HasPrefix(r.Fault, "failed")
 func Main(ctx context.Context, args []string, stdout io.Writer) error {
 	o, asJSON, err := parseFlags(args, stdout)
 	if err != nil {
+		return err
+	}
+	if o.Transactions {
+		if !asJSON {
+			_, err := RunTransactions(ctx, o, o.Txn, stdout)
+			return err
+		}
+		c, err := RunTransactions(ctx, o, o.Txn, io.Discard)
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if jerr := enc.Encode(struct {
+			TxnCounts
+			Pass bool `json:"pass"`
+		}{c, err == nil}); jerr != nil {
+			return fmt.Errorf("write report: %w", jerr)
+		}
 		return err
 	}
 	rep, err := Run(ctx, o)
@@ -180,6 +205,10 @@ func parseFlags(args []string, out io.Writer) (Options, bool, error) {
 	fs.DurationVar(&o.FaultAt, "fault-at", o.FaultAt, "when --fault-cmd runs, from the start of the produce phase")
 	fs.DurationVar(&o.AfterFault, "after-fault", o.AfterFault, "keep producing at least this long after --fault-cmd returned, even past --duration (0: stop at --duration)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
+	fs.BoolVar(&o.Transactions, "transactions", false, "verify transactions: transactional producers, some transactions aborted, read back with read_committed")
+	fs.IntVar(&o.Txn.Producers, "producers", 4, "with --transactions: transactional producers")
+	fs.IntVar(&o.Txn.TxnMaxRecords, "txn-max-records", 20, "with --transactions: records per transaction, uniform in [1, this]")
+	fs.Float64Var(&o.Txn.AbortRatio, "abort-ratio", 0.2, "with --transactions: fraction of transactions aborted on purpose")
 	if err := fs.Parse(args); err != nil {
 		return o, false, err
 	}
@@ -310,7 +339,7 @@ func Run(ctx context.Context, o Options) (rep Report, err error) {
 
 // ensureTopic creates o.Topic unless it exists and returns its partitions.
 func ensureTopic(ctx context.Context, o Options) (partitions []int32, created bool, err error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(o.Brokers...))
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(o.Brokers...)}, o.ClientOpts...)...)
 	if err != nil {
 		return nil, false, fmt.Errorf("admin client: %w", err)
 	}
@@ -435,7 +464,7 @@ func produce(ctx context.Context, o Options, partitions []int32) ([]Sent, produc
 	if o.MetadataMinAge > 0 {
 		opts = append(opts, kgo.MetadataMinAge(o.MetadataMinAge))
 	}
-	cl, err := kgo.NewClient(opts...)
+	cl, err := kgo.NewClient(append(opts, o.ClientOpts...)...)
 	if err != nil {
 		return nil, res, fmt.Errorf("producer: %w", err)
 	}
@@ -567,9 +596,9 @@ produce:
 	}
 	// Wait for outstanding acknowledgements, then give up on the rest:
 	// they stay Unknown. Flush returns once every promise has run.
-	dctx, cancel := context.WithTimeout(ctx, o.DrainTimeout)
-	_ = cl.Flush(dctx)
-	cancel()
+	drainCtx, cancelDrain := context.WithTimeout(ctx, o.DrainTimeout)
+	_ = cl.Flush(drainCtx)
+	cancelDrain()
 	statuses, recovery, firstErr := tr.close()
 	res.recovery = recovery
 	cancelRecs()
@@ -593,7 +622,7 @@ produce:
 func readBack(ctx context.Context, o Options, partitions []int32, ch *Checker) error {
 	ctx, cancel := context.WithTimeout(ctx, o.ReadTimeout)
 	defer cancel()
-	admCl, err := kgo.NewClient(kgo.SeedBrokers(o.Brokers...))
+	admCl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(o.Brokers...)}, o.ClientOpts...)...)
 	if err != nil {
 		return fmt.Errorf("admin client: %w", err)
 	}
@@ -612,8 +641,8 @@ func readBack(ctx context.Context, o Options, partitions []int32, ch *Checker) e
 	for _, p := range partitions {
 		offs[p] = kgo.NewOffset().AtStart()
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(o.Brokers...), kgo.FetchMaxWait(500*time.Millisecond),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{o.Topic: offs}))
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(o.Brokers...), kgo.FetchMaxWait(500 * time.Millisecond),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{o.Topic: offs})}, o.ClientOpts...)...)
 	if err != nil {
 		return fmt.Errorf("consumer: %w", err)
 	}

@@ -136,6 +136,15 @@ func TestFullDisk(t *testing.T) {
 		t.Fatalf("full: read %d records with the disk full, want the %d acknowledged", len(recs), acked)
 	}
 
+	// A metadata change with the disk full (the metadata log is on it too).
+	cctx, ccancel := context.WithTimeout(ctx, 10*time.Second)
+	_, cerr := adm.CreateTopic(cctx, 1, 1, nil, "while-full")
+	ccancel()
+	t.Logf("creating a topic with the disk full: err=%v", cerr) // either outcome is fine; the node must stay up
+	if !n.Running() {
+		t.Fatalf("node exited with the disk full:\n%s", n.LogTail(40))
+	}
+
 	// Free the space: produce succeeds again, without a restart.
 	if err := os.Remove(ballast); err != nil {
 		t.Fatal(err)
@@ -160,6 +169,12 @@ func TestFullDisk(t *testing.T) {
 		acked++
 	}
 
+	// Metadata changes work again.
+	createTopic(ctx, t, adm, "after-full", 1, nil)
+	if code, msg := rawProduce(ctx, t, cl, "after-full", value); code != 0 {
+		t.Fatalf("produce to a topic created after recovery: %v %s", kerr.ErrorForCode(code), msg)
+	}
+
 	// A clean restart finds every acknowledged record, offsets dense.
 	if err := n.Stop(); err != nil {
 		t.Fatal(err)
@@ -170,8 +185,64 @@ func TestFullDisk(t *testing.T) {
 	if len(recs) != acked {
 		t.Fatalf("full: %d records after restart, want the %d acknowledged", len(recs), acked)
 	}
-	if log := n.LogTail(200); bytes.Contains([]byte(log), []byte("corrupt")) {
+
+	// kill -9 with the disk full again, and start on the full disk: once
+	// space is freed, without another restart, every acknowledged record is
+	// there, offsets dense (registration and the opening of partitions whose
+	// recovery must write wait for space, and are retried).
+	if err := syscall.Statfs(mnt, &fs); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(ballast, make([]byte, int64(fs.Bavail)*fs.Bsize-1<<20), 0o644); err != nil {
+		t.Fatalf("write ballast: %v", err)
+	}
+	before := acked
+	for ; acked < before+200; acked++ {
+		if code, msg := rawProduce(ctx, t, cl, "full", value); code != 0 {
+			if code != kerr.KafkaStorageError.Code {
+				t.Fatalf("produce to a full disk: %v %s", kerr.ErrorForCode(code), msg)
+			}
+			break
+		}
+	}
+	for small = 0; small < 5000; small++ {
+		if code, _ := rawProduce(ctx, t, cl, "full", value[:100]); code != 0 {
+			break
+		}
+		acked++
+	}
+	if code, msg := rawProduce(ctx, t, cl, "full", bytes.Repeat([]byte("r"), 120<<10)); code != kerr.KafkaStorageError.Code {
+		t.Fatalf("produce rolling a segment on a full disk: error %v (%s), want KAFKA_STORAGE_ERROR", kerr.ErrorForCode(code), msg)
+	}
+	n.Kill()
+	logBefore, _ := os.ReadFile(n.LogPath())
+	n.Start(t)
+	// Wait until the node, starting on the full disk, has run into it
+	// (its metadata log or a partition's recovery could not write).
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		log, _ := os.ReadFile(n.LogPath())
+		if len(log) > len(logBefore) && bytes.Contains(log[len(logBefore):], []byte("no space left on device")) {
+			break
+		}
+		if time.Now().After(deadline) || !n.Running() {
+			t.Fatalf("node started on a full disk: no write failed within 30 s (running %v):\n%s", n.Running(), n.LogTail(30))
+		}
+	}
+	if err := os.Remove(ballast); err != nil {
+		t.Fatal(err)
+	}
+	freed = time.Now()
+	recs = consumeAll(ctx, t, n, "full", 60*time.Second)[0]
+	t.Logf("started on a full disk after kill -9: every record readable %v after space was freed, without a restart", time.Since(freed).Round(time.Millisecond))
+	checkDense(t, "full", 0, recs)
+	if len(recs) != acked {
+		t.Fatalf("full: %d records after kill -9 on a full disk, want the %d acknowledged", len(recs), acked)
+	}
+	if log := n.LogTail(300); bytes.Contains([]byte(log), []byte("corrupt")) {
 		t.Fatalf("restart after a full disk found corruption:\n%s", log)
+	}
+	if code, msg := rawProduce(ctx, t, cl, "full", value); code != 0 {
+		t.Fatalf("produce after the crash on a full disk: %v %s", kerr.ErrorForCode(code), msg)
 	}
 }
 

@@ -20,6 +20,9 @@ import (
 type Broker struct {
 	Addr string // client listener, host:port
 	Dir  string // log.dirs
+	// Sets are more broker properties, applied after log.dirs and
+	// listeners (so they may replace the listeners, keeping Addr's).
+	Sets [][2]string
 
 	mu     sync.Mutex // guards cancel and done
 	cancel context.CancelFunc
@@ -29,14 +32,25 @@ type Broker struct {
 // Start runs a broker on a free loopback port with a fresh data directory
 // for the test's lifetime (stopped cleanly at the end, an unclean stop fails
 // the test).
-func Start(t testing.TB) *Broker {
+func Start(t testing.TB) *Broker { return StartOn(t, FreeAddr(t)) }
+
+// FreeAddr returns a loopback host:port free at the time of the call.
+func FreeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &Broker{Addr: ln.Addr().String(), Dir: t.TempDir()}
-	ln.Close()
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// StartOn is Start with the PLAINTEXT listener on addr (from FreeAddr) and
+// more broker properties (Broker.Sets): a caller adding listeners sets
+// listeners to "PLAINTEXT://"+addr+",SASL_SSL://"+FreeAddr(t), and so on.
+func StartOn(t testing.TB, addr string, sets ...[2]string) *Broker {
+	t.Helper()
+	b := &Broker{Addr: addr, Dir: t.TempDir(), Sets: sets}
 	if err := b.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +64,7 @@ func Start(t testing.TB) *Broker {
 
 // Start runs the (stopped) broker again; it may be called from any goroutine.
 func (b *Broker) Start() error {
-	cfg, err := config.Load("", [][2]string{{"log.dirs", b.Dir}, {"listeners", "PLAINTEXT://" + b.Addr}})
+	cfg, err := config.Load("", append([][2]string{{"log.dirs", b.Dir}, {"listeners", "PLAINTEXT://" + b.Addr}}, b.Sets...))
 	if err != nil {
 		return err
 	}
