@@ -7,6 +7,10 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -66,10 +70,10 @@ func TestRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkReport(t, rep, 2000)
-	if !rep.TopicCreated || rep.Partitions != 3 {
+	if !rep.TopicCreated || rep.Partitions != 3 || rep.CreateSeconds <= 0 {
 		t.Errorf("topic created %v partitions %d, want created with 3", rep.TopicCreated, rep.Partitions)
 	}
-	if d := rep.Disk; d == nil || d.SyncMBps <= 0 || d.SmallOpsPerSec <= 0 || d.SyncBytes != 4<<20 {
+	if d := rep.Disk; d == nil || d.SyncMBps <= 0 || d.DatasyncMBps <= 0 || d.SmallOpsPerSec <= 0 || d.SyncBytes != 4<<20 {
 		t.Errorf("disk report %+v", d)
 	}
 	if !rep.Produce.Idempotent || rep.Produce.Acks != "all" {
@@ -129,7 +133,8 @@ func TestMainText(t *testing.T) {
 	if err := Main(testCtx(t), args, &out); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"produce: 300 records, ", "latency ms p50 ", "(acks=0, not idempotent, compression=none, producers=1", "consume: 300 records, "} {
+	for _, want := range []string{"produce: 300 records, ", "latency ms p50 ", "(acks=0, not idempotent, linger=5ms, batch-bytes=16384, compression=none, partitioner=sticky, producers=1",
+		"settings: acks=0 not idempotent, linger=5ms, batch-bytes=16384", "p99.9 ", "consume: 300 records, "} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output %q lacks %q", out.String(), want)
 		}
@@ -148,6 +153,10 @@ func TestMainBadFlags(t *testing.T) {
 		{"--producers=0"},
 		{"--brokers="},
 		{"--linger=-1s"},
+		{"--batch-bytes=0"},
+		{"--partitioner=murmur"},
+		{"--partitions=1,0"},
+		{"--broker-pid=-3"},
 		{"--no-such-flag"},
 		{"extra-arg"},
 	} {
@@ -175,9 +184,92 @@ func TestPct(t *testing.T) {
 	for i := 1; i <= 100; i++ {
 		d = append(d, time.Duration(i)*time.Millisecond)
 	}
-	for q, want := range map[float64]float64{0.5: 50, 0.95: 95, 0.99: 99, 1: 100} {
+	for q, want := range map[float64]float64{0.5: 50, 0.95: 95, 0.99: 99, 0.999: 100, 1: 100} {
 		if got := pct(d, q); got != want {
 			t.Errorf("pct(%v) = %v, want %v", q, got, want)
 		}
+	}
+}
+
+// TestMainSweepJSON sweeps two partition counts with large batches and
+// round-robin partitioning: one report per count, each on its own topic of
+// that many partitions, as a JSON list; the broker CPU is read from /proc
+// (the broker runs in this process).
+func TestMainSweepJSON(t *testing.T) {
+	addr := servertest.Start(t).Addr
+	var out bytes.Buffer
+	args := []string{"--brokers", addr, "--topic", "sweep", "--partitions", "1,4", "--records", "800", "--record-size", "200",
+		"--batch-bytes", "1000000", "--linger", "0s", "--partitioner", "round-robin", "--skip-fsync", "--json",
+		"--broker-pid", strconv.Itoa(os.Getpid())}
+	if err := Main(testCtx(t), args, &out); err != nil {
+		t.Fatal(err)
+	}
+	var reps []Report
+	if err := json.Unmarshal(out.Bytes(), &reps); err != nil {
+		t.Fatalf("decode %q: %v", out.String(), err)
+	}
+	if len(reps) != 2 {
+		t.Fatalf("%d reports, want 2", len(reps))
+	}
+	for i, want := range []int{1, 4} {
+		r := reps[i]
+		checkReport(t, r, 800)
+		if r.Partitions != want || r.Topic != "sweep-p"+strconv.Itoa(want) {
+			t.Errorf("report %d: topic %s with %d partitions, want sweep-p%d with %d", i, r.Topic, r.Partitions, want, want)
+		}
+		p := r.Produce
+		if p.BatchBytes != 1000000 || p.Partitioner != "round-robin" || p.LingerMs != 0 {
+			t.Errorf("report %d: settings %+v", i, p)
+		}
+		if c := p.BrokerCPU; c == nil || c.Seconds < 0 || !strings.HasPrefix(c.Source, "/proc/") {
+			t.Errorf("report %d: broker cpu %+v, want a reading from /proc", i, c)
+		}
+	}
+}
+
+// TestConsumeOnly fills a kept topic, then reads it whole without producing.
+func TestConsumeOnly(t *testing.T) {
+	addr := servertest.Start(t).Addr
+	o := DefaultOptions()
+	o.Brokers, o.Topic, o.Records, o.RecordSize, o.Partitions = []string{addr}, "bench-fill", 900, 100, 3
+	o.Keep, o.SkipFsync, o.MetricsURL = true, true, "off"
+	if _, err := Run(testCtx(t), o); err != nil {
+		t.Fatal(err)
+	}
+	o.ConsumeOnly, o.Records = true, 1 // Records is ignored: the whole topic is read
+	rep, err := Run(testCtx(t), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := rep.Consume; c.Records != 900 || c.Bytes != 900*100 || c.MBps <= 0 || rep.Produce.Records != 0 || rep.Partitions != 3 {
+		t.Errorf("consume-only report %+v", rep)
+	}
+	o.Topic = "bench-empty"
+	if _, err := Run(testCtx(t), o); err == nil {
+		t.Error("consume-only of a missing topic succeeded")
+	}
+}
+
+func TestParseProcStat(t *testing.T) {
+	// Fields 14 and 15 (utime, stime) are 250 and 50 ticks; the command
+	// name holds a space and a parenthesis.
+	stat := "4242 (strand (x) y) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 12 0 100 1000 200"
+	got, err := parseProcStat(stat)
+	if err != nil || got != 3 {
+		t.Errorf("parseProcStat = %v, %v; want 3 s", got, err)
+	}
+	if _, err := parseProcStat("4242 (x) S 1 2"); err == nil {
+		t.Error("short stat parsed")
+	}
+}
+
+func TestMetricsCPU(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		io.WriteString(w, "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total 12.5\ngo_goroutines 7\n")
+	}))
+	defer srv.Close()
+	got, err := metricsCPU(srv.URL).read(testCtx(t))
+	if err != nil || got != 12.5 {
+		t.Errorf("metricsCPU = %v, %v; want 12.5", got, err)
 	}
 }

@@ -9,8 +9,9 @@ import (
 )
 
 const (
-	syncBlockSize       = 1 << 20 // bytes per write in the bandwidth test
-	smallWriteSize      = 4 << 10 // bytes per write in the ops/s test
+	syncBlockSize       = 1 << 20  // bytes per write in the bandwidth test
+	smallWriteSize      = 4 << 10  // bytes per write in the ops/s test
+	datasyncBlockSize   = 64 << 10 // bytes per append in the fdatasync bandwidth test
 	defaultFsyncBytes   = 64 << 20
 	defaultFsyncOpsTime = 2 * time.Second
 	// smallWriteWrap bounds the file the ops/s test writes: once this many
@@ -33,6 +34,10 @@ type DiskReport struct {
 	SmallOps        int64   `json:"small_ops"`         // write+sync operations completed in the ops/s test
 	SmallSeconds    float64 `json:"small_seconds"`     // wall time of the ops/s test
 	SmallOpsPerSec  float64 `json:"small_ops_per_sec"` // SmallOps / SmallSeconds
+	// DatasyncMBps is appending DatasyncBlockBytes then fdatasync(2), as
+	// fio --fdatasync: the reference the issue compares a produce run to.
+	DatasyncBlockBytes int     `json:"datasync_block_bytes"`
+	DatasyncMBps       float64 `json:"datasync_mb_per_sec"`
 }
 
 // measureDisk runs the disk phase in a temporary file under dir, which it
@@ -57,7 +62,7 @@ func measureDisk(ctx context.Context, dir string, total int64, opsTime time.Dura
 			err = fmt.Errorf("disk: clean up %s: %w", f.Name(), cerr)
 		}
 	}()
-	rep = &DiskReport{Dir: dir, SyncBlockBytes: syncBlockSize, SmallWriteBytes: smallWriteSize}
+	rep = &DiskReport{Dir: dir, SyncBlockBytes: syncBlockSize, SmallWriteBytes: smallWriteSize, DatasyncBlockBytes: datasyncBlockSize}
 
 	block := make([]byte, syncBlockSize)
 	fillRandom(block)
@@ -76,6 +81,25 @@ func measureDisk(ctx context.Context, dir string, total int64, opsTime time.Dura
 	}
 	rep.SyncSeconds = time.Since(start).Seconds()
 	rep.SyncMBps = rate(float64(rep.SyncBytes)/1e6, rep.SyncSeconds)
+
+	if err := f.Truncate(0); err != nil {
+		return nil, fmt.Errorf("disk: truncate %s: %w", f.Name(), err)
+	}
+	var written int64
+	start = time.Now()
+	for written < total {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("disk: %w", err)
+		}
+		if _, err := f.WriteAt(block[:datasyncBlockSize], written); err != nil {
+			return nil, fmt.Errorf("disk: write %s: %w", f.Name(), err)
+		}
+		if err := datasync(f); err != nil {
+			return nil, fmt.Errorf("disk: fdatasync %s: %w", f.Name(), err)
+		}
+		written += datasyncBlockSize
+	}
+	rep.DatasyncMBps = rate(float64(written)/1e6, time.Since(start).Seconds())
 
 	// The small-write test starts from an empty file so its first pass
 	// appends, as a log does.

@@ -40,17 +40,22 @@ func produce(ctx context.Context, o Options, acks kgo.Acks, codec kgo.Compressio
 	rep := ProduceReport{
 		Acks: o.Acks, Idempotent: o.Idempotent, Compression: o.Compression,
 		LingerMs: float64(o.Linger) / float64(time.Millisecond), Producers: o.Producers, InFlight: o.InFlight,
+		BatchBytes: o.BatchBytes, Partitioner: o.Partitioner,
 	}
 	values := makeValues(o.RecordSize, o.Records, o.Compression != "none")
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(o.Brokers...), kgo.DefaultProduceTopic(o.Topic), kgo.RequiredAcks(acks),
 		kgo.ProducerBatchCompression(codec), kgo.ProducerLinger(o.Linger),
+		kgo.ProducerBatchMaxBytes(int32(o.BatchBytes)),
 		// The promise runs before the client unbuffers its record: leave
 		// headroom so Produce itself never blocks and skews latency.
 		kgo.MaxBufferedRecords(2*o.InFlight + 16),
 	}
 	if !o.Idempotent {
 		opts = append(opts, kgo.DisableIdempotentWrite())
+	}
+	if o.Partitioner == "round-robin" {
+		opts = append(opts, kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
 	}
 	secOpts, err := o.Security.KgoOpts()
 	if err != nil {
@@ -89,7 +94,7 @@ func produce(ctx context.Context, o Options, acks kgo.Acks, codec kgo.Compressio
 	rep.MBps = rate(float64(rep.Bytes)/1e6, rep.Seconds)
 	rep.RecordsPerSec = rate(float64(rep.Records), rep.Seconds)
 	slices.Sort(lat)
-	rep.Latency = LatencyReport{P50: pct(lat, 0.50), P95: pct(lat, 0.95), P99: pct(lat, 0.99), Max: pct(lat, 1)}
+	rep.Latency = LatencyReport{P50: pct(lat, 0.50), P95: pct(lat, 0.95), P99: pct(lat, 0.99), P999: pct(lat, 0.999), Max: pct(lat, 1)}
 	if err := errors.Join(flushErrs...); err != nil {
 		return rep, fmt.Errorf("produce: %w", err)
 	}

@@ -187,7 +187,7 @@ func (l *Log) appendLocked(records []byte, batches [][]byte, now time.Time) (App
 	if err := l.epochsAppended(info.Headers); err != nil {
 		return AppendInfo{}, err
 	}
-	if l.cfg.FlushMessages > 1 && l.leo-l.flushed >= l.cfg.FlushMessages {
+	if l.cfg.FlushMessages > 1 && l.leo-l.flushed >= l.cfg.FlushMessages || l.parked.Load() && l.cfg.timedFlush() {
 		l.kickFlusher()
 	}
 	return info, nil

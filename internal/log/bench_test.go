@@ -1,6 +1,8 @@
 package log
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
 
 	"strand/internal/record"
@@ -52,4 +54,32 @@ func BenchmarkAppendSync(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(l.fsyncs.Load())/float64(b.N), "fsyncs/op")
+}
+
+// BenchmarkSegmentSync appends 16 KiB to a growing file and makes it durable
+// with fsync (File.Sync) and with datasync (fdatasync on Linux), as a
+// segment append under flush.messages=1 does.
+func BenchmarkSegmentSync(b *testing.B) {
+	buf := make([]byte, 16<<10)
+	for _, m := range []struct {
+		name string
+		sync func(*os.File) error
+	}{{"fsync", (*os.File).Sync}, {"fdatasync", datasync}} {
+		b.Run(m.name, func(b *testing.B) {
+			f, err := os.Create(filepath.Join(b.TempDir(), "seg"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer f.Close()
+			b.SetBytes(int64(len(buf)))
+			for b.Loop() {
+				if _, err := f.Write(buf); err != nil {
+					b.Fatal(err)
+				}
+				if err := m.sync(f); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

@@ -3,6 +3,7 @@ package log
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -104,8 +105,9 @@ func (l *Log) flushLocked() error {
 	l.mu.Lock()
 	l.flushed = max(l.flushed, target)
 	l.lastFlush = time.Now()
+	needCkpt = needCkpt && target > l.checkpointed
 	l.mu.Unlock()
-	if needCkpt && target > l.checkpointed {
+	if needCkpt {
 		if err := writeCheckpoint(l.dir, recoveryPointFile, target); err != nil {
 			if !errors.Is(err, syscall.ENOSPC) {
 				l.fail(err)
@@ -118,7 +120,9 @@ func (l *Log) flushLocked() error {
 			l.logger.Warn("recovery point not written: no space left", "err", err)
 			return nil
 		}
-		l.checkpointed = target // guarded by flushMu
+		l.mu.Lock()
+		l.checkpointed = target
+		l.mu.Unlock()
 	}
 	return nil
 }
@@ -145,25 +149,38 @@ func (l *Log) kickFlusher() {
 // backgroundFlusher fsyncs rolled segments (then writes the recovery
 // point), after FlushMessages unflushed messages when FlushMessages > 1, and
 // when data has been unflushed for FlushMs.
+//
+// While nothing can become due by time (see flushPending) it parks: its
+// ticker stops and it waits for a kick (a roll, flush.messages reached, or
+// with flush.messages > 1 or a finite flush.ms any append to a parked log),
+// so thousands of idle partitions cost no timer wake-ups. No wake-up is
+// lost: it sets parked before checking once more for work (under mu), and
+// an append publishes its data under mu before reading parked.
 func (l *Log) backgroundFlusher() {
 	defer close(l.done)
 	t := time.NewTicker(backgroundTick)
 	defer t.Stop()
 	for {
+		tick := t.C
+		if !l.flushPending() {
+			l.parked.Store(true)
+			if l.flushPending() {
+				l.parked.Store(false)
+			} else {
+				t.Stop()
+				tick = nil
+			}
+		}
 		select {
 		case <-l.stop:
 			return
 		case <-l.kick:
-		case <-t.C:
+		case <-tick:
 		}
-		l.mu.RLock()
-		cfg, unflushed := l.cfg, l.leo-l.flushed
-		due := l.needCkpt ||
-			(cfg.FlushMessages > 1 && unflushed >= cfg.FlushMessages) ||
-			(unflushed > 0 && time.Since(l.lastFlush).Milliseconds() >= cfg.FlushMs)
-		ok := l.usable() == nil
-		l.mu.RUnlock()
-		if due && ok {
+		if l.parked.Swap(false) {
+			t.Reset(backgroundTick)
+		}
+		if l.flushDue() {
 			l.flushMu.Lock()
 			if err := l.flushLocked(); err != nil && !errors.Is(err, ErrClosed) {
 				l.logger.Error("background flush failed", "err", err)
@@ -173,10 +190,48 @@ func (l *Log) backgroundFlusher() {
 	}
 }
 
+// flushPending reports whether the background flusher must keep ticking: a
+// recovery point to write (data above the last one), or unflushed data
+// that flush.messages > 1 or a finite flush.ms will make due. Unflushed
+// data under flush.messages=1 and no flush.ms is fsynced by WaitFlushed
+// (acks=0 data waits for the next one, a roll or Close), as before parking.
+func (l *Log) flushPending() bool {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.needCkpt && l.leo > l.checkpointed || l.leo > l.flushed && l.cfg.timedFlush()
+}
+
+// timedFlush reports whether the background flusher flushes data by count
+// or age (flush.messages > 1 or a finite flush.ms).
+func (c Config) timedFlush() bool {
+	return c.FlushMessages > 1 || c.FlushMs < math.MaxInt64
+}
+
+// flushDue reports whether the background flusher has work: a recovery
+// point to write, or unflushed data past flush.messages or flush.ms. A
+// pending checkpoint waits for data above the last one: a new, empty log
+// must not fsync every tick until its first record (1000 empty partitions
+// made 10,000 idle fsyncs a second).
+func (l *Log) flushDue() bool {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	cfg, unflushed := l.cfg, l.leo-l.flushed
+	due := (l.needCkpt && l.leo > l.checkpointed) ||
+		(cfg.FlushMessages > 1 && unflushed >= cfg.FlushMessages) ||
+		(unflushed > 0 && time.Since(l.lastFlush).Milliseconds() >= cfg.FlushMs)
+	return due && l.usable() == nil
+}
+
 // Close fsyncs all data and indexes, writes the recovery point and log
 // start offset checkpoints and the clean-shutdown marker, and closes the
 // files. Calling it again returns nil.
-func (l *Log) Close() error {
+func (l *Log) Close() error { return l.close(true) }
+
+// close closes the log; durable does what Close promises, without it the
+// files are only closed (for a log about to be deleted: its data, indexes
+// and checkpoints need not reach the disk, so deleting a topic of thousands
+// of partitions costs no fsyncs per partition).
+func (l *Log) close(durable bool) error {
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
@@ -194,7 +249,7 @@ func (l *Log) Close() error {
 	}
 	l.closed = true
 	var err error
-	if l.failed == nil {
+	if l.failed == nil && durable {
 		for _, s := range l.segs {
 			s.seal()
 			err = errors.Join(err, s.persistIndexes(), s.syncLog(), s.syncIndexes())
@@ -229,9 +284,10 @@ func writeMarker(dir string) error {
 	return syncDir(dir)
 }
 
-// Delete closes the log and removes its directory.
+// Delete closes the log (without fsyncs: it is being removed) and removes
+// its directory.
 func (l *Log) Delete() error {
-	cerr := l.Close()
+	cerr := l.close(false)
 	// A compaction in progress fails once the log is closed; wait for it to
 	// remove its temporary files so that they do not race RemoveAll.
 	l.cleanMu.Lock()
@@ -244,9 +300,12 @@ func (l *Log) Delete() error {
 
 // Retire closes the log and renames its directory to newDir (on the same
 // file system), fsyncing the parent: the caller removes newDir later (in the
-// background). A compaction in progress is waited for first.
+// background). A compaction in progress is waited for first. The log's
+// files are not fsynced: it is being deleted (after a crash before the
+// rename is durable the directory is still under its old name, and the
+// partition it held is gone from the metadata: a stray, removed at start).
 func (l *Log) Retire(newDir string) error {
-	cerr := l.Close()
+	cerr := l.close(false)
 	l.cleanMu.Lock()
 	defer l.cleanMu.Unlock()
 	if err := os.Rename(l.dir, newDir); err != nil {

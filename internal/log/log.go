@@ -148,6 +148,7 @@ type Log struct {
 	fsyncs   atomic.Int64 // number of flush passes that fsynced a log file
 	stopOnce sync.Once
 	kick     chan struct{}
+	parked   atomic.Bool // the background flusher waits for a kick, its ticker stopped (see backgroundFlusher)
 	stop     chan struct{}
 	done     chan struct{}
 }

@@ -556,3 +556,56 @@ func TestStrayFilesAndDelete(t *testing.T) {
 		t.Fatalf("append after delete: %v", err)
 	}
 }
+
+// TestEmptyLogIdle: a new log owes a first recovery point, but while it is
+// empty the background flusher has nothing to do (it used to fsync an
+// empty segment every tick); after data arrives and is flushed the
+// checkpoint is written and nothing is due.
+func TestEmptyLogIdle(t *testing.T) {
+	dir := t.TempDir()
+	l := openT(t, dir, DefaultConfig())
+	if l.flushDue() {
+		t.Fatal("an empty new log is due for a flush")
+	}
+	appendN(t, l, 1, 1)
+	if err := l.WaitFlushed(l.LogEndOffset()); err != nil {
+		t.Fatal(err)
+	}
+	if l.flushDue() {
+		t.Error("flush due after WaitFlushed")
+	}
+	if _, err := os.Stat(filepath.Join(dir, recoveryPointFile)); err != nil {
+		t.Errorf("recovery point after the first flush: %v", err)
+	}
+}
+
+// TestIdleFlusherParks: the background flusher of a log with nothing to
+// flush parks (no ticker). With flush.ms set an append wakes it and it
+// flushes on its own (no WaitFlushed), writing the first recovery point,
+// then parks again.
+func TestIdleFlusherParks(t *testing.T) {
+	dir := t.TempDir()
+	cfg := DefaultConfig()
+	cfg.FlushMs = 20
+	l := openT(t, dir, cfg)
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	waitFor("the idle flusher to park", l.parked.Load)
+	appendN(t, l, 1, 1)
+	waitFor("the recovery point", func() bool {
+		_, err := os.Stat(filepath.Join(dir, recoveryPointFile))
+		return err == nil
+	})
+	waitFor("the flusher to park again", l.parked.Load)
+	if l.flushPending() || l.flushed != l.LogEndOffset() {
+		t.Errorf("after the background flush: pending %v, flushed %d of %d", l.flushPending(), l.flushed, l.LogEndOffset())
+	}
+}

@@ -166,9 +166,10 @@ func (s *segment) persistIndexes() error {
 	return nil
 }
 
-// syncLog fsyncs the log file.
+// syncLog makes the log file's data durable (fdatasync on Linux: see
+// datasync).
 func (s *segment) syncLog() error {
-	if err := s.log.Sync(); err != nil {
+	if err := datasync(s.log); err != nil {
 		return fmt.Errorf("segment %d: fsync log: %w", s.base, err)
 	}
 	return nil

@@ -374,14 +374,36 @@ func (f *fetcher) fetch(c *brokerConn, items []fetchItem) error {
 			}
 		}
 	}
-	for _, it := range appended {
-		if err := it.p.WaitDurable(it.p.LogEndOffset()); err != nil {
+	// The partitions' fsyncs run concurrently (a fetch of many partitions
+	// waits about one fsync, not one per partition), all before the next
+	// fetch reports the new LEOs.
+	errs := make([]error, len(appended))
+	sem := make(chan struct{}, maxConcurrentFlushes)
+	var wg sync.WaitGroup
+	for i, it := range appended {
+		if len(appended) == 1 {
+			errs[i] = it.p.WaitDurable(it.p.LogEndOffset())
+			break
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			errs[i] = it.p.WaitDurable(it.p.LogEndOffset())
+		})
+	}
+	wg.Wait()
+	for i, it := range appended {
+		if err := errs[i]; err != nil {
 			f.logger.Error("follower flush failed", "topic", it.tp.Topic, "partition", it.tp.Partition, "err", err)
 			f.delay(it, f.cfg.backoff)
 		}
 	}
 	return nil
 }
+
+// maxConcurrentFlushes bounds the fsyncs a follower fetch has in flight
+// (each blocked fsync holds an OS thread).
+const maxConcurrentFlushes = 64
 
 // apply handles one partition of a fetch response and reports whether
 // records were appended.
