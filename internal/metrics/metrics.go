@@ -97,6 +97,11 @@ var (
 		Name: "strand_purgatory_size",
 		Help: "Requests waiting: acks=all produces for replication, fetches in flight (mostly long polls waiting for data) (Kafka DelayedOperationPurgatory PurgatorySize).",
 	}, []string{"operation"})
+	throttleTime = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "strand_request_throttle_time_seconds",
+		Help:    "Throttle time given to clients over a quota, per API (Kafka RequestMetrics ThrottleTimeMs, and the Produce/Fetch/Request throttle-time sensors).",
+		Buckets: latencyBuckets,
+	}, []string{"api"})
 	metadataCommit = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "strand_metadata_commit_time_seconds",
 		Help:    "Time the active controller waited for a metadata record to be committed by the quorum (Kafka QuorumController EventQueueProcessingTimeMs, roughly).",
@@ -132,7 +137,12 @@ func init() {
 var hooks = []prometheus.Collector{
 	messagesIn, bytesIn, bytesOut, replicationBytesOut, allMessagesIn, allBytesIn, allBytesOut,
 	requests, requestErrors, totalTime, localTime, queueTime, remoteTime,
-	fsyncTime, isrShrinks, isrExpands, purgatory, metadataCommit,
+	fsyncTime, isrShrinks, isrExpands, purgatory, metadataCommit, throttleTime,
+}
+
+// Throttled records the throttle time a quota gave a request of API key.
+func Throttled(key int16, d time.Duration) {
+	throttleTime.WithLabelValues(apiName(key)).Observe(d.Seconds())
 }
 
 // Produced counts records and bytes a producer appended to topic.

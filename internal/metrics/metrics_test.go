@@ -10,7 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -140,5 +142,19 @@ func BenchmarkProduced(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		Produced("bench-topic", 10, 1000)
+	}
+}
+
+// TestThrottledObservesPerAPI: a quota's throttle lands in the histogram of
+// the request's API, in seconds.
+func TestThrottledObservesPerAPI(t *testing.T) {
+	Throttled(int16(kmsg.Produce), 250*time.Millisecond)
+	h := throttleTime.WithLabelValues("Produce").(prometheus.Histogram)
+	var m dto.Metric
+	if err := h.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	if m.Histogram.GetSampleCount() < 1 || m.Histogram.GetSampleSum() < 0.25 {
+		t.Fatalf("throttle histogram count %d sum %v", m.Histogram.GetSampleCount(), m.Histogram.GetSampleSum())
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"strand/internal/metadata"
+	"strand/internal/metrics"
 	"strand/internal/protocol"
 	"strand/internal/security"
 )
@@ -124,6 +125,7 @@ func (s *Server) enforceQuotas(ctx context.Context, req *protocol.Request, resp 
 	}
 	setThrottle(resp, throttle)
 	muteFor(ctx, throttle)
+	metrics.Throttled(req.Key, throttle)
 }
 
 // capFetch caps a consumer's fetch at what its consumer_byte_rate allows in
