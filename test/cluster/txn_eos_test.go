@@ -115,11 +115,30 @@ func TestGroupTransactSessionKill9(t *testing.T) {
 		t.Fatal(err)
 	}
 	lo.Each(func(o kadm.ListedOffset) { ends[o.Partition] = o.Offset })
+	var fetchErr error // groupCommitted's last error, for the failure message
 	groupCommitted := func() int64 {
 		cctx, ccancel := context.WithTimeout(ctx, 3*time.Second)
 		defer ccancel()
-		offs, err := adm.FetchOffsets(cctx, group)
+		// A fresh client per look: a client's cached group coordinator
+		// may be the killed node, redialled until the context ends.
+		var seeds []string
+		for _, n := range c.Nodes {
+			if n.Running() {
+				seeds = append(seeds, n.Addr())
+			}
+		}
+		cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
 		if err != nil {
+			fetchErr = err
+			return -1
+		}
+		defer cl.Close()
+		offs, err := kadm.NewClient(cl).FetchOffsets(cctx, group)
+		if err == nil {
+			err = offs.Error()
+		}
+		if err != nil {
+			fetchErr = err
 			return -1
 		}
 		var sum int64
@@ -138,7 +157,8 @@ func TestGroupTransactSessionKill9(t *testing.T) {
 			}
 			return nil
 		}); err != nil {
-			t.Fatalf("%s: %v", what, err)
+			t.Fatalf("%s: %v (last OffsetFetch error: %v; transactions committed %d, aborted %d; session restarts %d)",
+				what, err, fetchErr, committedTxns.Load(), abortedTxns.Load(), restarts.Load())
 		}
 	}
 
