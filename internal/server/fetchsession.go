@@ -10,6 +10,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"strand/internal/metadata"
 )
 
 // Fetch sessions (KIP-227): a consumer or follower of many partitions sends
@@ -80,11 +82,65 @@ func (s *Server) fetchWithSession(ctx context.Context, req *kmsg.FetchRequest) k
 		return fail
 	}
 	incremental := req.SessionEpoch > 0
+	var refused []kmsg.FetchResponseTopic
+	if incremental {
+		refused = s.reauthorizeSession(ctx, req)
+	}
 	resp := s.handleFetch(ctx, req)
 	if fr, ok := resp.(*kmsg.FetchResponse); ok && sess != nil {
 		sess.finish(fr, incremental)
+		fr.Topics = append(fr.Topics, refused...)
 	}
 	return resp
+}
+
+// reauthorizeSession checks the partitions an incremental fetch took from
+// its session, as Kafka authorizes every partition of every fetch: the
+// request's own were checked by authorizeFetch, but an ACL may have been
+// removed since the others joined. It drops the refused topics from req and
+// returns them answered with TOPIC_AUTHORIZATION_FAILED.
+func (s *Server) reauthorizeSession(ctx context.Context, req *kmsg.FetchRequest) []kmsg.FetchResponseTopic {
+	if s.sec.authz == nil || len(req.Topics) == 0 {
+		return nil
+	}
+	var denied map[string]bool
+	if req.ReplicaID >= 0 {
+		if !s.allowedCluster(ctx, metadata.OpClusterAction) {
+			denied = map[string]bool{}
+			for _, rt := range req.Topics {
+				denied[rt.Topic] = true
+			}
+		}
+	} else {
+		names := make([]string, 0, len(req.Topics))
+		for _, rt := range req.Topics {
+			names = append(names, rt.Topic)
+		}
+		denied = s.deniedTopics(ctx, metadata.OpRead, names...)
+	}
+	if len(denied) == 0 {
+		return nil
+	}
+	var refused []kmsg.FetchResponseTopic
+	kept := req.Topics[:0]
+	for _, rt := range req.Topics {
+		if !denied[rt.Topic] {
+			kept = append(kept, rt)
+			continue
+		}
+		out := kmsg.NewFetchResponseTopic()
+		out.Topic = rt.Topic
+		for _, rp := range rt.Partitions {
+			p := kmsg.NewFetchResponseTopicPartition()
+			p.Partition, p.ErrorCode = rp.Partition, errTopicAuth
+			p.HighWatermark, p.LastStableOffset, p.LogStartOffset, p.PreferredReadReplica = -1, -1, -1, -1
+			p.RecordBatches = []byte{} // never null (see fetchOnce)
+			out.Partitions = append(out.Partitions, p)
+		}
+		refused = append(refused, out)
+	}
+	req.Topics = kept
+	return refused
 }
 
 func fetchError(req *kmsg.FetchRequest, code int16) *kmsg.FetchResponse {

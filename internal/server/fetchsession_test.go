@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -200,5 +201,64 @@ func TestFetchSessionsRaw(t *testing.T) {
 	}
 	if r = sessionFetch(t, cl, ids[2], 1, "s", nil, nil, nil); code(r) != nil {
 		t.Fatalf("newest session: %v", code(r))
+	}
+}
+
+// TestFetchSessionReauthorizes: a partition that joined a session while
+// its topic was readable is refused in later incremental fetches once an
+// ACL denies it, although the request no longer names it.
+func TestFetchSessionReauthorizes(t *testing.T) {
+	n := startSASLNode(t, authzSets...)
+	admin := n.as("admin")
+	adm := kadm.NewClient(admin)
+	createTopic(t, admin, "open", 1, nil)
+	createTopic(t, admin, "shut", 1, nil)
+	mustACLs(t, adm, kadm.NewACLs().Allow("User:alice").Topics("open", "shut").Operations(kadm.OpRead))
+	alice := n.as("alice")
+	if _, err := kmsg.NewPtrMetadataRequest().RequestWith(ctx(t), alice); err != nil {
+		t.Fatal(err)
+	}
+	req := kmsg.NewPtrFetchRequest()
+	req.ReplicaID, req.MaxBytes, req.SessionEpoch = -1, 1<<20, 0
+	for _, topic := range []string{"open", "shut"} {
+		rt := kmsg.NewFetchRequestTopic()
+		rt.Topic = topic
+		rp := kmsg.NewFetchRequestTopicPartition()
+		rp.PartitionMaxBytes = 1 << 20
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+	}
+	resp, err := alice.Broker(1).Request(ctx(t), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := resp.(*kmsg.FetchResponse)
+	for _, rt := range r.Topics {
+		if rt.Partitions[0].ErrorCode != 0 {
+			t.Fatalf("full fetch %s: %v", rt.Topic, kerr.ErrorForCode(rt.Partitions[0].ErrorCode))
+		}
+	}
+	id := r.SessionID
+	mustACLs(t, adm, kadm.NewACLs().Deny("User:alice").Topics("shut").Operations(kadm.OpRead))
+	deadline := time.Now().Add(10 * time.Second)
+	for epoch := int32(1); ; epoch++ {
+		r = sessionFetch(t, alice, id, epoch, "open", nil, nil, nil)
+		if r.ErrorCode != 0 {
+			t.Fatalf("epoch %d: %v", epoch, kerr.ErrorForCode(r.ErrorCode))
+		}
+		refused := false
+		for _, rt := range r.Topics {
+			if rt.Topic == "open" {
+				t.Fatalf("epoch %d: unchanged partition of open listed", epoch)
+			}
+			refused = rt.Topic == "shut" && rt.Partitions[0].ErrorCode == kerr.TopicAuthorizationFailed.Code
+		}
+		if refused {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("shut still served from the session 10 s after the deny ACL")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
