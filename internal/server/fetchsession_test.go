@@ -3,6 +3,9 @@ package server
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,6 +13,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"strand/internal/config"
 )
 
 // consumeOnce reads topic from the start with a new client until want
@@ -260,5 +265,84 @@ func TestFetchSessionReauthorizes(t *testing.T) {
 			t.Fatalf("shut still served from the session 10 s after the deny ACL")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestFollowerFetchSessions: followers of 3 in-process brokers replicate 30
+// partitions through fetch sessions: acks=all writes with
+// min.insync.replicas=3 succeed, and the leaders serve mostly incremental
+// fetches (no consumer runs, so every fetch is a follower's).
+func TestFollowerFetchSessions(t *testing.T) {
+	var clientAddrs, voters []string
+	ctrlAddrs := map[int]string{}
+	for id := 1; id <= 3; id++ {
+		clientAddrs = append(clientAddrs, freeAddr(t))
+		ctrlAddrs[id] = freeAddr(t)
+		voters = append(voters, fmt.Sprintf("%d@%s", id, ctrlAddrs[id]))
+	}
+	var srvs []*Server
+	for id := 1; id <= 3; id++ {
+		cfg, err := config.Load("", [][2]string{
+			{"node.id", fmt.Sprint(id)}, {"log.dirs", t.TempDir()},
+			{"listeners", "PLAINTEXT://" + clientAddrs[id-1] + ",CONTROLLER://" + ctrlAddrs[id]},
+			{"listener.security.protocol.map", "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"},
+			{"controller.quorum.voters", strings.Join(voters, ",")},
+			{"controller.quorum.election.timeout.ms", "300"},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := srv.Listen(); err != nil {
+			t.Fatal(err)
+		}
+		c, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- srv.Serve(c) }()
+		t.Cleanup(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Error(err)
+			}
+		})
+		srvs = append(srvs, srv)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(clientAddrs...), kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.RecordDeliveryTimeout(30*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	c, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const parts = 30
+	for {
+		if _, err := adm.CreateTopic(c, parts, 3, map[string]*string{"min.insync.replicas": kmsg.StringPtr("3")}, "rep"); err == nil {
+			break
+		} else if c.Err() != nil {
+			t.Fatalf("create topic: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for round := 0; round < 5; round++ {
+		var rs []*kgo.Record
+		for p := 0; p < parts; p += 1 + round {
+			rs = append(rs, &kgo.Record{Topic: "rep", Partition: int32(p), Value: []byte("v")})
+		}
+		if err := cl.ProduceSync(c, rs...).FirstErr(); err != nil {
+			t.Fatalf("round %d: acks=all produce with min.insync.replicas=3: %v", round, err)
+		}
+	}
+	var full, inc int64
+	for _, s := range srvs {
+		full, inc = full+s.fsess.full.Load(), inc+s.fsess.incremental.Load()
+	}
+	t.Logf("leaders served %d full and %d incremental fetches", full, inc)
+	if inc == 0 || full > inc {
+		t.Fatalf("leaders served %d full and %d incremental fetches: want mostly incremental", full, inc)
 	}
 }
