@@ -24,6 +24,7 @@ var connectionDefs = []*Def{
 	// Not a Kafka property (Kafka has no bound on how long a request may take
 	// to arrive). The default is the clients' request.timeout.ms: a client
 	// has given up on a request by then anyway.
+	{Name: "max.incremental.fetch.session.cache.slots", Type: TypeInt, Default: "1000", Doc: "Most fetch sessions (KIP-227) the broker keeps; the least recently used is evicted for a new one. 0 disables sessions (every fetch is a full one).", ReadOnly: true, Valid: atLeast(0)},
 	{Name: "request.read.timeout.ms", Type: TypeLong, Default: "30000", Doc: "A request must arrive whole within this long of its first byte, or the connection is closed (stops clients that send a byte a second).", ReadOnly: true, Valid: atLeast(1)},
 }
 

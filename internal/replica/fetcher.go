@@ -44,6 +44,8 @@ type fetcher struct {
 	mu    sync.Mutex // guards parts and the mutable fields of every fetchPart
 	parts map[TopicPartition]*fetchPart
 	kick  chan struct{} // signalled when parts change
+
+	sess followerSession // the fetch session with the leader (fetchsession.go); run's goroutine only
 }
 
 // fetchPart is one partition's fetch state. A new one is made whenever the
@@ -329,8 +331,9 @@ func (f *fetcher) partitionError(it *fetchItem, code int16, what string) {
 	}
 }
 
-// fetch sends one Fetch (v12, replica id set) for the items and applies the
-// response; partitions that got data are flushed per their flush policy
+// fetch sends one Fetch (v12, replica id set) for the items, through the
+// fetch session with the leader (incremental after the first), and applies
+// the response; partitions that got data are flushed per their flush policy
 // before the next fetch reports the new LEO to the leader, so an acks=all
 // write is as durable on every ISR member as on the leader.
 func (f *fetcher) fetch(c *brokerConn, items []fetchItem) error {
@@ -340,7 +343,6 @@ func (f *fetcher) fetch(c *brokerConn, items []fetchItem) error {
 	req.MaxWaitMillis = int32(f.cfg.maxWait / time.Millisecond)
 	req.MinBytes = 1
 	req.MaxBytes = f.cfg.maxBytes
-	req.SessionID, req.SessionEpoch = 0, -1 // no fetch session
 	byTP := map[TopicPartition]*fetchItem{}
 	topics := map[string]int{}
 	for i := range items {
@@ -357,11 +359,20 @@ func (f *fetcher) fetch(c *brokerConn, items []fetchItem) error {
 		req.Topics[ti].Partitions = append(req.Topics[ti].Partitions, rp)
 		byTP[it.tp] = it
 	}
+	want := f.sess.prepare(req) // incremental when a session is open
 	resp := req.ResponseKind().(*kmsg.FetchResponse)
 	if err := c.roundTrip(req, resp, f.cfg.maxWait+f.cfg.socketTimeout); err != nil {
+		f.sess.reset()
 		return err
 	}
-	if resp.ErrorCode != 0 {
+	switch resp.ErrorCode {
+	case 0:
+		f.sess.done(resp.SessionID, want)
+	case kerr.FetchSessionIDNotFound.Code, kerr.InvalidFetchSessionEpoch.Code:
+		f.sess.reset() // evicted or out of step: the next fetch opens a new session
+		return nil
+	default:
+		f.sess.reset()
 		return fmt.Errorf("fetch: %w", kerr.ErrorForCode(resp.ErrorCode))
 	}
 	var appended []*fetchItem

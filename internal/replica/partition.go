@@ -230,12 +230,19 @@ func (p *Partition) WaitDurable(upTo int64) error {
 // Read returns batches from offset up to the high watermark (see
 // log.Log.Read): what consumers may see.
 func (p *Partition) Read(offset int64, maxBytes int, minOne bool) ([]byte, error) {
-	return p.lg().Read(offset, maxBytes, p.HighWatermark(), minOne)
+	hw := p.HighWatermark()
+	if offset == hw { // caught up: nothing to read, no disk read (HW is always in range)
+		return nil, nil
+	}
+	return p.lg().Read(offset, maxBytes, hw, minOne)
 }
 
 // ReadReplica returns batches from offset up to the log end offset: what a
 // follower fetches.
 func (p *Partition) ReadReplica(offset int64, maxBytes int, minOne bool) ([]byte, error) {
+	if offset == p.LogEndOffset() { // caught up
+		return nil, nil
+	}
 	return p.lg().Read(offset, maxBytes, math.MaxInt64, minOne)
 }
 

@@ -60,7 +60,7 @@ func (s *Server) dispatch(ctx context.Context, req *protocol.Request) func() kms
 	case *kmsg.ProduceRequest:
 		return s.handleProduce(ctx, body)
 	case *kmsg.FetchRequest:
-		return func() kmsg.Response { return s.handleFetch(ctx, body) }
+		return func() kmsg.Response { return s.fetchWithSession(ctx, body) }
 	}
 	if run, ok := s.handleGroup(ctx, req); ok {
 		return run

@@ -16,8 +16,8 @@ import (
 
 // handleFetch reads from every requested partition, long-polling until MinBytes
 // are available, MaxWaitMillis passes, an error is to be reported, or the
-// connection ends. Fetch sessions (KIP-227) are not kept: every response is a
-// full one with session id 0, which clients treat as "no session".
+// connection ends. Fetch sessions (KIP-227) are applied around it
+// (fetchWithSession, fetchsession.go): req lists every partition to read.
 //
 // A fetch with a replica id (>= 0) comes from a follower: every partition
 // must be led here and have that replica; the follower reads up to the log
@@ -29,11 +29,6 @@ import (
 // A consumer's fetch (v11+) may also be served by a follower, and the
 // leader may answer it with a preferred read replica (KIP-392, readreplica.go).
 func (s *Server) handleFetch(ctx context.Context, req *kmsg.FetchRequest) kmsg.Response {
-	if req.SessionID != 0 || req.SessionEpoch > 0 {
-		resp := req.ResponseKind().(*kmsg.FetchResponse)
-		resp.ErrorCode = kerr.FetchSessionIDNotFound.Code
-		return resp
-	}
 	wake := make(chan struct{}, 1)
 	for _, rt := range req.Topics {
 		for _, rp := range rt.Partitions {

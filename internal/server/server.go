@@ -51,6 +51,7 @@ type Server struct {
 	dynCfg *config.Broker  // cfg with dynImg's cluster-wide dynamic configs
 	pids   *txn.IDAllocator
 	sec    *serverSecurity // authorizer and quotas (authz.go)
+	fsess  *fetchSessions  // fetch sessions, KIP-227 (fetchsession.go)
 
 	groups    *groupCoordinator // consumer group coordinator (groups.go)
 	txns      *txnCoordinator   // transaction coordinator (txn.go)
@@ -112,6 +113,7 @@ func New(cfg *config.Broker, logger *slog.Logger, opts ...Option) (*Server, erro
 		return nil, err
 	}
 	s.sec = newServerSecurity(cfg, logger)
+	s.fsess = newFetchSessions(int(cfg.Int("max.incremental.fetch.session.cache.slots")))
 	if err := s.open(); err != nil {
 		s.closeState()
 		return nil, err

@@ -30,6 +30,7 @@ type node struct {
 	saslAddr string
 	cancel   context.CancelFunc
 	done     chan error
+	srv      *Server // the running broker
 }
 
 func freeAddr(t *testing.T) string {
@@ -62,6 +63,7 @@ func (n *node) start() {
 		n.t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	n.srv = srv
 	n.cancel, n.done = cancel, make(chan error, 1)
 	go func() { n.done <- srv.Serve(ctx) }()
 }
