@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"strand/internal/atomicfile"
@@ -174,27 +173,32 @@ type openJob struct {
 // openAll opens the jobs' partitions (claiming their directories), up to
 // num.recovery.threads.per.data.dir at a time, as Kafka loads logs: a
 // broker restarting with many partitions does not open them one by one.
+// The claims of new directories are then synced together (syncClaims)
+// before any partition is handed out; a job whose sync fails gets its log
+// closed and the error.
 func (m *Manager) openAll(jobs []openJob) {
-	workers := max(1, min(int(m.broker.Int("num.recovery.threads.per.data.dir")), len(jobs)))
-	next := make(chan *openJob)
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for j := range next {
-				dir := j.dir
-				if j.err = m.claimDir(dir, j.id); j.err != nil {
-					continue
-				}
-				j.p, j.err = openPartition(dir, j.tp.Topic, j.tp.Partition, m.nodeID, j.lcfg, j.appendTime,
-					m.logger.With("topic", j.tp.Topic, "partition", j.tp.Partition))
-			}
-		}()
-	}
+	workers := int(m.broker.Int("num.recovery.threads.per.data.dir"))
+	unsynced := make([]bool, len(jobs))
+	forEach(len(jobs), workers, func(i int) {
+		j := &jobs[i]
+		if unsynced[i], j.err = m.claimDir(j.dir, j.id); j.err != nil {
+			return
+		}
+		j.p, j.err = openPartition(j.dir, j.tp.Topic, j.tp.Partition, m.nodeID, j.lcfg, j.appendTime,
+			m.logger.With("topic", j.tp.Topic, "partition", j.tp.Partition))
+	})
+	var idx []int
+	var dirs []string
 	for i := range jobs {
-		next <- &jobs[i]
+		if unsynced[i] && jobs[i].err == nil {
+			idx, dirs = append(idx, i), append(dirs, jobs[i].dir)
+		}
 	}
-	close(next)
-	wg.Wait()
+	for k, err := range syncClaims(dirs) {
+		if j := &jobs[idx[k]]; err != nil {
+			j.err = err
+			j.p.lg().Close()
+			j.p = nil
+		}
+	}
 }
