@@ -170,23 +170,39 @@ type openJob struct {
 	err error
 }
 
+// newPartitionWorkers bounds the new partitions openAll creates at once.
+const newPartitionWorkers = 16
+
 // openAll opens the jobs' partitions (claiming their directories), up to
 // num.recovery.threads.per.data.dir at a time, as Kafka loads logs: a
-// broker restarting with many partitions does not open them one by one.
+// broker restarting with many partitions does not open them one by one;
+// new ones newPartitionWorkers at a time.
 // The claims of new directories are then synced together (syncClaims)
 // before any partition is handed out; a job whose sync fails gets its log
 // closed and the error.
 func (m *Manager) openAll(jobs []openJob) {
-	workers := int(m.broker.Int("num.recovery.threads.per.data.dir"))
+	// New partitions (no directory yet) have nothing to recover: their
+	// cost is creating a directory and two files, which waits on the
+	// filesystem journal more than on a CPU, so more of them go at once.
+	var existing, fresh []int
+	for i := range jobs {
+		if _, err := os.Lstat(jobs[i].dir); os.IsNotExist(err) {
+			fresh = append(fresh, i)
+		} else {
+			existing = append(existing, i)
+		}
+	}
 	unsynced := make([]bool, len(jobs))
-	forEach(len(jobs), workers, func(i int) {
+	open := func(i int) {
 		j := &jobs[i]
 		if unsynced[i], j.err = m.claimDir(j.dir, j.id); j.err != nil {
 			return
 		}
 		j.p, j.err = openPartition(j.dir, j.tp.Topic, j.tp.Partition, m.nodeID, j.lcfg, j.appendTime,
 			m.logger.With("topic", j.tp.Topic, "partition", j.tp.Partition))
-	})
+	}
+	forEach(len(existing), int(m.broker.Int("num.recovery.threads.per.data.dir")), func(k int) { open(existing[k]) })
+	forEach(len(fresh), newPartitionWorkers, func(k int) { open(fresh[k]) })
 	var idx []int
 	var dirs []string
 	for i := range jobs {

@@ -282,6 +282,14 @@ func (m *Manager) claimDir(dir string, id metadata.TopicID) (unsynced bool, err 
 	case !os.IsNotExist(err):
 		return false, fmt.Errorf("partition dir %s: %w", dir, err)
 	}
+	if err := os.Mkdir(dir, 0o755); err == nil {
+		// A new directory: nothing to replace, so no temp file and rename
+		// (a torn file is rewritten above, the directory holding no data).
+		if err := os.WriteFile(filepath.Join(dir, idFile), []byte(want), 0o644); err != nil {
+			return false, fmt.Errorf("partition dir %s: %w", dir, err)
+		}
+		return true, nil
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return false, fmt.Errorf("partition dir: %w", err)
 	}
