@@ -7,8 +7,9 @@ import (
 
 // raiseFileLimit raises the soft limit on open files (RLIMIT_NOFILE) to the
 // hard limit and logs both: every hosted partition holds at least one
-// descriptor (its active segment's log file; index files are opened only
-// while written) and every connection one, so a broker with thousands of
+// descriptor (its active segment's log file; index files are opened when
+// first written, so a new or just loaded partition holds only that one)
+// and every connection one, so a broker with thousands of
 // partitions needs far more than the usual soft limit of 1024. The Go
 // runtime already raises it on Linux; doing it here too makes the limit
 // explicit in the log whatever started the process.
