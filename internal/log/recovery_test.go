@@ -449,3 +449,39 @@ func TestLazyIndexFiles(t *testing.T) {
 		t.Fatalf("stale index file kept by a new segment: %v", err)
 	}
 }
+
+// TestSealedSegmentsCloseIndexFiles: once a flush has written and synced a
+// sealed segment's index files, the segment keeps no descriptor for them;
+// the active segment's are opened only when written; a clean reopen loads
+// the indexes from the files.
+func TestSealedSegmentsCloseIndexFiles(t *testing.T) {
+	dir := t.TempDir()
+	cfg := smallConfig()
+	l := openT(t, dir, cfg)
+	appendN(t, l, 60, 100)
+	if err := l.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if len(l.segs) < 3 {
+		t.Fatalf("%d segments, want rolls", len(l.segs))
+	}
+	for _, s := range l.segs[:len(l.segs)-1] {
+		if s.index.f != nil || s.tindex.f != nil {
+			t.Fatalf("sealed segment %d holds index descriptors after a flush", s.base)
+		}
+		if st, err := os.Stat(filepath.Join(dir, segmentName(s.base, indexSuffix))); err != nil || st.Size() != int64(len(s.index.entries))*indexEntrySize {
+			t.Fatalf("segment %d offset index file: %v, %d entries in memory", s.base, err, len(s.index.entries))
+		}
+	}
+	want := readAllRecords(t, l, 0)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l2 := openT(t, dir, cfg)
+	if got := readAllRecords(t, l2, 0); len(got) != len(want) {
+		t.Fatalf("%d records after reopen, want %d", len(got), len(want))
+	}
+	if off, _, err := l2.OffsetForTimestamp(100 + 10*30); err != nil || off != 60 {
+		t.Fatalf("offset for timestamp %d: %d, %v", 100+10*30, off, err)
+	}
+}
