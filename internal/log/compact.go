@@ -466,7 +466,7 @@ func (c *cleaner) cleanGroup(g []segSnap) (err error) {
 			return err
 		}
 	}
-	ns := &segment{base: base, log: files[0], index: &offsetIndex{f: files[1]}, tindex: &timeIndex{f: files[2]},
+	ns := &segment{base: base, log: files[0], index: &offsetIndex{indexFile: indexFile{f: files[1]}}, tindex: &timeIndex{indexFile: indexFile{f: files[2]}},
 		next: base, maxTs: -1, maxTsOffset: -1, firstTs: -1, created: g[0].created}
 	ns.setLimits(c.cfg)
 	w := bufio.NewWriterSize(files[0], 1<<20)

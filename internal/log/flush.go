@@ -106,7 +106,20 @@ func (l *Log) flushLocked() error {
 	l.flushed = max(l.flushed, target)
 	l.lastFlush = time.Now()
 	needCkpt = needCkpt && target > l.checkpointed
+	// The sealed segments' index files are synced: close them, so a log
+	// keeps index descriptors only for its active segment. Every other
+	// index write holds flushMu (held here), and one that comes later
+	// reopens the file and is synced by its own flush.
+	var closeErr error
+	for _, s := range segs[:len(segs)-1] {
+		if !s.dirty {
+			closeErr = errors.Join(closeErr, s.closeIndexes())
+		}
+	}
 	l.mu.Unlock()
+	if closeErr != nil {
+		l.logger.Warn("closing synced index files", "err", closeErr)
+	}
 	if needCkpt {
 		if err := writeCheckpoint(l.dir, recoveryPointFile, target); err != nil {
 			if !errors.Is(err, syscall.ENOSPC) {

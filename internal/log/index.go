@@ -24,7 +24,7 @@ type indexEntry struct {
 // authoritative while the log is open; entries[:persisted] are also in the
 // file. Invariant: rel and pos are both strictly increasing.
 type offsetIndex struct {
-	f          *os.File
+	indexFile
 	entries    []indexEntry
 	persisted  int
 	maxEntries int
@@ -62,10 +62,14 @@ func (x *offsetIndex) persist() error {
 		buf = binary.BigEndian.AppendUint32(buf, e.rel)
 		buf = binary.BigEndian.AppendUint32(buf, e.pos)
 	}
-	if _, err := x.f.WriteAt(buf, int64(x.persisted)*indexEntrySize); err != nil {
+	f, err := x.file()
+	if err != nil {
 		return err
 	}
-	if err := x.f.Truncate(int64(len(x.entries)) * indexEntrySize); err != nil {
+	if _, err := f.WriteAt(buf, int64(x.persisted)*indexEntrySize); err != nil {
+		return err
+	}
+	if err := f.Truncate(int64(len(x.entries)) * indexEntrySize); err != nil {
 		return err
 	}
 	x.persisted = len(x.entries)
@@ -83,7 +87,7 @@ func (x *offsetIndex) reset() {
 // increasing, positions inside the log. The caller checks the last entry
 // against the log.
 func (x *offsetIndex) load(logSize int64) error {
-	b, err := readAll(x.f)
+	b, err := x.read()
 	if err != nil {
 		return err
 	}
@@ -116,7 +120,7 @@ type timeEntry struct {
 // timeIndex is a segment's time index. Invariant: ts strictly increasing,
 // rel non-decreasing. An entry is added only when the max timestamp grows.
 type timeIndex struct {
-	f          *os.File
+	indexFile
 	entries    []timeEntry
 	persisted  int
 	maxEntries int
@@ -164,10 +168,14 @@ func (x *timeIndex) persist() error {
 		buf = binary.BigEndian.AppendUint64(buf, uint64(e.ts))
 		buf = binary.BigEndian.AppendUint32(buf, e.rel)
 	}
-	if _, err := x.f.WriteAt(buf, int64(x.persisted)*timeIndexEntrySize); err != nil {
+	f, err := x.file()
+	if err != nil {
 		return err
 	}
-	if err := x.f.Truncate(int64(len(x.entries)) * timeIndexEntrySize); err != nil {
+	if _, err := f.WriteAt(buf, int64(x.persisted)*timeIndexEntrySize); err != nil {
+		return err
+	}
+	if err := f.Truncate(int64(len(x.entries)) * timeIndexEntrySize); err != nil {
 		return err
 	}
 	x.persisted = len(x.entries)
@@ -178,7 +186,7 @@ func (x *timeIndex) persist() error {
 // timestamps strictly increasing and non-negative, offsets non-decreasing
 // and below maxRel (the segment's next offset minus its base).
 func (x *timeIndex) load(maxRel int64) error {
-	b, err := readAll(x.f)
+	b, err := x.read()
 	if err != nil {
 		return err
 	}
@@ -201,15 +209,71 @@ func (x *timeIndex) load(maxRel int64) error {
 	return nil
 }
 
-// readAll reads a whole file from position 0.
-func readAll(f *os.File) ([]byte, error) {
-	st, err := f.Stat()
+// indexFile is the file of an index, opened lazily: a segment keeps no file
+// descriptor for an index it has only read (a sealed segment loaded at
+// start) and creates the file of a new segment's index only when it first
+// writes it (persist), so that a new partition costs one file (the log) and
+// an idle one one descriptor. A missing index file is rebuilt from the log
+// at the next open (loadIndexes), so creating it late loses nothing.
+// Guarded like the index that holds it (the owning Log's mu; sync and close
+// run under flushMu on a file opened under mu).
+type indexFile struct {
+	path string   // the file's path; empty when f was given (compaction)
+	f    *os.File // open descriptor, nil until written
+}
+
+// file returns the open descriptor, opening (and creating) the file first.
+func (x *indexFile) file() (*os.File, error) {
+	if x.f == nil {
+		f, err := os.OpenFile(x.path, os.O_RDWR|os.O_CREATE, 0o644)
+		if err != nil {
+			return nil, err
+		}
+		x.f = f
+	}
+	return x.f, nil
+}
+
+// read returns the whole content of the file, through the open descriptor
+// if there is one, else without keeping one open.
+func (x *indexFile) read() ([]byte, error) {
+	if x.f == nil {
+		return os.ReadFile(x.path)
+	}
+	st, err := x.f.Stat()
 	if err != nil {
 		return nil, err
 	}
 	b := make([]byte, st.Size())
-	if _, err := f.ReadAt(b, 0); err != nil && err != io.EOF {
+	if _, err := x.f.ReadAt(b, 0); err != nil && err != io.EOF {
 		return nil, err
 	}
 	return b, nil
+}
+
+// sync fsyncs what was written through the descriptor (nothing if none is
+// open: the file was not written since it was last closed after a sync).
+func (x *indexFile) sync() error {
+	if x.f == nil {
+		return nil
+	}
+	return x.f.Sync()
+}
+
+// close closes the descriptor, if open; the next write reopens the file.
+func (x *indexFile) close() error {
+	if x.f == nil {
+		return nil
+	}
+	f := x.f
+	x.f = nil
+	return f.Close()
+}
+
+// name returns the file's path.
+func (x *indexFile) name() string {
+	if x.f != nil {
+		return x.f.Name()
+	}
+	return x.path
 }

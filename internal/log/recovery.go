@@ -171,7 +171,7 @@ func (l *Log) load() error {
 		l.logger.Info("recovered log after unclean shutdown", "recoveryPoint", recoveryPoint, "logEndOffset", l.leo)
 		for i, s := range l.segs {
 			if i < len(scanned) && scanned[i] {
-				if err := errors.Join(s.persistIndexes(), s.syncLog(), s.syncIndexes()); err != nil {
+				if err := errors.Join(s.persistIndexes(), s.syncLog(), s.syncIndexes(), s.closeIndexes()); err != nil {
 					return err
 				}
 			}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"strand/internal/record"
 )
@@ -378,5 +379,109 @@ func TestVerifyRecordsDamage(t *testing.T) {
 	}
 	if got := len(readAllRecords(t, l2, 0)); int64(got) != first {
 		t.Fatalf("%d records after truncation, want %d", got, first)
+	}
+}
+
+// TestLazyIndexFiles: a new log creates only its log file (no index file,
+// no descriptor for one) until an index is written; a clean close writes
+// both index files so the next open loads them without recovery; a crash
+// before that recovers the active segment, and stale index files of an
+// earlier segment at the same base do not survive a new segment.
+func TestLazyIndexFiles(t *testing.T) {
+	dir := t.TempDir()
+	cfg := smallConfig()
+	l := openT(t, dir, cfg)
+	idx := filepath.Join(dir, segmentName(0, indexSuffix))
+	tidx := filepath.Join(dir, segmentName(0, timeIndexSuffix))
+	for _, p := range []string{idx, tidx} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Fatalf("%s exists after opening a new log: %v", p, err)
+		}
+	}
+	if s := l.segs[0]; s.index.f != nil || s.tindex.f != nil {
+		t.Fatal("a new segment holds index descriptors")
+	}
+	appendN(t, l, 3, 100)
+	if err := l.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// Crash: the active segment's index files were never written.
+	l = crashReopen(t, l, dir, cfg)
+	if got := l.LogEndOffset(); got != 6 {
+		t.Fatalf("LEO after crash %d, want 6", got)
+	}
+	if s := l.active(); s.index.f != nil || s.tindex.f != nil {
+		t.Fatal("recovery left index descriptors open")
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{idx, tidx} {
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("index file after a clean close: %v", err)
+		}
+	}
+	var out bytes.Buffer
+	l2, err := Open(dir, cfg, slog.New(slog.NewTextHandler(&out, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l2.Close()
+	if s := out.String(); strings.Contains(s, "recovered log") || strings.Contains(s, "missing") {
+		t.Fatalf("clean reopen recovered: %s", s)
+	}
+	if s := l2.active(); s.index.f != nil || s.tindex.f != nil {
+		t.Fatal("loading indexes left descriptors open")
+	}
+	if got := readAllRecords(t, l2, 0); len(got) != 6 {
+		t.Fatalf("%d records after reopen, want 6", len(got))
+	}
+	// A new segment over stale index files of the same base drops them.
+	if err := os.WriteFile(filepath.Join(dir, segmentName(1000, indexSuffix)), []byte("stale!!!"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, err := openSegment(dir, 1000, cfg, true, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	if _, err := os.Stat(filepath.Join(dir, segmentName(1000, indexSuffix))); !os.IsNotExist(err) {
+		t.Fatalf("stale index file kept by a new segment: %v", err)
+	}
+}
+
+// TestSealedSegmentsCloseIndexFiles: once a flush has written and synced a
+// sealed segment's index files, the segment keeps no descriptor for them;
+// the active segment's are opened only when written; a clean reopen loads
+// the indexes from the files.
+func TestSealedSegmentsCloseIndexFiles(t *testing.T) {
+	dir := t.TempDir()
+	cfg := smallConfig()
+	l := openT(t, dir, cfg)
+	appendN(t, l, 60, 100)
+	if err := l.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if len(l.segs) < 3 {
+		t.Fatalf("%d segments, want rolls", len(l.segs))
+	}
+	for _, s := range l.segs[:len(l.segs)-1] {
+		if s.index.f != nil || s.tindex.f != nil {
+			t.Fatalf("sealed segment %d holds index descriptors after a flush", s.base)
+		}
+		if st, err := os.Stat(filepath.Join(dir, segmentName(s.base, indexSuffix))); err != nil || st.Size() != int64(len(s.index.entries))*indexEntrySize {
+			t.Fatalf("segment %d offset index file: %v, %d entries in memory", s.base, err, len(s.index.entries))
+		}
+	}
+	want := readAllRecords(t, l, 0)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l2 := openT(t, dir, cfg)
+	if got := readAllRecords(t, l2, 0); len(got) != len(want) {
+		t.Fatalf("%d records after reopen, want %d", len(got), len(want))
+	}
+	if off, _, err := l2.OffsetForTimestamp(100 + 10*30); err != nil || off != 60 {
+		t.Fatalf("offset for timestamp %d: %d, %v", 100+10*30, off, err)
 	}
 }

@@ -53,41 +53,46 @@ type segment struct {
 	corrupt     []corruptRegion
 	dirty       bool     // index entries not persisted
 	missing     []string // index file suffixes absent when the segment was opened
+	unwritten   bool     // an index file may not exist yet: the next persist creates it
 }
 
-// openSegment opens (creating if needed) the three files of a segment.
-// With truncate, existing content is discarded.
+// openSegment opens (creating if needed) the log file of a segment; its
+// index files are opened lazily (indexFile). With truncate, existing
+// content is discarded: the log file is truncated and index files left by
+// an earlier segment at the same base are removed.
 func openSegment(dir string, base int64, cfg Config, truncate bool, now time.Time) (*segment, error) {
 	flags := os.O_RDWR | os.O_CREATE
 	if truncate {
 		flags |= os.O_TRUNC
 	}
-	files := make([]*os.File, 0, 3)
 	var missing []string
-	for _, suf := range []string{logSuffix, indexSuffix, timeIndexSuffix} {
-		if _, err := os.Stat(filepath.Join(dir, segmentName(base, suf))); errors.Is(err, os.ErrNotExist) && suf != logSuffix {
+	for _, suf := range []string{indexSuffix, timeIndexSuffix} {
+		p := filepath.Join(dir, segmentName(base, suf))
+		if truncate {
+			if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return nil, fmt.Errorf("segment %d: %w", base, err)
+			}
+			missing = append(missing, suf)
+		} else if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
 			missing = append(missing, suf)
 		}
-		f, err := os.OpenFile(filepath.Join(dir, segmentName(base, suf)), flags, 0o644)
-		if err != nil {
-			for _, f := range files {
-				f.Close()
-			}
-			return nil, fmt.Errorf("segment %d: %w", base, err)
-		}
-		files = append(files, f)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, segmentName(base, logSuffix)), flags, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("segment %d: %w", base, err)
 	}
 	s := &segment{
 		base:        base,
-		log:         files[0],
-		index:       &offsetIndex{f: files[1]},
-		tindex:      &timeIndex{f: files[2]},
+		log:         f,
+		index:       &offsetIndex{indexFile: indexFile{path: filepath.Join(dir, segmentName(base, indexSuffix))}},
+		tindex:      &timeIndex{indexFile: indexFile{path: filepath.Join(dir, segmentName(base, timeIndexSuffix))}},
 		next:        base,
 		maxTs:       -1,
 		maxTsOffset: -1,
 		firstTs:     -1,
 		created:     now,
 		missing:     missing,
+		unwritten:   len(missing) > 0,
 	}
 	s.setLimits(cfg)
 	return s, nil
@@ -153,7 +158,7 @@ func (s *segment) seal() {
 
 // persistIndexes writes in-memory index entries to their files.
 func (s *segment) persistIndexes() error {
-	if !s.dirty {
+	if !s.dirty && !s.unwritten {
 		return nil
 	}
 	if err := s.index.persist(); err != nil {
@@ -162,7 +167,7 @@ func (s *segment) persistIndexes() error {
 	if err := s.tindex.persist(); err != nil {
 		return fmt.Errorf("segment %d: write time index: %w", s.base, err)
 	}
-	s.dirty = false
+	s.dirty, s.unwritten = false, false
 	return nil
 }
 
@@ -177,10 +182,10 @@ func (s *segment) syncLog() error {
 
 // syncIndexes fsyncs the index files.
 func (s *segment) syncIndexes() error {
-	if err := s.index.f.Sync(); err != nil {
+	if err := s.index.sync(); err != nil {
 		return fmt.Errorf("segment %d: fsync offset index: %w", s.base, err)
 	}
-	if err := s.tindex.f.Sync(); err != nil {
+	if err := s.tindex.sync(); err != nil {
 		return fmt.Errorf("segment %d: fsync time index: %w", s.base, err)
 	}
 	return nil
@@ -188,14 +193,20 @@ func (s *segment) syncIndexes() error {
 
 // close closes the segment's files.
 func (s *segment) close() error {
-	return errors.Join(s.log.Close(), s.index.f.Close(), s.tindex.f.Close())
+	return errors.Join(s.log.Close(), s.index.close(), s.tindex.close())
+}
+
+// closeIndexes closes the index files' descriptors after syncIndexes, so a
+// segment that is not written keeps only its log file open.
+func (s *segment) closeIndexes() error {
+	return errors.Join(s.index.close(), s.tindex.close())
 }
 
 // remove closes and deletes the segment's files.
 func (s *segment) remove() error {
 	err := s.close()
-	for _, f := range []*os.File{s.log, s.index.f, s.tindex.f} {
-		if rerr := os.Remove(f.Name()); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+	for _, name := range []string{s.log.Name(), s.index.name(), s.tindex.name()} {
+		if rerr := os.Remove(name); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
 			err = errors.Join(err, rerr)
 		}
 	}

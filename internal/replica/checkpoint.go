@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"strand/internal/atomicfile"
@@ -171,30 +170,51 @@ type openJob struct {
 	err error
 }
 
+// newPartitionWorkers bounds the new partitions openAll creates at once.
+const newPartitionWorkers = 16
+
 // openAll opens the jobs' partitions (claiming their directories), up to
 // num.recovery.threads.per.data.dir at a time, as Kafka loads logs: a
-// broker restarting with many partitions does not open them one by one.
+// broker restarting with many partitions does not open them one by one;
+// new ones newPartitionWorkers at a time.
+// The claims of new directories are then synced together (syncClaims)
+// before any partition is handed out; a job whose sync fails gets its log
+// closed and the error.
 func (m *Manager) openAll(jobs []openJob) {
-	workers := max(1, min(int(m.broker.Int("num.recovery.threads.per.data.dir")), len(jobs)))
-	next := make(chan *openJob)
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for j := range next {
-				dir := j.dir
-				if j.err = m.claimDir(dir, j.id); j.err != nil {
-					continue
-				}
-				j.p, j.err = openPartition(dir, j.tp.Topic, j.tp.Partition, m.nodeID, j.lcfg, j.appendTime,
-					m.logger.With("topic", j.tp.Topic, "partition", j.tp.Partition))
-			}
-		}()
-	}
+	// New partitions (no directory yet) have nothing to recover: their
+	// cost is creating a directory and two files, which waits on the
+	// filesystem journal more than on a CPU, so more of them go at once.
+	var existing, fresh []int
 	for i := range jobs {
-		next <- &jobs[i]
+		if _, err := os.Lstat(jobs[i].dir); os.IsNotExist(err) {
+			fresh = append(fresh, i)
+		} else {
+			existing = append(existing, i)
+		}
 	}
-	close(next)
-	wg.Wait()
+	unsynced := make([]bool, len(jobs))
+	open := func(i int) {
+		j := &jobs[i]
+		if unsynced[i], j.err = m.claimDir(j.dir, j.id); j.err != nil {
+			return
+		}
+		j.p, j.err = openPartition(j.dir, j.tp.Topic, j.tp.Partition, m.nodeID, j.lcfg, j.appendTime,
+			m.logger.With("topic", j.tp.Topic, "partition", j.tp.Partition))
+	}
+	forEach(len(existing), int(m.broker.Int("num.recovery.threads.per.data.dir")), func(k int) { open(existing[k]) })
+	forEach(len(fresh), newPartitionWorkers, func(k int) { open(fresh[k]) })
+	var idx []int
+	var dirs []string
+	for i := range jobs {
+		if unsynced[i] && jobs[i].err == nil {
+			idx, dirs = append(idx, i), append(dirs, jobs[i].dir)
+		}
+	}
+	for k, err := range syncClaims(dirs) {
+		if j := &jobs[idx[k]]; err != nil {
+			j.err = err
+			j.p.lg().Close()
+			j.p = nil
+		}
+	}
 }

@@ -254,28 +254,132 @@ func (m *Manager) syncFetchers(img *metadata.Image) {
 // claimDir makes dir hold the partition of topic id: a directory left by an
 // earlier topic of the same name (deleted while the node was down) is
 // removed (renamed for deletion). A partition.metadata that cannot be read
-// as a topic id fails the claim and leaves the directory alone.
-func (m *Manager) claimDir(dir string, id metadata.TopicID) error {
+// as a topic id fails the claim and leaves the directory alone, unless the
+// directory holds no data (a claim cut short by a crash before its sync).
+//
+// A new claim writes partition.metadata without syncing it and returns
+// unsynced: the caller must syncClaims before the partition takes its
+// first write, so that a directory holding data always has a durable
+// partition.metadata (DESIGN invariant 7: the topic id decides deletion).
+func (m *Manager) claimDir(dir string, id metadata.TopicID) (unsynced bool, err error) {
 	want := idFileContent(id)
 	b, err := os.ReadFile(filepath.Join(dir, idFile))
 	switch {
 	case err == nil && string(b) == want:
-		return nil
+		return false, nil
 	case err == nil:
 		if _, ok := parseIDFile(b); !ok {
-			return fmt.Errorf("partition dir %s: %s is damaged (%q); leaving the directory untouched", dir, idFile, b)
+			if !holdsNoData(dir) {
+				return false, fmt.Errorf("partition dir %s: %s is damaged (%q); leaving the directory untouched", dir, idFile, b)
+			}
+			m.logger.Warn("rewriting the damaged partition.metadata of a directory without data", "dir", dir)
+			break
 		}
 		m.logger.Warn("removing the log of an earlier topic with the same name", "dir", dir, "had", strings.TrimSpace(string(b)))
 		if err := m.renameForDelete(dir); err != nil {
-			return fmt.Errorf("remove stale %s: %w", dir, err)
+			return false, fmt.Errorf("remove stale %s: %w", dir, err)
 		}
 	case !os.IsNotExist(err):
-		return fmt.Errorf("partition dir %s: %w", dir, err)
+		return false, fmt.Errorf("partition dir %s: %w", dir, err)
+	}
+	if err := os.Mkdir(dir, 0o755); err == nil {
+		// A new directory: nothing to replace, so no temp file and rename
+		// (a torn file is rewritten above, the directory holding no data).
+		if err := os.WriteFile(filepath.Join(dir, idFile), []byte(want), 0o644); err != nil {
+			return false, fmt.Errorf("partition dir %s: %w", dir, err)
+		}
+		return true, nil
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("partition dir: %w", err)
+		return false, fmt.Errorf("partition dir: %w", err)
 	}
-	return atomicfile.Write(filepath.Join(dir, idFile), []byte(want))
+	tmp := filepath.Join(dir, idFile+".tmp")
+	if err := os.WriteFile(tmp, []byte(want), 0o644); err != nil {
+		return false, fmt.Errorf("partition dir %s: %w", dir, err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, idFile)); err != nil {
+		return false, fmt.Errorf("partition dir %s: %w", dir, err)
+	}
+	return true, nil
+}
+
+// holdsNoData reports whether dir has no file with content other than
+// partition.metadata (and its temp file): no log data a wrong topic id
+// could attach to the wrong topic.
+func holdsNoData(dir string) bool {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return false
+	}
+	for _, e := range entries {
+		if e.Name() == idFile || e.Name() == idFile+".tmp" {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil || info.IsDir() || info.Size() > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// syncClaims makes the claims of new partition directories durable at
+// once: each directory's partition.metadata and entries, then each parent
+// log dir (the new directories' names), syncClaimParallelism at a time
+// (concurrent fsyncs share journal commits). The returned errors match
+// dirs.
+func syncClaims(dirs []string) []error {
+	errs := make([]error, len(dirs))
+	parents := map[string]bool{}
+	for _, d := range dirs {
+		parents[filepath.Dir(d)] = true
+	}
+	forEach(len(dirs), syncClaimParallelism, func(i int) {
+		f, err := os.Open(filepath.Join(dirs[i], idFile))
+		if err == nil {
+			err = f.Sync()
+			f.Close()
+		}
+		if err == nil {
+			err = atomicfile.SyncDir(dirs[i])
+		}
+		if err != nil {
+			errs[i] = fmt.Errorf("partition dir %s: sync %s: %w", dirs[i], idFile, err)
+		}
+	})
+	for parent := range parents {
+		if err := atomicfile.SyncDir(parent); err != nil {
+			for i, d := range dirs {
+				if filepath.Dir(d) == parent && errs[i] == nil {
+					errs[i] = err
+				}
+			}
+		}
+	}
+	return errs
+}
+
+// syncClaimParallelism bounds the concurrent fsyncs of syncClaims.
+const syncClaimParallelism = 64
+
+// forEach calls fn(i) for every i in [0, n), up to workers at a time.
+func forEach(n, workers int, fn func(i int)) {
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range max(1, min(workers, n)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				fn(i)
+			}
+		}()
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
 }
 
 // dropParallelism bounds the partitions of a deleted topic retired at once

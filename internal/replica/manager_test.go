@@ -2,10 +2,12 @@ package replica
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"maps"
 	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -216,4 +218,41 @@ func newTestManager(t *testing.T, props ...[2]string) (*Manager, *fakeStore) {
 	store.m = m
 	t.Cleanup(func() { m.Close() })
 	return m, store
+}
+
+// TestClaimNewAndTornDirs: Apply claims new partition directories (a
+// complete partition.metadata, no temp file left) and re-claims a
+// directory whose partition.metadata is damaged but which holds no data
+// (a claim cut short by a crash before syncClaims), while a damaged one
+// with data stays untouched (damage_test).
+func TestClaimNewAndTornDirs(t *testing.T) {
+	m, store := newTestManager(t)
+	id := metadata.NewTopicID()
+	torn := filepath.Join(m.dir, "c-1")
+	if err := os.MkdirAll(torn, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, content := range map[string]string{idFile: "", "00000000000000000000.log": ""} {
+		if err := os.WriteFile(filepath.Join(torn, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var parts []metadata.Partition
+	for i := range 3 {
+		parts = append(parts, metadata.Partition{Index: int32(i), Leader: 1, LeaderEpoch: 1, Replicas: []int32{1}, ISR: []int32{1}})
+	}
+	store.set(&metadata.Image{Brokers: []metadata.Broker{{ID: 1, Host: "127.0.0.1", Port: 1}},
+		Topics: map[string]*metadata.Topic{"c": {Name: "c", ID: id, Partitions: parts}}})
+	for i := range 3 {
+		if _, ok := m.Get("c", int32(i)); !ok {
+			t.Fatalf("partition %d not open", i)
+		}
+		dir := filepath.Join(m.dir, fmt.Sprintf("c-%d", i))
+		if b, err := os.ReadFile(filepath.Join(dir, idFile)); err != nil || string(b) != idFileContent(id) {
+			t.Fatalf("%s: %q, %v", dir, b, err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, idFile+".tmp")); !os.IsNotExist(err) {
+			t.Fatalf("%s: temp file left: %v", dir, err)
+		}
+	}
 }

@@ -36,6 +36,8 @@ type Server struct {
 	logger *slog.Logger
 	dir    string
 	lock   *os.File
+	// fileLimit is the open file limit after raiseFileLimit (0 if unknown).
+	fileLimit uint64
 
 	ctrl  *controller.Node // this node's member of the metadata quorum
 	store metadata.Store   // ctrl, as the metadata store
@@ -91,6 +93,7 @@ func New(cfg *config.Broker, logger *slog.Logger, opts ...Option) (*Server, erro
 		logger = slog.Default()
 	}
 	dir := cfg.DataDir()
+	fileLimit := raiseFileLimit(logger)
 	for _, d := range cfg.LogDirs() {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, fmt.Errorf("log dir: %w", err)
@@ -104,7 +107,7 @@ func New(cfg *config.Broker, logger *slog.Logger, opts ...Option) (*Server, erro
 		lock.Close()
 		return nil, fmt.Errorf("data dir %s is in use by another process: %w", dir, err)
 	}
-	s := &Server{cfg: cfg, logger: logger, dir: dir, lock: lock}
+	s := &Server{cfg: cfg, logger: logger, dir: dir, lock: lock, fileLimit: fileLimit}
 	for _, o := range opts {
 		o(&s.opts)
 	}
@@ -216,6 +219,7 @@ func (s *Server) catchUp() {
 	s.txns.observe(img)
 	s.applyMu.Unlock()
 	s.logger.Info("loaded partitions", "partitions", len(s.parts.All()), "took", time.Since(start).Round(time.Millisecond))
+	checkFileLimit(s.logger, s.fileLimit, len(s.parts.All()))
 }
 
 // openController starts this node's member of the metadata quorum.
