@@ -112,16 +112,8 @@ func groupDeleteCmd(e *env) *cobra.Command {
 		for _, r := range resps.Sorted() {
 			out = append(out, deleted{r.Group, kafkaErr(r.Err)})
 		}
-		if e.json {
-			e.printJSON(out)
-		} else {
-			t := newTable(e.out, "GROUP", "STATUS")
-			for _, d := range out {
-				t.row(d.Group, orStatus(d.Error, "deleted"))
-			}
-			t.flush()
-		}
-		return failure("not deleted", out, func(x deleted) string { return x.Error })
+		return reportStatus(e, out, "GROUP", "deleted", "not deleted",
+			func(x deleted) string { return x.Group }, func(x deleted) string { return x.Error })
 	})
 	return c
 }
