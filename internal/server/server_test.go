@@ -41,6 +41,28 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
+// serveForTest runs a server of cfg until the test ends; it fails the test
+// if the server cannot start or Serve returns an error.
+func serveForTest(t *testing.T, cfg *config.Broker, opts ...Option) {
+	t.Helper()
+	srv, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	c, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(c) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+}
+
 func startNode(t *testing.T, sets ...[2]string) *node {
 	n := &node{t: t, dir: t.TempDir(), addr: freeAddr(t), sets: sets}
 	n.start()
