@@ -55,25 +55,7 @@ func produceValues(t *testing.T, cl *kgo.Client, prefix string, n int) map[int64
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	type ack struct {
-		off int64
-		val string
-		err error
-	}
-	acks := make(chan ack, n)
-	for i := range n {
-		v := fmt.Sprintf("%s-%06d-%s", prefix, i, strings.Repeat("x", 24))
-		cl.Produce(ctx, &kgo.Record{Value: []byte(v)}, func(r *kgo.Record, err error) { acks <- ack{r.Offset, v, err} })
-	}
-	out := map[int64]string{}
-	for range n {
-		a := <-acks
-		if a.err != nil {
-			t.Fatalf("produce: %v", a.err)
-		}
-		out[a.off] = a.val
-	}
-	return out
+	return testcluster.ProduceAcked(ctx, t, cl, "", prefix, n)
 }
 
 // TestDamagedReplicaHeals (RF=3): a follower's log is damaged on disk (16
