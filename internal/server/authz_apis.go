@@ -325,52 +325,66 @@ func (s *Server) configAllowed(ctx context.Context, op int8, resourceType int8, 
 	return true, 0 // the handler refuses unknown types
 }
 
-func (s *Server) authorizeDescribeConfigs(ctx context.Context, req *kmsg.DescribeConfigsRequest) (kmsg.Response, func(kmsg.Response)) {
-	kept, refused := split(req.Resources, func(rr kmsg.DescribeConfigsRequestResource) (out kmsg.DescribeConfigsResponseResource, refuse bool) {
-		ok, code := s.configAllowed(ctx, metadata.OpDescribeConfigs, int8(rr.ResourceType), rr.ResourceName)
-		if ok {
-			return out, false
+// authorizeConfigs authorizes a config API: op on each resource (see
+// configAllowed), key naming a request resource's type and name; a refused
+// one is answered by answer with the error code, appended to the
+// response's list.
+func authorizeConfigs[I, O any](s *Server, ctx context.Context, op int8, req kmsg.Request, resources *[]I,
+	key func(I) (int8, string), answer func(I, int16) O, list func(kmsg.Response) *[]O) (kmsg.Response, func(kmsg.Response)) {
+	kept, refused := split(*resources, func(rr I) (out O, refuse bool) {
+		typ, name := key(rr)
+		if ok, code := s.configAllowed(ctx, op, typ, name); !ok {
+			return answer(rr, code), true
 		}
-		out = kmsg.NewDescribeConfigsResponseResource()
-		out.ResourceType, out.ResourceName, out.ErrorCode = rr.ResourceType, rr.ResourceName, code
-		return out, true
+		return out, false
 	})
-	req.Resources = kept
-	return finishList(req, len(kept), refused, func(r kmsg.Response) *[]kmsg.DescribeConfigsResponseResource {
-		return &r.(*kmsg.DescribeConfigsResponse).Resources
-	})
+	*resources = kept
+	return finishList(req, len(kept), refused, list)
+}
+
+func (s *Server) authorizeDescribeConfigs(ctx context.Context, req *kmsg.DescribeConfigsRequest) (kmsg.Response, func(kmsg.Response)) {
+	return authorizeConfigs(s, ctx, metadata.OpDescribeConfigs, req, &req.Resources,
+		func(rr kmsg.DescribeConfigsRequestResource) (int8, string) {
+			return int8(rr.ResourceType), rr.ResourceName
+		},
+		func(rr kmsg.DescribeConfigsRequestResource, code int16) kmsg.DescribeConfigsResponseResource {
+			out := kmsg.NewDescribeConfigsResponseResource()
+			out.ResourceType, out.ResourceName, out.ErrorCode = rr.ResourceType, rr.ResourceName, code
+			return out
+		},
+		func(r kmsg.Response) *[]kmsg.DescribeConfigsResponseResource {
+			return &r.(*kmsg.DescribeConfigsResponse).Resources
+		})
 }
 
 func (s *Server) authorizeAlterConfigs(ctx context.Context, req *kmsg.AlterConfigsRequest) (kmsg.Response, func(kmsg.Response)) {
-	kept, refused := split(req.Resources, func(rr kmsg.AlterConfigsRequestResource) (out kmsg.AlterConfigsResponseResource, refuse bool) {
-		ok, code := s.configAllowed(ctx, metadata.OpAlterConfigs, int8(rr.ResourceType), rr.ResourceName)
-		if ok {
-			return out, false
-		}
-		out = kmsg.NewAlterConfigsResponseResource()
-		out.ResourceType, out.ResourceName, out.ErrorCode = rr.ResourceType, rr.ResourceName, code
-		return out, true
-	})
-	req.Resources = kept
-	return finishList(req, len(kept), refused, func(r kmsg.Response) *[]kmsg.AlterConfigsResponseResource {
-		return &r.(*kmsg.AlterConfigsResponse).Resources
-	})
+	return authorizeConfigs(s, ctx, metadata.OpAlterConfigs, req, &req.Resources,
+		func(rr kmsg.AlterConfigsRequestResource) (int8, string) {
+			return int8(rr.ResourceType), rr.ResourceName
+		},
+		func(rr kmsg.AlterConfigsRequestResource, code int16) kmsg.AlterConfigsResponseResource {
+			out := kmsg.NewAlterConfigsResponseResource()
+			out.ResourceType, out.ResourceName, out.ErrorCode = rr.ResourceType, rr.ResourceName, code
+			return out
+		},
+		func(r kmsg.Response) *[]kmsg.AlterConfigsResponseResource {
+			return &r.(*kmsg.AlterConfigsResponse).Resources
+		})
 }
 
 func (s *Server) authorizeIncrementalAlterConfigs(ctx context.Context, req *kmsg.IncrementalAlterConfigsRequest) (kmsg.Response, func(kmsg.Response)) {
-	kept, refused := split(req.Resources, func(rr kmsg.IncrementalAlterConfigsRequestResource) (out kmsg.IncrementalAlterConfigsResponseResource, refuse bool) {
-		ok, code := s.configAllowed(ctx, metadata.OpAlterConfigs, int8(rr.ResourceType), rr.ResourceName)
-		if ok {
-			return out, false
-		}
-		out = kmsg.NewIncrementalAlterConfigsResponseResource()
-		out.ResourceType, out.ResourceName, out.ErrorCode = rr.ResourceType, rr.ResourceName, code
-		return out, true
-	})
-	req.Resources = kept
-	return finishList(req, len(kept), refused, func(r kmsg.Response) *[]kmsg.IncrementalAlterConfigsResponseResource {
-		return &r.(*kmsg.IncrementalAlterConfigsResponse).Resources
-	})
+	return authorizeConfigs(s, ctx, metadata.OpAlterConfigs, req, &req.Resources,
+		func(rr kmsg.IncrementalAlterConfigsRequestResource) (int8, string) {
+			return int8(rr.ResourceType), rr.ResourceName
+		},
+		func(rr kmsg.IncrementalAlterConfigsRequestResource, code int16) kmsg.IncrementalAlterConfigsResponseResource {
+			out := kmsg.NewIncrementalAlterConfigsResponseResource()
+			out.ResourceType, out.ResourceName, out.ErrorCode = rr.ResourceType, rr.ResourceName, code
+			return out
+		},
+		func(r kmsg.Response) *[]kmsg.IncrementalAlterConfigsResponseResource {
+			return &r.(*kmsg.IncrementalAlterConfigsResponse).Resources
+		})
 }
 
 // coordinatorAllowed decides DESCRIBE on a FindCoordinator key; code is the
