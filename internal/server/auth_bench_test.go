@@ -5,7 +5,6 @@ import (
 	"crypto/x509/pkix"
 	"io"
 	"log/slog"
-	"net"
 	"testing"
 	"time"
 
@@ -17,15 +16,6 @@ import (
 	"strand/internal/security"
 	"strand/internal/security/securitytest"
 )
-
-func freeAddrTB(tb testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 // BenchmarkSASLSSLvsPlaintext produces then consumes the same volume over
 // a PLAINTEXT and a SASL_SSL (SCRAM-SHA-512, TLS 1.3) listener of one
@@ -42,7 +32,7 @@ func BenchmarkSASLSSLvsPlaintext(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	plainAddr, saslAddr := freeAddrTB(b), freeAddrTB(b)
+	plainAddr, saslAddr := freeAddr(b), freeAddr(b)
 	cfg, err := config.Load("", [][2]string{{"log.dirs", b.TempDir()},
 		{"listeners", "PLAINTEXT://" + plainAddr + ",SASL_SSL://" + saslAddr},
 		{"sasl.enabled.mechanisms", "SCRAM-SHA-512"},

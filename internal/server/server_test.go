@@ -18,6 +18,7 @@ import (
 	"strand/internal/config"
 	"strand/internal/protocol"
 	"strand/internal/record"
+	"strand/internal/testcluster"
 )
 
 // node is an in-process server on a loopback port.
@@ -32,13 +33,10 @@ type node struct {
 	done     chan error
 }
 
-func freeAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+// freeAddr is testcluster.FreeAddr: no port is handed to two listeners.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	return testcluster.FreeAddr(t)
 }
 
 // serveForTest runs a server of cfg until the test ends; it fails the test
