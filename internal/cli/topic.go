@@ -319,6 +319,18 @@ func parseConfigs(kvs []string) (map[string]*string, error) {
 
 // completeTopics completes topic names from the cluster (best effort).
 func (e *env) completeTopics(cmd *cobra.Command, _ []string, _ string) ([]string, cobra.ShellCompDirective) {
+	return e.complete(cmd, func(ctx context.Context, adm *kadm.Client) ([]string, error) {
+		td, err := adm.ListTopics(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return td.Names(), nil
+	})
+}
+
+// complete completes from the names list reads from the cluster (best
+// effort: none on an error), closing the client it opened.
+func (e *env) complete(cmd *cobra.Command, list func(ctx context.Context, adm *kadm.Client) ([]string, error)) ([]string, cobra.ShellCompDirective) {
 	adm, err := e.admin()
 	if err != nil {
 		return nil, cobra.ShellCompDirectiveNoFileComp
@@ -326,9 +338,9 @@ func (e *env) completeTopics(cmd *cobra.Command, _ []string, _ string) ([]string
 	defer func() { e.cl.Close(); e.cl, e.adm = nil, nil }()
 	ctx, cancel := context.WithTimeout(cmd.Context(), e.timeout)
 	defer cancel()
-	td, err := adm.ListTopics(ctx)
+	names, err := list(ctx, adm)
 	if err != nil {
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
-	return td.Names(), cobra.ShellCompDirectiveNoFileComp
+	return names, cobra.ShellCompDirectiveNoFileComp
 }
