@@ -3,8 +3,6 @@ package server
 import (
 	"context"
 	"crypto/x509/pkix"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -41,20 +39,7 @@ func BenchmarkSASLSSLvsPlaintext(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	srv, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), WithBootstrapScram(user))
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := srv.Listen(); err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx) }()
-	defer func() {
-		cancel()
-		<-done
-	}()
+	serveForTest(b, cfg, WithBootstrapScram(user))
 	secure := []kgo.Opt{kgo.DialTLSConfig(ca.ClientTLS(b, nil, nil)), kgo.SASL(scram.Auth{User: "bench", Pass: "bench-secret"}.AsSha512Mechanism())}
 	const records, size = 20000, 1000
 	value := make([]byte, size)

@@ -39,9 +39,9 @@ func freeAddr(t testing.TB) string {
 	return testcluster.FreeAddr(t)
 }
 
-// serveForTest runs a server of cfg until the test ends; it fails the test
-// if the server cannot start or Serve returns an error.
-func serveForTest(t *testing.T, cfg *config.Broker, opts ...Option) {
+// serveForTest runs a server of cfg until the test ends and returns it; it
+// fails the test if the server cannot start or Serve returns an error.
+func serveForTest(t testing.TB, cfg *config.Broker, opts ...Option) *Server {
 	t.Helper()
 	srv, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), opts...)
 	if err != nil {
@@ -59,6 +59,7 @@ func serveForTest(t *testing.T, cfg *config.Broker, opts ...Option) {
 			t.Error(err)
 		}
 	})
+	return srv
 }
 
 func startNode(t *testing.T, sets ...[2]string) *node {
