@@ -112,16 +112,8 @@ func groupDeleteCmd(e *env) *cobra.Command {
 		for _, r := range resps.Sorted() {
 			out = append(out, deleted{r.Group, kafkaErr(r.Err)})
 		}
-		if e.json {
-			e.printJSON(out)
-		} else {
-			t := newTable(e.out, "GROUP", "STATUS")
-			for _, d := range out {
-				t.row(d.Group, orStatus(d.Error, "deleted"))
-			}
-			t.flush()
-		}
-		return failure("not deleted", out, func(x deleted) string { return x.Error })
+		return reportStatus(e, out, "GROUP", "deleted", "not deleted",
+			func(x deleted) string { return x.Group }, func(x deleted) string { return x.Error })
 	})
 	return c
 }
@@ -348,16 +340,11 @@ func parseTime(s string) (int64, error) {
 
 // completeGroups completes group names from the cluster (best effort).
 func (e *env) completeGroups(cmd *cobra.Command, _ []string, _ string) ([]string, cobra.ShellCompDirective) {
-	adm, err := e.admin()
-	if err != nil {
-		return nil, cobra.ShellCompDirectiveNoFileComp
-	}
-	defer func() { e.cl.Close(); e.cl, e.adm = nil, nil }()
-	ctx, cancel := context.WithTimeout(cmd.Context(), e.timeout)
-	defer cancel()
-	lg, err := adm.ListGroups(ctx)
-	if err != nil {
-		return nil, cobra.ShellCompDirectiveNoFileComp
-	}
-	return lg.Groups(), cobra.ShellCompDirectiveNoFileComp
+	return e.complete(cmd, func(ctx context.Context, adm *kadm.Client) ([]string, error) {
+		lg, err := adm.ListGroups(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return lg.Groups(), nil
+	})
 }

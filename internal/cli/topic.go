@@ -178,26 +178,37 @@ func topicDeleteCmd(e *env) *cobra.Command {
 		if err != nil {
 			return fmt.Errorf("delete topics: %w", err)
 		}
-		type deleted struct {
-			Topic string `json:"topic"`
-			Error string `json:"error,omitempty"`
-		}
-		var out []deleted
+		var out []topicStatus
 		for _, r := range resps.Sorted() {
-			out = append(out, deleted{r.Topic, kafkaErr(r.Err)})
+			out = append(out, topicStatus{r.Topic, kafkaErr(r.Err)})
 		}
-		if e.json {
-			e.printJSON(out)
-		} else {
-			t := newTable(e.out, "TOPIC", "STATUS")
-			for _, d := range out {
-				t.row(d.Topic, orStatus(d.Error, "deleted"))
-			}
-			t.flush()
-		}
-		return failure("not deleted", out, func(x deleted) string { return x.Error })
+		return reportStatus(e, out, "TOPIC", "deleted", "not deleted", topicStatus.name, topicStatus.errText)
 	})
 	return c
+}
+
+// topicStatus is the outcome for one topic of a command that changes topics.
+type topicStatus struct {
+	Topic string `json:"topic"`
+	Error string `json:"error,omitempty"`
+}
+
+func (s topicStatus) name() string    { return s.Topic }
+func (s topicStatus) errText() string { return s.Error }
+
+// reportStatus prints items as JSON, or as a table of header (name) and
+// STATUS (the error, else ok); it returns failure(failMsg, items, errOf).
+func reportStatus[T any](e *env, items []T, header, ok, failMsg string, name, errOf func(T) string) error {
+	if e.json {
+		e.printJSON(items)
+	} else {
+		t := newTable(e.out, header, "STATUS")
+		for _, it := range items {
+			t.row(name(it), orStatus(errOf(it), ok))
+		}
+		t.flush()
+	}
+	return failure(failMsg, items, errOf)
 }
 
 func orStatus(errText, ok string) string {
@@ -241,28 +252,15 @@ func topicAlterConfigCmd(e *env) *cobra.Command {
 		if err != nil {
 			return fmt.Errorf("alter configs: %w", err)
 		}
-		type altered struct {
-			Topic string `json:"topic"`
-			Error string `json:"error,omitempty"`
-		}
-		var out []altered
+		var out []topicStatus
 		for _, r := range resps {
 			errText := kafkaErr(r.Err)
 			if r.ErrMessage != "" && errText != "" {
 				errText += " (" + r.ErrMessage + ")"
 			}
-			out = append(out, altered{r.Name, errText})
+			out = append(out, topicStatus{r.Name, errText})
 		}
-		if e.json {
-			e.printJSON(out)
-		} else {
-			t := newTable(e.out, "TOPIC", "STATUS")
-			for _, a := range out {
-				t.row(a.Topic, orStatus(a.Error, "altered"))
-			}
-			t.flush()
-		}
-		return failure("not altered", out, func(x altered) string { return x.Error })
+		return reportStatus(e, out, "TOPIC", "altered", "not altered", topicStatus.name, topicStatus.errText)
 	})
 	return c
 }
@@ -294,24 +292,11 @@ func topicAddPartitionsCmd(e *env) *cobra.Command {
 		if err != nil {
 			return fmt.Errorf("add partitions: %w", err)
 		}
-		type added struct {
-			Topic string `json:"topic"`
-			Error string `json:"error,omitempty"`
-		}
-		var out []added
+		var out []topicStatus
 		for _, r := range resps.Sorted() {
-			out = append(out, added{r.Topic, kafkaErr(r.Err)})
+			out = append(out, topicStatus{r.Topic, kafkaErr(r.Err)})
 		}
-		if e.json {
-			e.printJSON(out)
-		} else {
-			t := newTable(e.out, "TOPIC", "STATUS")
-			for _, a := range out {
-				t.row(a.Topic, orStatus(a.Error, "partitions added"))
-			}
-			t.flush()
-		}
-		return failure("not changed", out, func(x added) string { return x.Error })
+		return reportStatus(e, out, "TOPIC", "partitions added", "not changed", topicStatus.name, topicStatus.errText)
 	})
 	return c
 }
@@ -334,6 +319,18 @@ func parseConfigs(kvs []string) (map[string]*string, error) {
 
 // completeTopics completes topic names from the cluster (best effort).
 func (e *env) completeTopics(cmd *cobra.Command, _ []string, _ string) ([]string, cobra.ShellCompDirective) {
+	return e.complete(cmd, func(ctx context.Context, adm *kadm.Client) ([]string, error) {
+		td, err := adm.ListTopics(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return td.Names(), nil
+	})
+}
+
+// complete completes from the names list reads from the cluster (best
+// effort: none on an error), closing the client it opened.
+func (e *env) complete(cmd *cobra.Command, list func(ctx context.Context, adm *kadm.Client) ([]string, error)) ([]string, cobra.ShellCompDirective) {
 	adm, err := e.admin()
 	if err != nil {
 		return nil, cobra.ShellCompDirectiveNoFileComp
@@ -341,9 +338,9 @@ func (e *env) completeTopics(cmd *cobra.Command, _ []string, _ string) ([]string
 	defer func() { e.cl.Close(); e.cl, e.adm = nil, nil }()
 	ctx, cancel := context.WithTimeout(cmd.Context(), e.timeout)
 	defer cancel()
-	td, err := adm.ListTopics(ctx)
+	names, err := list(ctx, adm)
 	if err != nil {
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
-	return td.Names(), cobra.ShellCompDirectiveNoFileComp
+	return names, cobra.ShellCompDirectiveNoFileComp
 }

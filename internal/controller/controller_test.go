@@ -5,44 +5,20 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"strand/internal/config"
 	"strand/internal/metadata"
+	"strand/internal/testcluster"
 )
 
-// handedOut holds every address freeAddr returned in this test process, so
-// no port is handed to two listeners (the kernel may offer a closed probe
-// port again before its first taker binds it).
-var handedOut = struct {
-	sync.Mutex
-	addrs map[string]bool
-}{addrs: map[string]bool{}}
-
+// freeAddr is testcluster.FreeAddr: no port is handed to two listeners.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	for range 1000 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := l.Addr().String()
-		l.Close()
-		handedOut.Lock()
-		fresh := !handedOut.addrs[addr]
-		handedOut.addrs[addr] = true
-		handedOut.Unlock()
-		if fresh {
-			return addr
-		}
-	}
-	t.Fatal("no fresh port")
-	return ""
+	return testcluster.FreeAddr(t)
 }
 
 type testQuorum struct {

@@ -209,65 +209,47 @@ func (c *Coordinator) replay(sh *shard) (map[string]*group, loadStats, error) {
 	offsets := map[string]map[topicPartition]offsetEntry{}
 	metas := map[string]*kmsg.GroupMetadataValue{}
 	pending := map[int64]pendingTxn{}
-	for off := start; off < end; {
-		data, err := c.log.Read(partition, off, loadBufferSize)
+	read := func(off int64) ([]byte, error) { return c.log.Read(partition, off, loadBufferSize) }
+	err = record.Scan(start, end, read, func(h record.Header, b []byte, from int64) error {
+		if h.IsControl() || h.IsTransactional() {
+			return replayTxnBatch(h, b, pending, offsets) // txn.go
+		}
+		recs, err := record.Records(b)
 		if err != nil {
-			return nil, st, fmt.Errorf("read at offset %d: %w", off, err)
+			return fmt.Errorf("batch at offset %d: %w", h.BaseOffset, err)
 		}
-		if len(data) == 0 {
-			break
-		}
-		next := off
-		err = record.Split(data, func(b []byte) error {
-			h, err := record.ParseHeader(b)
+		for _, r := range recs {
+			if r.Offset < from || r.Offset >= end {
+				continue
+			}
+			st.records++
+			sr, err := decodeRecord(r.Key, r.Value)
 			if err != nil {
-				return err
-			}
-			next = h.NextOffset()
-			if h.IsControl() || h.IsTransactional() {
-				return replayTxnBatch(h, b, pending, offsets) // txn.go
-			}
-			recs, err := record.Records(b)
-			if err != nil {
-				return fmt.Errorf("batch at offset %d: %w", h.BaseOffset, err)
-			}
-			for _, r := range recs {
-				if r.Offset < off || r.Offset >= end {
-					continue
+				st.skipped++
+				if !errors.Is(err, errUnknownRecord) {
+					c.logger.Warn("skipping undecodable record", "partition", partition, "offset", r.Offset, "err", err)
 				}
-				st.records++
-				sr, err := decodeRecord(r.Key, r.Value)
-				if err != nil {
-					st.skipped++
-					if !errors.Is(err, errUnknownRecord) {
-						c.logger.Warn("skipping undecodable record", "partition", partition, "offset", r.Offset, "err", err)
-					}
-					continue
-				}
-				switch {
-				case sr.isOffset && sr.offset == nil:
-					delete(offsets[sr.group], sr.tp)
-				case sr.isOffset:
-					if offsets[sr.group] == nil {
-						offsets[sr.group] = map[topicPartition]offsetEntry{}
-					}
-					sr.offset.recordOffset = r.Offset
-					offsets[sr.group][sr.tp] = *sr.offset
-				case sr.meta == nil:
-					delete(metas, sr.group)
-				default:
-					metas[sr.group] = sr.meta
-				}
+				continue
 			}
-			return nil
-		})
-		if err != nil {
-			return nil, st, err
+			switch {
+			case sr.isOffset && sr.offset == nil:
+				delete(offsets[sr.group], sr.tp)
+			case sr.isOffset:
+				if offsets[sr.group] == nil {
+					offsets[sr.group] = map[topicPartition]offsetEntry{}
+				}
+				sr.offset.recordOffset = r.Offset
+				offsets[sr.group][sr.tp] = *sr.offset
+			case sr.meta == nil:
+				delete(metas, sr.group)
+			default:
+				metas[sr.group] = sr.meta
+			}
 		}
-		if next <= off {
-			return nil, st, fmt.Errorf("read at offset %d made no progress", off)
-		}
-		off = next
+		return nil
+	})
+	if err != nil {
+		return nil, st, err
 	}
 	sh.mu.Lock()
 	sh.txnOffsets = pending

@@ -198,7 +198,7 @@ func TestCheckProduceBombs(t *testing.T) {
 	var before runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	peak := watchHeap(t)
+	peak := recordtest.HeapPeak()
 	start := time.Now()
 	var wg sync.WaitGroup
 	for name, b := range bombs {
@@ -219,39 +219,6 @@ func TestCheckProduceBombs(t *testing.T) {
 	t.Logf("16 bombs refused in %v, heap grew by at most %d MiB", took, grew>>20)
 	if grew > 200<<20 {
 		t.Errorf("heap grew by %d MiB", grew>>20)
-	}
-}
-
-// watchHeap samples HeapInuse until the returned function is called, which
-// returns the largest value seen.
-func watchHeap(t *testing.T) func() uint64 {
-	var mu sync.Mutex
-	var peak uint64
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		tick := time.NewTicker(2 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			var ms runtime.MemStats
-			runtime.ReadMemStats(&ms)
-			mu.Lock()
-			peak = max(peak, ms.HeapInuse)
-			mu.Unlock()
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-			}
-		}
-	}()
-	return func() uint64 {
-		close(stop)
-		<-done
-		mu.Lock()
-		defer mu.Unlock()
-		return peak
 	}
 }
 

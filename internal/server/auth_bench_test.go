@@ -3,9 +3,6 @@ package server
 import (
 	"context"
 	"crypto/x509/pkix"
-	"io"
-	"log/slog"
-	"net"
 	"testing"
 	"time"
 
@@ -17,15 +14,6 @@ import (
 	"strand/internal/security"
 	"strand/internal/security/securitytest"
 )
-
-func freeAddrTB(tb testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 // BenchmarkSASLSSLvsPlaintext produces then consumes the same volume over
 // a PLAINTEXT and a SASL_SSL (SCRAM-SHA-512, TLS 1.3) listener of one
@@ -42,7 +30,7 @@ func BenchmarkSASLSSLvsPlaintext(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	plainAddr, saslAddr := freeAddrTB(b), freeAddrTB(b)
+	plainAddr, saslAddr := freeAddr(b), freeAddr(b)
 	cfg, err := config.Load("", [][2]string{{"log.dirs", b.TempDir()},
 		{"listeners", "PLAINTEXT://" + plainAddr + ",SASL_SSL://" + saslAddr},
 		{"sasl.enabled.mechanisms", "SCRAM-SHA-512"},
@@ -51,20 +39,7 @@ func BenchmarkSASLSSLvsPlaintext(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	srv, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), WithBootstrapScram(user))
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := srv.Listen(); err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx) }()
-	defer func() {
-		cancel()
-		<-done
-	}()
+	serveForTest(b, cfg, WithBootstrapScram(user))
 	secure := []kgo.Opt{kgo.DialTLSConfig(ca.ClientTLS(b, nil, nil)), kgo.SASL(scram.Auth{User: "bench", Pass: "bench-secret"}.AsSha512Mechanism())}
 	const records, size = 20000, 1000
 	value := make([]byte, size)

@@ -29,6 +29,29 @@ func finish(req kmsg.Request, refused, kept int, fix func(kmsg.Response)) (kmsg.
 	return nil, fix
 }
 
+// split divides items into those kept (refuse answers false) and the
+// answers refuse builds for the others, each list in request order (nil
+// when empty).
+func split[I, O any](items []I, refuse func(I) (O, bool)) (kept []I, refused []O) {
+	for _, it := range items {
+		if out, no := refuse(it); no {
+			refused = append(refused, out)
+			continue
+		}
+		kept = append(kept, it)
+	}
+	return kept, refused
+}
+
+// finishList is finish for the common shape: the refused answers are
+// appended to the response's list that list points at.
+func finishList[O any](req kmsg.Request, kept int, refused []O, list func(kmsg.Response) *[]O) (kmsg.Response, func(kmsg.Response)) {
+	return finish(req, len(refused), kept, func(r kmsg.Response) {
+		l := list(r)
+		*l = append(*l, refused...)
+	})
+}
+
 func (s *Server) authorizeProduce(ctx context.Context, req *kmsg.ProduceRequest) (kmsg.Response, func(kmsg.Response)) {
 	txnDenied := req.TransactionID != nil && !s.allowed(ctx, metadata.OpWrite, metadata.ResourceTransactionalID, *req.TransactionID)
 	var names []string
@@ -39,18 +62,15 @@ func (s *Server) authorizeProduce(ctx context.Context, req *kmsg.ProduceRequest)
 	if !txnDenied {
 		denied = s.deniedTopics(ctx, metadata.OpWrite, names...)
 	}
-	var kept []kmsg.ProduceRequestTopic
-	var refused []kmsg.ProduceResponseTopic
-	for _, rt := range req.Topics {
+	kept, refused := split(req.Topics, func(rt kmsg.ProduceRequestTopic) (out kmsg.ProduceResponseTopic, refuse bool) {
 		if !txnDenied && !denied[rt.Topic] {
-			kept = append(kept, rt)
-			continue
+			return out, false
 		}
 		code := errTopicAuth
 		if txnDenied {
 			code = errTxnAuth
 		}
-		out := kmsg.NewProduceResponseTopic()
+		out = kmsg.NewProduceResponseTopic()
 		out.Topic = rt.Topic
 		for _, rp := range rt.Partitions {
 			p := kmsg.NewProduceResponseTopicPartition()
@@ -58,16 +78,13 @@ func (s *Server) authorizeProduce(ctx context.Context, req *kmsg.ProduceRequest)
 			p.BaseOffset, p.LogAppendTime, p.LogStartOffset = -1, -1, -1
 			out.Partitions = append(out.Partitions, p)
 		}
-		refused = append(refused, out)
-	}
+		return out, true
+	})
 	if len(refused) > 0 && req.Acks == 0 {
 		return hangUp, nil // as for any acks=0 error: the client refreshes its metadata
 	}
 	req.Topics = kept
-	return finish(req, len(refused), len(kept), func(r kmsg.Response) {
-		resp := r.(*kmsg.ProduceResponse)
-		resp.Topics = append(resp.Topics, refused...)
-	})
+	return finishList(req, len(kept), refused, func(r kmsg.Response) *[]kmsg.ProduceResponseTopic { return &r.(*kmsg.ProduceResponse).Topics })
 }
 
 func (s *Server) authorizeFetch(ctx context.Context, req *kmsg.FetchRequest) (kmsg.Response, func(kmsg.Response)) {
@@ -89,14 +106,11 @@ func (s *Server) authorizeFetch(ctx context.Context, req *kmsg.FetchRequest) (km
 		}
 		denied = s.deniedTopics(ctx, metadata.OpRead, names...)
 	}
-	var kept []kmsg.FetchRequestTopic
-	var refused []kmsg.FetchResponseTopic
-	for _, rt := range req.Topics {
+	kept, refused := split(req.Topics, func(rt kmsg.FetchRequestTopic) (out kmsg.FetchResponseTopic, refuse bool) {
 		if !denied[rt.Topic] {
-			kept = append(kept, rt)
-			continue
+			return out, false
 		}
-		out := kmsg.NewFetchResponseTopic()
+		out = kmsg.NewFetchResponseTopic()
 		out.Topic, out.TopicID = rt.Topic, rt.TopicID
 		for _, rp := range rt.Partitions {
 			p := kmsg.NewFetchResponseTopicPartition()
@@ -105,13 +119,10 @@ func (s *Server) authorizeFetch(ctx context.Context, req *kmsg.FetchRequest) (km
 			p.RecordBatches = []byte{} // never null (see fetchOnce)
 			out.Partitions = append(out.Partitions, p)
 		}
-		refused = append(refused, out)
-	}
-	req.Topics = kept
-	return finish(req, len(refused), len(kept), func(r kmsg.Response) {
-		resp := r.(*kmsg.FetchResponse)
-		resp.Topics = append(resp.Topics, refused...)
+		return out, true
 	})
+	req.Topics = kept
+	return finishList(req, len(kept), refused, func(r kmsg.Response) *[]kmsg.FetchResponseTopic { return &r.(*kmsg.FetchResponse).Topics })
 }
 
 func (s *Server) authorizeListOffsets(ctx context.Context, req *kmsg.ListOffsetsRequest) (kmsg.Response, func(kmsg.Response)) {
@@ -120,14 +131,11 @@ func (s *Server) authorizeListOffsets(ctx context.Context, req *kmsg.ListOffsets
 		names = append(names, rt.Topic)
 	}
 	denied := s.deniedTopics(ctx, metadata.OpDescribe, names...)
-	var kept []kmsg.ListOffsetsRequestTopic
-	var refused []kmsg.ListOffsetsResponseTopic
-	for _, rt := range req.Topics {
+	kept, refused := split(req.Topics, func(rt kmsg.ListOffsetsRequestTopic) (out kmsg.ListOffsetsResponseTopic, refuse bool) {
 		if !denied[rt.Topic] {
-			kept = append(kept, rt)
-			continue
+			return out, false
 		}
-		out := kmsg.NewListOffsetsResponseTopic()
+		out = kmsg.NewListOffsetsResponseTopic()
 		out.Topic = rt.Topic
 		for _, rp := range rt.Partitions {
 			p := kmsg.NewListOffsetsResponseTopicPartition()
@@ -135,13 +143,10 @@ func (s *Server) authorizeListOffsets(ctx context.Context, req *kmsg.ListOffsets
 			p.Timestamp, p.Offset, p.LeaderEpoch = -1, -1, -1
 			out.Partitions = append(out.Partitions, p)
 		}
-		refused = append(refused, out)
-	}
-	req.Topics = kept
-	return finish(req, len(refused), len(kept), func(r kmsg.Response) {
-		resp := r.(*kmsg.ListOffsetsResponse)
-		resp.Topics = append(resp.Topics, refused...)
+		return out, true
 	})
+	req.Topics = kept
+	return finishList(req, len(kept), refused, func(r kmsg.Response) *[]kmsg.ListOffsetsResponseTopic { return &r.(*kmsg.ListOffsetsResponse).Topics })
 }
 
 func (s *Server) authorizeOffsetForLeaderEpoch(ctx context.Context, req *kmsg.OffsetForLeaderEpochRequest) (kmsg.Response, func(kmsg.Response)) {
@@ -160,26 +165,22 @@ func (s *Server) authorizeOffsetForLeaderEpoch(ctx context.Context, req *kmsg.Of
 		}
 		denied = s.deniedTopics(ctx, metadata.OpDescribe, names...)
 	}
-	var kept []kmsg.OffsetForLeaderEpochRequestTopic
-	var refused []kmsg.OffsetForLeaderEpochResponseTopic
-	for _, rt := range req.Topics {
+	kept, refused := split(req.Topics, func(rt kmsg.OffsetForLeaderEpochRequestTopic) (out kmsg.OffsetForLeaderEpochResponseTopic, refuse bool) {
 		if !denied[rt.Topic] {
-			kept = append(kept, rt)
-			continue
+			return out, false
 		}
-		out := kmsg.NewOffsetForLeaderEpochResponseTopic()
+		out = kmsg.NewOffsetForLeaderEpochResponseTopic()
 		out.Topic = rt.Topic
 		for _, rp := range rt.Partitions {
 			p := kmsg.NewOffsetForLeaderEpochResponseTopicPartition()
 			p.Partition, p.ErrorCode, p.LeaderEpoch, p.EndOffset = rp.Partition, errTopicAuth, -1, -1
 			out.Partitions = append(out.Partitions, p)
 		}
-		refused = append(refused, out)
-	}
+		return out, true
+	})
 	req.Topics = kept
-	return finish(req, len(refused), len(kept), func(r kmsg.Response) {
-		resp := r.(*kmsg.OffsetForLeaderEpochResponse)
-		resp.Topics = append(resp.Topics, refused...)
+	return finishList(req, len(kept), refused, func(r kmsg.Response) *[]kmsg.OffsetForLeaderEpochResponseTopic {
+		return &r.(*kmsg.OffsetForLeaderEpochResponse).Topics
 	})
 }
 
@@ -192,23 +193,17 @@ func (s *Server) authorizeCreateTopics(ctx context.Context, req *kmsg.CreateTopi
 		names = append(names, rt.Topic)
 	}
 	denied := s.deniedTopics(ctx, metadata.OpCreate, names...)
-	var kept []kmsg.CreateTopicsRequestTopic
-	var refused []kmsg.CreateTopicsResponseTopic
-	for _, rt := range req.Topics {
+	kept, refused := split(req.Topics, func(rt kmsg.CreateTopicsRequestTopic) (out kmsg.CreateTopicsResponseTopic, refuse bool) {
 		if !denied[rt.Topic] {
-			kept = append(kept, rt)
-			continue
+			return out, false
 		}
-		out := kmsg.NewCreateTopicsResponseTopic()
+		out = kmsg.NewCreateTopicsResponseTopic()
 		out.Topic, out.ErrorCode = rt.Topic, errTopicAuth
 		out.NumPartitions, out.ReplicationFactor = -1, -1
-		refused = append(refused, out)
-	}
-	req.Topics = kept
-	return finish(req, len(refused), len(kept), func(r kmsg.Response) {
-		resp := r.(*kmsg.CreateTopicsResponse)
-		resp.Topics = append(resp.Topics, refused...)
+		return out, true
 	})
+	req.Topics = kept
+	return finishList(req, len(kept), refused, func(r kmsg.Response) *[]kmsg.CreateTopicsResponseTopic { return &r.(*kmsg.CreateTopicsResponse).Topics })
 }
 
 func (s *Server) authorizeDeleteTopics(ctx context.Context, req *kmsg.DeleteTopicsRequest) (kmsg.Response, func(kmsg.Response)) {
@@ -254,45 +249,37 @@ func (s *Server) authorizeDeleteTopics(ctx context.Context, req *kmsg.DeleteTopi
 }
 
 func (s *Server) authorizeCreatePartitions(ctx context.Context, req *kmsg.CreatePartitionsRequest) (kmsg.Response, func(kmsg.Response)) {
-	var kept []kmsg.CreatePartitionsRequestTopic
-	var refused []kmsg.CreatePartitionsResponseTopic
-	for _, rt := range req.Topics {
+	kept, refused := split(req.Topics, func(rt kmsg.CreatePartitionsRequestTopic) (out kmsg.CreatePartitionsResponseTopic, refuse bool) {
 		if s.allowed(ctx, metadata.OpAlter, metadata.ResourceTopic, rt.Topic) {
-			kept = append(kept, rt)
-			continue
+			return out, false
 		}
-		out := kmsg.NewCreatePartitionsResponseTopic()
+		out = kmsg.NewCreatePartitionsResponseTopic()
 		out.Topic, out.ErrorCode = rt.Topic, errTopicAuth
-		refused = append(refused, out)
-	}
+		return out, true
+	})
 	req.Topics = kept
-	return finish(req, len(refused), len(kept), func(r kmsg.Response) {
-		resp := r.(*kmsg.CreatePartitionsResponse)
-		resp.Topics = append(resp.Topics, refused...)
+	return finishList(req, len(kept), refused, func(r kmsg.Response) *[]kmsg.CreatePartitionsResponseTopic {
+		return &r.(*kmsg.CreatePartitionsResponse).Topics
 	})
 }
 
 func (s *Server) authorizeDeleteRecords(ctx context.Context, req *kmsg.DeleteRecordsRequest) (kmsg.Response, func(kmsg.Response)) {
-	var kept []kmsg.DeleteRecordsRequestTopic
-	var refused []kmsg.DeleteRecordsResponseTopic
-	for _, rt := range req.Topics {
+	kept, refused := split(req.Topics, func(rt kmsg.DeleteRecordsRequestTopic) (out kmsg.DeleteRecordsResponseTopic, refuse bool) {
 		if s.allowed(ctx, metadata.OpDelete, metadata.ResourceTopic, rt.Topic) {
-			kept = append(kept, rt)
-			continue
+			return out, false
 		}
-		out := kmsg.NewDeleteRecordsResponseTopic()
+		out = kmsg.NewDeleteRecordsResponseTopic()
 		out.Topic = rt.Topic
 		for _, rp := range rt.Partitions {
 			p := kmsg.NewDeleteRecordsResponseTopicPartition()
 			p.Partition, p.ErrorCode, p.LowWatermark = rp.Partition, errTopicAuth, -1
 			out.Partitions = append(out.Partitions, p)
 		}
-		refused = append(refused, out)
-	}
+		return out, true
+	})
 	req.Topics = kept
-	return finish(req, len(refused), len(kept), func(r kmsg.Response) {
-		resp := r.(*kmsg.DeleteRecordsResponse)
-		resp.Topics = append(resp.Topics, refused...)
+	return finishList(req, len(kept), refused, func(r kmsg.Response) *[]kmsg.DeleteRecordsResponseTopic {
+		return &r.(*kmsg.DeleteRecordsResponse).Topics
 	})
 }
 
@@ -338,64 +325,66 @@ func (s *Server) configAllowed(ctx context.Context, op int8, resourceType int8, 
 	return true, 0 // the handler refuses unknown types
 }
 
-func (s *Server) authorizeDescribeConfigs(ctx context.Context, req *kmsg.DescribeConfigsRequest) (kmsg.Response, func(kmsg.Response)) {
-	var kept []kmsg.DescribeConfigsRequestResource
-	var refused []kmsg.DescribeConfigsResponseResource
-	for _, rr := range req.Resources {
-		ok, code := s.configAllowed(ctx, metadata.OpDescribeConfigs, int8(rr.ResourceType), rr.ResourceName)
-		if ok {
-			kept = append(kept, rr)
-			continue
+// authorizeConfigs authorizes a config API: op on each resource (see
+// configAllowed), key naming a request resource's type and name; a refused
+// one is answered by answer with the error code, appended to the
+// response's list.
+func authorizeConfigs[I, O any](s *Server, ctx context.Context, op int8, req kmsg.Request, resources *[]I,
+	key func(I) (int8, string), answer func(I, int16) O, list func(kmsg.Response) *[]O) (kmsg.Response, func(kmsg.Response)) {
+	kept, refused := split(*resources, func(rr I) (out O, refuse bool) {
+		typ, name := key(rr)
+		if ok, code := s.configAllowed(ctx, op, typ, name); !ok {
+			return answer(rr, code), true
 		}
-		out := kmsg.NewDescribeConfigsResponseResource()
-		out.ResourceType, out.ResourceName, out.ErrorCode = rr.ResourceType, rr.ResourceName, code
-		refused = append(refused, out)
-	}
-	req.Resources = kept
-	return finish(req, len(refused), len(kept), func(r kmsg.Response) {
-		resp := r.(*kmsg.DescribeConfigsResponse)
-		resp.Resources = append(resp.Resources, refused...)
+		return out, false
 	})
+	*resources = kept
+	return finishList(req, len(kept), refused, list)
+}
+
+func (s *Server) authorizeDescribeConfigs(ctx context.Context, req *kmsg.DescribeConfigsRequest) (kmsg.Response, func(kmsg.Response)) {
+	return authorizeConfigs(s, ctx, metadata.OpDescribeConfigs, req, &req.Resources,
+		func(rr kmsg.DescribeConfigsRequestResource) (int8, string) {
+			return int8(rr.ResourceType), rr.ResourceName
+		},
+		func(rr kmsg.DescribeConfigsRequestResource, code int16) kmsg.DescribeConfigsResponseResource {
+			out := kmsg.NewDescribeConfigsResponseResource()
+			out.ResourceType, out.ResourceName, out.ErrorCode = rr.ResourceType, rr.ResourceName, code
+			return out
+		},
+		func(r kmsg.Response) *[]kmsg.DescribeConfigsResponseResource {
+			return &r.(*kmsg.DescribeConfigsResponse).Resources
+		})
 }
 
 func (s *Server) authorizeAlterConfigs(ctx context.Context, req *kmsg.AlterConfigsRequest) (kmsg.Response, func(kmsg.Response)) {
-	var kept []kmsg.AlterConfigsRequestResource
-	var refused []kmsg.AlterConfigsResponseResource
-	for _, rr := range req.Resources {
-		ok, code := s.configAllowed(ctx, metadata.OpAlterConfigs, int8(rr.ResourceType), rr.ResourceName)
-		if ok {
-			kept = append(kept, rr)
-			continue
-		}
-		out := kmsg.NewAlterConfigsResponseResource()
-		out.ResourceType, out.ResourceName, out.ErrorCode = rr.ResourceType, rr.ResourceName, code
-		refused = append(refused, out)
-	}
-	req.Resources = kept
-	return finish(req, len(refused), len(kept), func(r kmsg.Response) {
-		resp := r.(*kmsg.AlterConfigsResponse)
-		resp.Resources = append(resp.Resources, refused...)
-	})
+	return authorizeConfigs(s, ctx, metadata.OpAlterConfigs, req, &req.Resources,
+		func(rr kmsg.AlterConfigsRequestResource) (int8, string) {
+			return int8(rr.ResourceType), rr.ResourceName
+		},
+		func(rr kmsg.AlterConfigsRequestResource, code int16) kmsg.AlterConfigsResponseResource {
+			out := kmsg.NewAlterConfigsResponseResource()
+			out.ResourceType, out.ResourceName, out.ErrorCode = rr.ResourceType, rr.ResourceName, code
+			return out
+		},
+		func(r kmsg.Response) *[]kmsg.AlterConfigsResponseResource {
+			return &r.(*kmsg.AlterConfigsResponse).Resources
+		})
 }
 
 func (s *Server) authorizeIncrementalAlterConfigs(ctx context.Context, req *kmsg.IncrementalAlterConfigsRequest) (kmsg.Response, func(kmsg.Response)) {
-	var kept []kmsg.IncrementalAlterConfigsRequestResource
-	var refused []kmsg.IncrementalAlterConfigsResponseResource
-	for _, rr := range req.Resources {
-		ok, code := s.configAllowed(ctx, metadata.OpAlterConfigs, int8(rr.ResourceType), rr.ResourceName)
-		if ok {
-			kept = append(kept, rr)
-			continue
-		}
-		out := kmsg.NewIncrementalAlterConfigsResponseResource()
-		out.ResourceType, out.ResourceName, out.ErrorCode = rr.ResourceType, rr.ResourceName, code
-		refused = append(refused, out)
-	}
-	req.Resources = kept
-	return finish(req, len(refused), len(kept), func(r kmsg.Response) {
-		resp := r.(*kmsg.IncrementalAlterConfigsResponse)
-		resp.Resources = append(resp.Resources, refused...)
-	})
+	return authorizeConfigs(s, ctx, metadata.OpAlterConfigs, req, &req.Resources,
+		func(rr kmsg.IncrementalAlterConfigsRequestResource) (int8, string) {
+			return int8(rr.ResourceType), rr.ResourceName
+		},
+		func(rr kmsg.IncrementalAlterConfigsRequestResource, code int16) kmsg.IncrementalAlterConfigsResponseResource {
+			out := kmsg.NewIncrementalAlterConfigsResponseResource()
+			out.ResourceType, out.ResourceName, out.ErrorCode = rr.ResourceType, rr.ResourceName, code
+			return out
+		},
+		func(r kmsg.Response) *[]kmsg.IncrementalAlterConfigsResponseResource {
+			return &r.(*kmsg.IncrementalAlterConfigsResponse).Resources
+		})
 }
 
 // coordinatorAllowed decides DESCRIBE on a FindCoordinator key; code is the
@@ -431,9 +420,8 @@ func (s *Server) authorizeFindCoordinator(ctx context.Context, req *kmsg.FindCoo
 		kept = append(kept, key)
 	}
 	req.CoordinatorKeys = kept
-	return finish(req, len(refused), len(kept), func(r kmsg.Response) {
-		resp := r.(*kmsg.FindCoordinatorResponse)
-		resp.Coordinators = append(resp.Coordinators, refused...)
+	return finishList(req, len(kept), refused, func(r kmsg.Response) *[]kmsg.FindCoordinatorResponseCoordinator {
+		return &r.(*kmsg.FindCoordinatorResponse).Coordinators
 	})
 }
 
@@ -581,34 +569,28 @@ func (s *Server) authorizeOffsetCommit(ctx context.Context, req *kmsg.OffsetComm
 	if !groupDenied {
 		denied = s.deniedTopics(ctx, metadata.OpRead, names...)
 	}
-	var kept []kmsg.OffsetCommitRequestTopic
-	var refused []kmsg.OffsetCommitResponseTopic
-	for _, rt := range req.Topics {
+	kept, refused := split(req.Topics, func(rt kmsg.OffsetCommitRequestTopic) (out kmsg.OffsetCommitResponseTopic, refuse bool) {
 		if !groupDenied && !denied[rt.Topic] {
-			kept = append(kept, rt)
-			continue
+			return out, false
 		}
 		code := errTopicAuth
 		if groupDenied {
 			code = errGroupAuth
 		}
-		out := kmsg.NewOffsetCommitResponseTopic()
+		out = kmsg.NewOffsetCommitResponseTopic()
 		out.Topic = rt.Topic
 		for _, rp := range rt.Partitions {
 			p := kmsg.NewOffsetCommitResponseTopicPartition()
 			p.Partition, p.ErrorCode = rp.Partition, code
 			out.Partitions = append(out.Partitions, p)
 		}
-		refused = append(refused, out)
-	}
+		return out, true
+	})
 	if groupDenied && len(req.Topics) == 0 {
 		return req.ResponseKind(), nil
 	}
 	req.Topics = kept
-	return finish(req, len(refused), len(kept), func(r kmsg.Response) {
-		resp := r.(*kmsg.OffsetCommitResponse)
-		resp.Topics = append(resp.Topics, refused...)
-	})
+	return finishList(req, len(kept), refused, func(r kmsg.Response) *[]kmsg.OffsetCommitResponseTopic { return &r.(*kmsg.OffsetCommitResponse).Topics })
 }
 
 func (s *Server) authorizeOffsetDelete(ctx context.Context, req *kmsg.OffsetDeleteRequest) (kmsg.Response, func(kmsg.Response)) {
@@ -617,27 +599,21 @@ func (s *Server) authorizeOffsetDelete(ctx context.Context, req *kmsg.OffsetDele
 		resp.ErrorCode = errGroupAuth
 		return resp, nil
 	}
-	var kept []kmsg.OffsetDeleteRequestTopic
-	var refused []kmsg.OffsetDeleteResponseTopic
-	for _, rt := range req.Topics {
+	kept, refused := split(req.Topics, func(rt kmsg.OffsetDeleteRequestTopic) (out kmsg.OffsetDeleteResponseTopic, refuse bool) {
 		if s.allowed(ctx, metadata.OpRead, metadata.ResourceTopic, rt.Topic) {
-			kept = append(kept, rt)
-			continue
+			return out, false
 		}
-		out := kmsg.NewOffsetDeleteResponseTopic()
+		out = kmsg.NewOffsetDeleteResponseTopic()
 		out.Topic = rt.Topic
 		for _, rp := range rt.Partitions {
 			p := kmsg.NewOffsetDeleteResponseTopicPartition()
 			p.Partition, p.ErrorCode = rp.Partition, errTopicAuth
 			out.Partitions = append(out.Partitions, p)
 		}
-		refused = append(refused, out)
-	}
-	req.Topics = kept
-	return finish(req, len(refused), len(kept), func(r kmsg.Response) {
-		resp := r.(*kmsg.OffsetDeleteResponse)
-		resp.Topics = append(resp.Topics, refused...)
+		return out, true
 	})
+	req.Topics = kept
+	return finishList(req, len(kept), refused, func(r kmsg.Response) *[]kmsg.OffsetDeleteResponseTopic { return &r.(*kmsg.OffsetDeleteResponse).Topics })
 }
 
 // authorizeOffsetFetch: the group needs DESCRIBE (else the whole group is

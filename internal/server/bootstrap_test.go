@@ -1,9 +1,6 @@
 package server
 
 import (
-	"context"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -25,22 +22,7 @@ func TestBootstrapScramUser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), WithBootstrapScram(u))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	c, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(c) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	})
+	serveForTest(t, cfg, WithBootstrapScram(u))
 	n := &node{t: t, addr: plainAddr}
 	// The user is committed with the cluster id, when the controller takes
 	// office, which may come just after the broker starts serving.

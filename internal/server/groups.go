@@ -4,11 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
-	"sort"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -37,17 +34,7 @@ import (
 // loads and unloads its partitions as leadership of __consumer_offsets changes.
 type groupCoordinator struct {
 	*group.Coordinator
-	self   int32
-	logger *slog.Logger
-
-	mu       sync.Mutex // guards next
-	next     *metadata.Image
-	wake     chan struct{}
-	stop     chan struct{}
-	stopOnce sync.Once
-	done     chan struct{}
-
-	led map[int32]int32 // loaded partition -> its leader epoch; owned by run
+	loader *leaderLoader
 }
 
 // openGroups creates the coordinator and starts its loader.
@@ -68,84 +55,22 @@ func (s *Server) openGroups() {
 		},
 		Logger: s.logger.With("component", "group-coordinator"),
 	}
-	gc := &groupCoordinator{self: s.cfg.NodeID(), logger: cfg.Logger,
-		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}), led: map[int32]int32{}}
-	gc.Coordinator = group.New(cfg, offsetsLog{parts: s.parts, timeout: ms("offsets.commit.timeout.ms")})
+	gc := &groupCoordinator{Coordinator: group.New(cfg, offsetsLog{parts: s.parts, timeout: ms("offsets.commit.timeout.ms")})}
+	gc.loader = startLoader(&leaderLoader{topic: group.Topic, self: s.cfg.NodeID(), logger: cfg.Logger,
+		what:   "consumer groups",
+		load:   func(p, _ int32) error { return gc.Load(p) },
+		unload: gc.Unload,
+		seen:   func(t *metadata.Topic) { gc.SetPartitionCount(int32(len(t.Partitions))) },
+	})
 	s.groups = gc
-	go gc.run()
 }
 
-// observe hands the loader a new metadata image (after the partition
-// manager has applied it, so that the partitions it names are open).
+// observe hands the loader a new metadata image (see leaderLoader).
 func (gc *groupCoordinator) observe(img *metadata.Image) {
 	if gc == nil {
 		return
 	}
-	gc.mu.Lock()
-	gc.next = img
-	gc.mu.Unlock()
-	select {
-	case gc.wake <- struct{}{}:
-	default:
-	}
-}
-
-func (gc *groupCoordinator) run() {
-	defer close(gc.done)
-	for {
-		select {
-		case <-gc.stop:
-			return
-		case <-gc.wake:
-		}
-		gc.mu.Lock()
-		img := gc.next
-		gc.mu.Unlock()
-		gc.apply(img)
-	}
-}
-
-// apply loads every __consumer_offsets partition this broker leads and
-// unloads the others (also one whose leader epoch changed: it was led
-// elsewhere meanwhile, so its state is stale).
-func (gc *groupCoordinator) apply(img *metadata.Image) {
-	want := map[int32]int32{}
-	if t, ok := img.Topic(group.Topic); ok {
-		gc.SetPartitionCount(int32(len(t.Partitions)))
-		if img.Live(gc.self) {
-			for _, p := range t.Partitions {
-				if p.Leader == gc.self {
-					want[p.Index] = p.LeaderEpoch
-				}
-			}
-		}
-	}
-	for p, epoch := range gc.led {
-		if e, ok := want[p]; !ok || e != epoch {
-			gc.Unload(p)
-			delete(gc.led, p)
-		}
-	}
-	parts := make([]int32, 0, len(want))
-	for p := range want {
-		if _, ok := gc.led[p]; !ok {
-			parts = append(parts, p)
-		}
-	}
-	sort.Slice(parts, func(i, j int) bool { return parts[i] < parts[j] })
-	for _, p := range parts {
-		select {
-		case <-gc.stop:
-			return
-		default:
-		}
-		if err := gc.Load(p); err != nil {
-			// Retried with the next metadata change.
-			gc.logger.Error("loading consumer groups", "partition", p, "err", err)
-			continue
-		}
-		gc.led[p] = want[p]
-	}
+	gc.loader.observe(img)
 }
 
 // close stops the loader and the coordinator. It may be called again.
@@ -153,8 +78,7 @@ func (gc *groupCoordinator) close() {
 	if gc == nil {
 		return
 	}
-	gc.stopOnce.Do(func() { close(gc.stop) })
-	<-gc.done
+	gc.loader.close()
 	gc.Close()
 }
 

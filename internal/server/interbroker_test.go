@@ -6,7 +6,6 @@ import (
 	"crypto/x509/pkix"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"strings"
 	"testing"
@@ -74,22 +73,7 @@ func TestInterBrokerSASLSSL(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		srv, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), WithBootstrapScram(broker, alice))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := srv.Listen(); err != nil {
-			t.Fatal(err)
-		}
-		c, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- srv.Serve(c) }()
-		t.Cleanup(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Error(err)
-			}
-		})
+		serveForTest(t, cfg, WithBootstrapScram(broker, alice))
 	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(clientAddrs...), kgo.DialTLSConfig(ca.ClientTLS(t, nil, nil)),
 		kgo.SASL(scram.Auth{User: "alice", Pass: "alice-secret"}.AsSha512Mechanism()), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.RecordDeliveryTimeout(30*time.Second))

@@ -41,20 +41,30 @@ func (s *Server) handleDescribeLogDirs(req *kmsg.DescribeLogDirsRequest) kmsg.Re
 		byDir[i] = map[string]*kmsg.DescribeLogDirsResponseDirTopic{}
 		index[filepath.Clean(d)] = i
 	}
-	for _, p := range s.parts.All() {
-		if want != nil && !want[p.Topic][p.Index] {
-			continue
+	// topicIn is the answer's entry for topic in the log dir holding the
+	// partition's directory (dir), or nil when the partition was not asked
+	// for or its dir is not one of dirs.
+	topicIn := func(topic string, partition int32, dir func() string) *kmsg.DescribeLogDirsResponseDirTopic {
+		if want != nil && !want[topic][partition] {
+			return nil
 		}
-		i, ok := index[filepath.Clean(filepath.Dir(p.Log().Dir()))]
+		i, ok := index[filepath.Clean(dir())]
 		if !ok {
-			continue
+			return nil
 		}
-		rt := byDir[i][p.Topic]
+		rt := byDir[i][topic]
 		if rt == nil {
 			t := kmsg.NewDescribeLogDirsResponseDirTopic()
-			t.Topic = p.Topic
+			t.Topic = topic
 			rt = &t
-			byDir[i][p.Topic] = rt
+			byDir[i][topic] = rt
+		}
+		return rt
+	}
+	for _, p := range s.parts.All() {
+		rt := topicIn(p.Topic, p.Index, func() string { return filepath.Dir(p.Log().Dir()) })
+		if rt == nil {
+			continue
 		}
 		rp := kmsg.NewDescribeLogDirsResponseDirTopicPartition()
 		rp.Partition = p.Index
@@ -63,19 +73,9 @@ func (s *Server) handleDescribeLogDirs(req *kmsg.DescribeLogDirsRequest) kmsg.Re
 		rt.Partitions = append(rt.Partitions, rp)
 	}
 	for tp, mv := range s.parts.Moving() { // future replicas (AlterReplicaLogDirs)
-		if want != nil && !want[tp.Topic][tp.Partition] {
-			continue
-		}
-		i, ok := index[filepath.Clean(mv.Dir)]
-		if !ok {
-			continue
-		}
-		rt := byDir[i][tp.Topic]
+		rt := topicIn(tp.Topic, tp.Partition, func() string { return mv.Dir })
 		if rt == nil {
-			t := kmsg.NewDescribeLogDirsResponseDirTopic()
-			t.Topic = tp.Topic
-			rt = &t
-			byDir[i][tp.Topic] = rt
+			continue
 		}
 		rp := kmsg.NewDescribeLogDirsResponseDirTopicPartition()
 		rp.Partition, rp.Size, rp.OffsetLag, rp.IsFuture = tp.Partition, mv.Size, mv.OffsetLag, true

@@ -127,7 +127,7 @@ func TestProduceRefusesUndecodableBatches(t *testing.T) {
 	var before runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	peak := heapPeak()
+	peak := recordtest.HeapPeak()
 	var wg sync.WaitGroup
 	for i := range 4 {
 		bcl := n.client()
@@ -212,36 +212,4 @@ func appendBytes(b, v []byte) []byte {
 		return appendVarint(b, -1)
 	}
 	return append(appendVarint(b, int64(len(v))), v...)
-}
-
-// heapPeak samples HeapInuse until the returned function is called, which
-// returns the largest value seen.
-func heapPeak() func() uint64 {
-	var mu sync.Mutex // guards peak
-	var peak uint64
-	stop, done := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(done)
-		tick := time.NewTicker(2 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			var ms runtime.MemStats
-			runtime.ReadMemStats(&ms)
-			mu.Lock()
-			peak = max(peak, ms.HeapInuse)
-			mu.Unlock()
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-			}
-		}
-	}()
-	return func() uint64 {
-		close(stop)
-		<-done
-		mu.Lock()
-		defer mu.Unlock()
-		return peak
-	}
 }

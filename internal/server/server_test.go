@@ -18,6 +18,7 @@ import (
 	"strand/internal/config"
 	"strand/internal/protocol"
 	"strand/internal/record"
+	"strand/internal/testcluster"
 )
 
 // node is an in-process server on a loopback port.
@@ -33,13 +34,33 @@ type node struct {
 	srv      *Server // the running broker
 }
 
-func freeAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+// freeAddr is testcluster.FreeAddr: no port is handed to two listeners.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	return testcluster.FreeAddr(t)
+}
+
+// serveForTest runs a server of cfg until the test ends and returns it; it
+// fails the test if the server cannot start or Serve returns an error.
+func serveForTest(t testing.TB, cfg *config.Broker, opts ...Option) *Server {
+	t.Helper()
+	srv, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	c, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(c) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	return srv
 }
 
 func startNode(t *testing.T, sets ...[2]string) *node {

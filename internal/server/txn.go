@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
-	"sort"
 	"strconv"
 	"sync"
 	"time"
@@ -33,17 +31,7 @@ import (
 // txnCoordinator is the coordinator plus its loader goroutine.
 type txnCoordinator struct {
 	*coordinator.Coordinator
-	self   int32
-	logger *slog.Logger
-
-	mu       sync.Mutex // guards next
-	next     *metadata.Image
-	wake     chan struct{}
-	stop     chan struct{}
-	stopOnce sync.Once
-	done     chan struct{}
-
-	led     map[int32]int32 // loaded partition -> its leader epoch; owned by run
+	loader  *leaderLoader
 	markers *markerWriter
 }
 
@@ -60,87 +48,26 @@ func (s *Server) openTxns() {
 		},
 		Logger: logger,
 	}
-	tc := &txnCoordinator{self: s.cfg.NodeID(), logger: logger,
-		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}), led: map[int32]int32{}}
-	tc.markers = &markerWriter{s: s}
+	tc := &txnCoordinator{markers: &markerWriter{s: s}}
 	tc.Coordinator = coordinator.New(cfg, txnStateLog{parts: s.parts}, tc.markers)
+	tc.loader = startLoader(&leaderLoader{topic: coordinator.Topic, self: s.cfg.NodeID(), logger: logger,
+		what: "transactions", load: tc.Load, unload: tc.Unload})
 	s.txns = tc
-	go tc.run()
 }
 
-// observe hands the loader a new metadata image.
+// observe hands the loader a new metadata image (see leaderLoader).
 func (tc *txnCoordinator) observe(img *metadata.Image) {
 	if tc == nil {
 		return
 	}
-	tc.mu.Lock()
-	tc.next = img
-	tc.mu.Unlock()
-	select {
-	case tc.wake <- struct{}{}:
-	default:
-	}
-}
-
-func (tc *txnCoordinator) run() {
-	defer close(tc.done)
-	for {
-		select {
-		case <-tc.stop:
-			return
-		case <-tc.wake:
-		}
-		tc.mu.Lock()
-		img := tc.next
-		tc.mu.Unlock()
-		tc.apply(img)
-	}
-}
-
-// apply loads every __transaction_state partition this broker leads and
-// unloads the others (and those whose leader epoch changed).
-func (tc *txnCoordinator) apply(img *metadata.Image) {
-	want := map[int32]int32{}
-	if t, ok := img.Topic(coordinator.Topic); ok && img.Live(tc.self) {
-		for _, p := range t.Partitions {
-			if p.Leader == tc.self {
-				want[p.Index] = p.LeaderEpoch
-			}
-		}
-	}
-	for p, epoch := range tc.led {
-		if e, ok := want[p]; !ok || e != epoch {
-			tc.Unload(p)
-			delete(tc.led, p)
-		}
-	}
-	parts := make([]int32, 0, len(want))
-	for p := range want {
-		if _, ok := tc.led[p]; !ok {
-			parts = append(parts, p)
-		}
-	}
-	sort.Slice(parts, func(i, j int) bool { return parts[i] < parts[j] })
-	for _, p := range parts {
-		select {
-		case <-tc.stop:
-			return
-		default:
-		}
-		if err := tc.Load(p, want[p]); err != nil {
-			tc.logger.Error("loading transactions", "partition", p, "err", err)
-			continue
-		}
-		tc.led[p] = want[p]
-	}
+	tc.loader.observe(img)
 }
 
 func (tc *txnCoordinator) close() {
 	if tc == nil {
 		return
 	}
-	tc.stopOnce.Do(func() { close(tc.stop) })
-	<-tc.done
+	tc.loader.close()
 	tc.Close()
 	tc.markers.close()
 }

@@ -122,6 +122,23 @@ func Metadata(ctx context.Context, addr string) (*kmsg.MetadataResponse, error) 
 	return resp, nil
 }
 
+// Exchange writes req on c (with clientID and correlation id corr) and reads
+// one size-framed response, returned from its correlation id on.
+func Exchange(c net.Conn, clientID string, req kmsg.Request, corr int32) ([]byte, error) {
+	if _, err := c.Write(kmsg.NewRequestFormatter(kmsg.FormatterClientID(clientID)).AppendRequest(nil, req, corr)); err != nil {
+		return nil, err
+	}
+	var size [4]byte
+	if _, err := io.ReadFull(c, size[:]); err != nil {
+		return nil, err
+	}
+	body := make([]byte, binary.BigEndian.Uint32(size[:]))
+	if _, err := io.ReadFull(c, body); err != nil {
+		return nil, err
+	}
+	return body, nil
+}
+
 // RawRequest sends req to addr on a fresh connection and decodes the answer
 // into resp (whose version is set to req's).
 func RawRequest(ctx context.Context, addr string, req kmsg.Request, resp kmsg.Response) error {
@@ -136,15 +153,8 @@ func RawRequest(ctx context.Context, addr string, req kmsg.Request, resp kmsg.Re
 	} else {
 		c.SetDeadline(time.Now().Add(10 * time.Second))
 	}
-	if _, err := c.Write(kmsg.NewRequestFormatter(kmsg.FormatterClientID("testcluster")).AppendRequest(nil, req, 1)); err != nil {
-		return err
-	}
-	var size [4]byte
-	if _, err := io.ReadFull(c, size[:]); err != nil {
-		return err
-	}
-	body := make([]byte, binary.BigEndian.Uint32(size[:]))
-	if _, err := io.ReadFull(c, body); err != nil {
+	body, err := Exchange(c, "testcluster", req, 1)
+	if err != nil {
 		return err
 	}
 	body = body[4:] // correlation id

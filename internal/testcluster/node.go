@@ -440,6 +440,14 @@ func freeAddr(t testing.TB) string {
 	return ""
 }
 
+// FreeAddr is freeAddr for tests outside this package (the in-process
+// controller and server tests): a loopback address whose port was free a
+// moment ago and that no earlier call in this process returned.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	return freeAddr(t)
+}
+
 // lostPortRace reports whether the node's last start exited because one of
 // its listen addresses was taken, and whether that was its client address.
 func (n *Node) lostPortRace() (lost, client bool) {

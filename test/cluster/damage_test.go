@@ -10,43 +10,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"strand/internal/testcluster"
 )
 
 // createSmallSegmentTopic creates topic (1 partition, RF=3,
-// min.insync.replicas=2, 64 KiB segments) and waits for a full ISR.
+// min.insync.replicas=2, 64 KiB segments) and waits for a full ISR on
+// every node.
 func createSmallSegmentTopic(t *testing.T, c *testcluster.Cluster, topic string) {
 	t.Helper()
-	req := kmsg.NewPtrCreateTopicsRequest()
-	req.TimeoutMillis = 15000
-	rt := kmsg.NewCreateTopicsRequestTopic()
-	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = topic, 1, 3
-	for k, v := range map[string]string{"min.insync.replicas": "2", "segment.bytes": "65536"} {
-		cfg := kmsg.NewCreateTopicsRequestTopicConfig()
-		cfg.Name, cfg.Value = k, kmsg.StringPtr(v)
-		rt.Configs = append(rt.Configs, cfg)
-	}
-	req.Topics = append(req.Topics, rt)
-	resp := req.ResponseKind().(*kmsg.CreateTopicsResponse)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := testcluster.RawRequest(ctx, c.Node(1).Addr(), req, resp); err != nil {
-		t.Fatalf("create %s: %v", topic, err)
-	}
-	if code := resp.Topics[0].ErrorCode; code != 0 {
-		t.Fatalf("create %s: %v", topic, kerr.ErrorForCode(code))
-	}
-	waitFor(t, 20*time.Second, "topic "+topic+" with a full ISR", func() error {
-		_, isr, err := partitionState(c.Node(1).Addr(), topic)
-		if err == nil && len(isr) != 3 {
-			err = fmt.Errorf("ISR %v", isr)
-		}
-		return err
-	})
+	createTopicConfigs(t, c, topic, nil, map[string]string{"min.insync.replicas": "2", "segment.bytes": "65536"})
 }
 
 // produceValues produces n records prefix-i with acks=all and returns
@@ -55,25 +29,7 @@ func produceValues(t *testing.T, cl *kgo.Client, prefix string, n int) map[int64
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	type ack struct {
-		off int64
-		val string
-		err error
-	}
-	acks := make(chan ack, n)
-	for i := range n {
-		v := fmt.Sprintf("%s-%06d-%s", prefix, i, strings.Repeat("x", 24))
-		cl.Produce(ctx, &kgo.Record{Value: []byte(v)}, func(r *kgo.Record, err error) { acks <- ack{r.Offset, v, err} })
-	}
-	out := map[int64]string{}
-	for range n {
-		a := <-acks
-		if a.err != nil {
-			t.Fatalf("produce: %v", a.err)
-		}
-		out[a.off] = a.val
-	}
-	return out
+	return testcluster.ProduceAcked(ctx, t, cl, "", prefix, n)
 }
 
 // TestDamagedReplicaHeals (RF=3): a follower's log is damaged on disk (16

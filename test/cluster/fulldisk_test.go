@@ -6,10 +6,8 @@ import (
 	"crypto/rand"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
-	"syscall"
 	"testing"
 	"time"
 
@@ -18,44 +16,21 @@ import (
 	"strand/internal/testcluster"
 )
 
-// mountTmpfs mounts a tmpfs of size on a fresh directory for the test's
-// lifetime (root needed, as CI has). Call it before starting nodes on it:
-// cleanups run in reverse, so the nodes are gone before the unmount.
-func mountTmpfs(t *testing.T, size string) string {
-	t.Helper()
-	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Fatalf("mount a %s tmpfs on %s (this test needs root): %v: %s", size, dir, err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", dir, err, out)
-		}
-	})
-	return dir
-}
-
 // TestFollowerFullDisk fills the disk of one follower of an RF=3 partition
 // (min.insync.replicas=2) while an acks=all producer runs: the other two
 // brokers go on acknowledging (the full follower leaves the ISR); once
 // space is freed the follower catches up without a restart, rejoins the
 // ISR, and its log is byte-identical to the leader's.
 func TestFollowerFullDisk(t *testing.T) {
-	mnt := mountTmpfs(t, "20m")
+	mnt := testcluster.MountTmpfs(t, "20m")
 	c := replicationCluster(t, testcluster.ForNode(3, testcluster.WithDataDir(filepath.Join(mnt, "data"))))
 	const topic = "followerfull"
 	createTopic(t, c, topic, []int32{1, 2, 3})
 	cl := producer(t, c.Addrs(), topic)
 	produceN(t, cl, 0, 100)
 
-	var fs syscall.Statfs_t
-	if err := syscall.Statfs(mnt, &fs); err != nil {
-		t.Fatal(err)
-	}
 	ballast := filepath.Join(mnt, "ballast")
-	if err := os.WriteFile(ballast, make([]byte, int64(fs.Bavail)*fs.Bsize-512<<10), 0o644); err != nil {
-		t.Fatalf("write ballast: %v", err)
-	}
+	testcluster.FillDisk(t, ballast, 512<<10)
 	// 3 MB more than node 3 has room for.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

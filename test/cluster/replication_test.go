@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -31,6 +30,12 @@ func replicationCluster(t *testing.T, opts ...testcluster.Option) *testcluster.C
 // leader and the full ISR.
 func createTopic(t *testing.T, c *testcluster.Cluster, topic string, assignment []int32) {
 	t.Helper()
+	createTopicConfigs(t, c, topic, assignment, map[string]string{"min.insync.replicas": "2"})
+}
+
+// createTopicConfigs is createTopic with the topic configs given.
+func createTopicConfigs(t *testing.T, c *testcluster.Cluster, topic string, assignment []int32, configs map[string]string) {
+	t.Helper()
 	req := kmsg.NewPtrCreateTopicsRequest()
 	req.TimeoutMillis = 15000
 	rt := kmsg.NewCreateTopicsRequestTopic()
@@ -41,9 +46,11 @@ func createTopic(t *testing.T, c *testcluster.Cluster, topic string, assignment 
 		a.Partition, a.Replicas = 0, assignment
 		rt.ReplicaAssignment = append(rt.ReplicaAssignment, a)
 	}
-	cfg := kmsg.NewCreateTopicsRequestTopicConfig()
-	cfg.Name, cfg.Value = "min.insync.replicas", kmsg.StringPtr("2")
-	rt.Configs = append(rt.Configs, cfg)
+	for k, v := range configs {
+		cfg := kmsg.NewCreateTopicsRequestTopicConfig()
+		cfg.Name, cfg.Value = k, kmsg.StringPtr(v)
+		rt.Configs = append(rt.Configs, cfg)
+	}
 	req.Topics = append(req.Topics, rt)
 	resp := req.ResponseKind().(*kmsg.CreateTopicsResponse)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -147,32 +154,16 @@ func TestReplicationAllReplicasAndLeaderKill(t *testing.T) {
 	createTopic(t, c, topic, nil)
 	produceN(t, producer(t, c.Addrs(), topic), 0, n)
 
-	var logs [][]byte
-	waitFor(t, 20*time.Second, "identical partition logs on all replicas", func() error {
-		logs = logs[:0]
-		for _, nd := range c.Nodes {
-			b, err := partitionLog(nd, topic)
-			if err != nil {
-				return err
-			}
-			logs = append(logs, b)
-		}
-		for i := 1; i < len(logs); i++ {
-			if !bytes.Equal(logs[0], logs[i]) {
-				return fmt.Errorf("node 1 has %d log bytes, node %d has %d (or they differ)", len(logs[0]), i+1, len(logs[i]))
-			}
-		}
-		return nil
-	})
+	first := waitIdentical(t, c, topic, 20*time.Second)
 	count := 0
-	if err := record.Split(logs[0], func(b []byte) error {
+	if err := record.Split(first, func(b []byte) error {
 		h, err := record.ParseHeader(b)
 		count += int(h.NumRecords)
 		return err
 	}); err != nil || count != n {
 		t.Fatalf("replica logs hold %d records (%v), want %d", count, err, n)
 	}
-	t.Logf("all 3 replicas hold the same %d bytes (%d records)", len(logs[0]), count)
+	t.Logf("all 3 replicas hold the same %d bytes (%d records)", len(first), count)
 
 	leader, _, err := partitionState(c.Node(1).Addr(), topic)
 	if err != nil {

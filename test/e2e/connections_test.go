@@ -95,15 +95,8 @@ func raiseNoFile(t testing.TB, want uint64) {
 func apiVersions(c net.Conn, corr int32) error {
 	req := kmsg.NewPtrApiVersionsRequest()
 	req.SetVersion(0)
-	if _, err := c.Write(kmsg.NewRequestFormatter(kmsg.FormatterClientID("e2e")).AppendRequest(nil, req, corr)); err != nil {
-		return err
-	}
-	var size [4]byte
-	if _, err := io.ReadFull(c, size[:]); err != nil {
-		return err
-	}
-	body := make([]byte, binary.BigEndian.Uint32(size[:]))
-	if _, err := io.ReadFull(c, body); err != nil {
+	body, err := testcluster.Exchange(c, "e2e", req, corr)
+	if err != nil {
 		return err
 	}
 	if got := int32(binary.BigEndian.Uint32(body)); got != corr {
@@ -214,15 +207,8 @@ func bigMetadata(c net.Conn, corr int32) error {
 		rt.Topic = kmsg.StringPtr(fmt.Sprintf("no-such-topic-%035d", i))
 		req.Topics = append(req.Topics, rt)
 	}
-	if _, err := c.Write(kmsg.NewRequestFormatter(kmsg.FormatterClientID("e2e")).AppendRequest(nil, req, corr)); err != nil {
-		return err
-	}
-	var size [4]byte
-	if _, err := io.ReadFull(c, size[:]); err != nil {
-		return err
-	}
-	body := make([]byte, binary.BigEndian.Uint32(size[:]))
-	if _, err := io.ReadFull(c, body); err != nil {
+	body, err := testcluster.Exchange(c, "e2e", req, corr)
+	if err != nil {
 		return err
 	}
 	if len(body) < 16<<10 {

@@ -15,34 +15,6 @@ import (
 	"strand/internal/testcluster"
 )
 
-// produceAcked produces values prefix-0..prefix-(n-1) to partition 0 of
-// topic with acks=all and returns offset -> value of every acknowledged
-// record; it fails the test on any error.
-func produceAcked(ctx context.Context, t *testing.T, cl *kgo.Client, topic, prefix string, n int) map[int64]string {
-	t.Helper()
-	type ack struct {
-		off int64
-		val string
-		err error
-	}
-	acks := make(chan ack, n)
-	for i := range n {
-		v := fmt.Sprintf("%s-%06d-%s", prefix, i, strings.Repeat("x", 24))
-		cl.Produce(ctx, &kgo.Record{Topic: topic, Value: []byte(v)}, func(r *kgo.Record, err error) {
-			acks <- ack{r.Offset, v, err}
-		})
-	}
-	out := map[int64]string{}
-	for range n {
-		a := <-acks
-		if a.err != nil {
-			t.Fatalf("produce: %v", a.err)
-		}
-		out[a.off] = a.val
-	}
-	return out
-}
-
 // TestRestartAfterDamage (RF=1, one node): 16 bytes of a segment are
 // overwritten while the broker is stopped - in the middle of an older
 // segment, over a batch header of an older segment, in the middle of the
@@ -62,7 +34,7 @@ func TestRestartAfterDamage(t *testing.T) {
 			createTopic(ctx, t, newAdmin(t, n), topic, 1, map[string]*string{"segment.bytes": &seg})
 			cl := newClient(t, n, kgo.DefaultProduceTopic(topic), kgo.ProducerLinger(2*time.Millisecond),
 				kgo.ProducerBatchMaxBytes(8<<10), kgo.ProducerBatchCompression(kgo.NoCompression()))
-			acked := produceAcked(ctx, t, cl, topic, "a", 20000)
+			acked := testcluster.ProduceAcked(ctx, t, cl, topic, "a", 20000)
 			files, err := n.SegmentFiles(topic, 0)
 			if err != nil || len(files) < 5 {
 				t.Fatalf("%d segments (%v), want >= 5", len(files), err)
@@ -78,7 +50,7 @@ func TestRestartAfterDamage(t *testing.T) {
 					if st.Size() >= 16<<10 {
 						break
 					}
-					for off, v := range produceAcked(ctx, t, cl, topic, fmt.Sprint("pad", i), 200) {
+					for off, v := range testcluster.ProduceAcked(ctx, t, cl, topic, fmt.Sprint("pad", i), 200) {
 						acked[off] = v
 					}
 					if files, err = n.SegmentFiles(topic, 0); err != nil {
@@ -143,7 +115,7 @@ func TestRestartAfterDamage(t *testing.T) {
 
 			// Liveness: new writes are acknowledged and readable.
 			cl2 := newClient(t, n, kgo.DefaultProduceTopic(topic), kgo.ProducerBatchMaxBytes(8<<10))
-			more := produceAcked(ctx, t, cl2, topic, "b", 100)
+			more := testcluster.ProduceAcked(ctx, t, cl2, topic, "b", 100)
 			got2, err := testcluster.ReadPartition(ctx, n.Addr(), topic, 0, got.HW, 0)
 			if err != nil {
 				t.Fatal(err)

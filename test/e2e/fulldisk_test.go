@@ -4,10 +4,8 @@ import (
 	"bytes"
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
@@ -18,23 +16,6 @@ import (
 	"strand/internal/record"
 	"strand/internal/testcluster"
 )
-
-// mountTmpfs mounts a tmpfs of size on a fresh directory for the test's
-// lifetime (it needs root, as CI has). Call it before starting a node on it:
-// cleanups run in reverse, so the node is gone before the unmount.
-func mountTmpfs(t *testing.T, size string) string {
-	t.Helper()
-	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Fatalf("mount a %s tmpfs on %s (this test needs root): %v: %s", size, dir, err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", dir, err, out)
-		}
-	})
-	return dir
-}
 
 // rawProduce sends one batch of a single value to topic/0 (acks=all, no
 // retries) and returns the partition's error code and message.
@@ -72,7 +53,7 @@ func rawProduce(ctx context.Context, t *testing.T, cl *kgo.Client, topic string,
 // after a clean restart every acknowledged record is there, offsets dense
 // (no torn or half-indexed segment).
 func TestFullDisk(t *testing.T) {
-	mnt := mountTmpfs(t, "20m")
+	mnt := testcluster.MountTmpfs(t, "20m")
 	n := testcluster.StartNode(t, testcluster.WithDataDir(filepath.Join(mnt, "data")))
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -87,15 +68,8 @@ func TestFullDisk(t *testing.T) {
 	}
 
 	// Leave about 3 MiB free, then produce 60 KiB records until the disk is full.
-	var fs syscall.Statfs_t
-	if err := syscall.Statfs(mnt, &fs); err != nil {
-		t.Fatal(err)
-	}
 	ballast := filepath.Join(mnt, "ballast")
-	free := int64(fs.Bavail) * fs.Bsize
-	if err := os.WriteFile(ballast, make([]byte, free-3<<20), 0o644); err != nil {
-		t.Fatalf("write ballast: %v", err)
-	}
+	testcluster.FillDisk(t, ballast, 3<<20)
 	value := bytes.Repeat([]byte("x"), 60<<10)
 	acked := 0
 	var code int16
@@ -190,12 +164,7 @@ func TestFullDisk(t *testing.T) {
 	// space is freed, without another restart, every acknowledged record is
 	// there, offsets dense (registration and the opening of partitions whose
 	// recovery must write wait for space, and are retried).
-	if err := syscall.Statfs(mnt, &fs); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(ballast, make([]byte, int64(fs.Bavail)*fs.Bsize-1<<20), 0o644); err != nil {
-		t.Fatalf("write ballast: %v", err)
-	}
+	testcluster.FillDisk(t, ballast, 1<<20)
 	before := acked
 	for ; acked < before+200; acked++ {
 		if code, msg := rawProduce(ctx, t, cl, "full", value); code != 0 {

@@ -108,52 +108,34 @@ func replay(l Log, p int32) (map[string]*meta, error) {
 		return nil, err
 	}
 	out := map[string]*meta{}
-	for off := start; off < end; {
-		data, err := l.Read(p, off, loadBufferSize)
-		if err != nil {
-			return nil, fmt.Errorf("read at offset %d: %w", off, err)
-		}
-		if len(data) == 0 {
-			break
-		}
-		next := off
-		err = record.Split(data, func(b []byte) error {
-			h, err := record.ParseHeader(b)
-			if err != nil {
-				return err
-			}
-			next = h.NextOffset()
-			if h.IsControl() {
-				return nil
-			}
-			recs, err := record.Records(b)
-			if err != nil {
-				return fmt.Errorf("batch at offset %d: %w", h.BaseOffset, err)
-			}
-			for _, r := range recs {
-				if r.Offset < off || r.Offset >= end {
-					continue
-				}
-				id, m, err := decodeRecord(r.Key, r.Value)
-				if err != nil {
-					continue // skipped: not ours or damaged (logged by the caller's counts)
-				}
-				if m == nil {
-					delete(out, id)
-				} else {
-					m.partition = p
-					out[id] = m
-				}
-			}
+	read := func(off int64) ([]byte, error) { return l.Read(p, off, loadBufferSize) }
+	err = record.Scan(start, end, read, func(h record.Header, b []byte, from int64) error {
+		if h.IsControl() {
 			return nil
-		})
+		}
+		recs, err := record.Records(b)
 		if err != nil {
-			return nil, err
+			return fmt.Errorf("batch at offset %d: %w", h.BaseOffset, err)
 		}
-		if next <= off {
-			return nil, fmt.Errorf("read at offset %d made no progress", off)
+		for _, r := range recs {
+			if r.Offset < from || r.Offset >= end {
+				continue
+			}
+			id, m, err := decodeRecord(r.Key, r.Value)
+			if err != nil {
+				continue // skipped: not ours or damaged (logged by the caller's counts)
+			}
+			if m == nil {
+				delete(out, id)
+			} else {
+				m.partition = p
+				out[id] = m
+			}
 		}
-		off = next
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
