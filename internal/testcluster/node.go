@@ -315,7 +315,43 @@ func (n *Node) Stop() error {
 
 // Pause freezes the process with SIGSTOP; its sockets stay open but it
 // answers nothing until Resume.
-func (n *Node) Pause() error { return n.signal(syscall.SIGSTOP) }
+//
+// It returns once the kernel reports every thread of the process stopped, so
+// that a test's next step cannot race the signal's delivery on a busy machine.
+func (n *Node) Pause() error {
+	if err := n.signal(syscall.SIGSTOP); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !n.stopped() {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("node %d: not stopped 5 s after SIGSTOP", n.cfg.nodeID)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return nil
+}
+
+// stopped reports whether every thread of the node's process is in state T
+// (stopped) per /proc/<pid>/task/*/stat.
+func (n *Node) stopped() bool {
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", n.Pid()))
+	if err != nil || len(tasks) == 0 {
+		return false
+	}
+	for _, f := range tasks {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return false
+		}
+		// The state follows the command name, which is in parentheses.
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 || i+2 >= len(b) || b[i+2] != 'T' {
+			return false
+		}
+	}
+	return true
+}
 
 // Resume continues a paused process with SIGCONT.
 func (n *Node) Resume() error { return n.signal(syscall.SIGCONT) }
