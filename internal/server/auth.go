@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"strings"
 	"time"
 
@@ -252,17 +251,4 @@ func (a *connAuth) rawStep(r *bufio.Reader, logger *slog.Logger) ([]byte, bool, 
 		a.state = authRaw
 	}
 	return append(binary.BigEndian.AppendUint32(nil, uint32(len(out))), out...), true, nil
-}
-
-// writeRaw returns a reply body that writes a raw SASL token to c from the
-// writer goroutine, keeping order with the responses before it (the client
-// waits for the handshake response before sending the token, so nothing
-// is buffered ahead of it).
-func writeRaw(c net.Conn, b []byte) func() kmsg.Response {
-	return func() kmsg.Response {
-		if _, err := c.Write(b); err != nil {
-			return hangUp
-		}
-		return nil
-	}
 }

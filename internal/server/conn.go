@@ -54,8 +54,12 @@ var (
 )
 
 // conn is one client connection. Its reader goroutine (serve) reads requests
-// in order and runs their ordered part; its writer goroutine (writeReplies)
-// runs their continuations and writes the responses in the same order.
+// in order and runs their ordered part; its runner goroutine (runReplies)
+// runs their continuations in the same order, and its writer goroutine
+// (writeReplies) writes each response as soon as it is ready. A response
+// never waits for the continuation after it: a produce reply goes out while
+// the next request's fsync runs, so a client with several requests in flight
+// keeps the log's group commit fed.
 type conn struct {
 	s      *Server
 	c      net.Conn
@@ -127,12 +131,26 @@ func (cn *conn) drain() {
 	cn.c.SetReadDeadline(time.Now())
 }
 
-// reply is a response to come, in request order: run is called on the writer
+// reply is a response to come, in request order: run is called on the runner
 // goroutine and returns the response, or nil when none is sent (acks=0).
+// A reply with raw set instead sends those bytes as they are (a SASL v0
+// token).
 type reply struct {
 	correlationID int32
 	run           func() kmsg.Response
+	raw           []byte
 }
+
+// outcome is a reply's outcome, handed from the runner to the writer.
+type outcome struct {
+	correlationID int32
+	resp          kmsg.Response // nil: nothing to send (unless raw)
+	raw           []byte
+}
+
+// maxReady bounds the outcomes waiting for the writer; with maxPipelined
+// requests waiting for the runner it bounds what a connection holds.
+const maxReady = 8
 
 // hangUp, returned by a reply, closes the connection instead of answering.
 var hangUp kmsg.Response = new(kmsg.ProduceResponse)
@@ -153,14 +171,18 @@ func (cn *conn) serve() {
 	cn.auth = auth
 	ctx = security.WithSession(ctx, auth.sess)
 	replies := make(chan reply, maxPipelined)
+	answers := make(chan outcome, maxReady)
 	writerDone := make(chan struct{})
+	var dead atomic.Bool // the writer stopped: continuations are not run
+	go cn.runReplies(replies, answers, &dead)
 	go func() {
 		defer close(writerDone)
-		cn.writeReplies(replies)
+		cn.writeReplies(answers)
 		// On a write error: stop the reader, then drain what it still queues.
+		dead.Store(true)
 		cancel()
 		cn.c.Close()
-		for range replies {
+		for range answers {
 			cn.pending.Add(-1)
 		}
 	}()
@@ -181,7 +203,7 @@ func (cn *conn) serve() {
 			}
 			cn.pending.Add(1)
 			select {
-			case replies <- reply{run: writeRaw(cn.c, out)}:
+			case replies <- reply{raw: out}:
 			case <-ctx.Done():
 				cn.pending.Add(-1)
 				return
@@ -235,7 +257,7 @@ func (cn *conn) dispatch(ctx context.Context, f frame) (r reply, ok bool) {
 			// Answer with v0 and UNSUPPORTED_VERSION so the client retries with a version we have.
 			resp := cn.s.apiVersions(0)
 			resp.ErrorCode = kerrUnsupportedVersion
-			return reply{req.CorrelationID, func() kmsg.Response { return resp }}, true
+			return reply{correlationID: req.CorrelationID, run: func() kmsg.Response { return resp }}, true
 		}
 		cn.s.connErrLog.log(cn.logger, slog.LevelWarn, "closing connection after a bad request", "err", err)
 		return reply{}, false
@@ -243,13 +265,13 @@ func (cn *conn) dispatch(ctx context.Context, f frame) (r reply, ok bool) {
 	if resp, v := cn.auth.gate(req, cn.logger); v != pass {
 		switch v {
 		case answer:
-			return reply{req.CorrelationID, func() kmsg.Response { return resp }}, true
+			return reply{correlationID: req.CorrelationID, run: func() kmsg.Response { return resp }}, true
 		case answerClose: // answered, then the connection closes
-			return reply{req.CorrelationID, func() kmsg.Response { return resp }}, false
+			return reply{correlationID: req.CorrelationID, run: func() kmsg.Response { return resp }}, false
 		}
 		return reply{}, false
 	}
-	return reply{req.CorrelationID, cn.s.handle(ctx, req)}, true
+	return reply{correlationID: req.CorrelationID, run: cn.s.handle(ctx, req)}, true
 }
 
 // readRequest reads the next frame. It waits for the frame's first byte up
@@ -369,11 +391,31 @@ func (cn *conn) releaseReader() {
 
 func isTimeout(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }
 
-// writeReplies runs each reply in order and writes its response. It returns
-// when replies is closed or a write fails. Responses that are ready together
-// go out in one write; the write buffer is pooled and given back whenever no
-// reply is waiting.
-func (cn *conn) writeReplies(replies <-chan reply) {
+// runReplies runs each reply's continuation in request order and hands the
+// outcome to the writer; it closes answers when replies is closed. Once the
+// writer has stopped (dead) the continuations are skipped: nobody would read
+// their answers.
+func (cn *conn) runReplies(replies <-chan reply, answers chan<- outcome, dead *atomic.Bool) {
+	defer close(answers)
+	for r := range replies {
+		if dead.Load() {
+			cn.pending.Add(-1)
+			continue
+		}
+		a := outcome{correlationID: r.correlationID, raw: r.raw}
+		if r.run != nil {
+			a.resp = r.run()
+		}
+		answers <- a
+	}
+}
+
+// writeReplies writes each answer in order. It returns when answers is
+// closed, a write fails or an answer hangs up. Answers that are ready
+// together go out in one write, and one that is ready is never held back
+// waiting for the next; the write buffer is pooled and given back whenever
+// no answer is waiting.
+func (cn *conn) writeReplies(answers <-chan outcome) {
 	var buf *[]byte
 	defer func() {
 		if buf != nil {
@@ -388,24 +430,27 @@ func (cn *conn) writeReplies(replies <-chan reply) {
 		*buf = (*buf)[:0]
 		return err
 	}
-	for r := range replies {
-		resp := r.run()
-		if resp == hangUp {
+	for a := range answers {
+		if a.resp == hangUp {
 			if buf != nil && len(*buf) > 0 {
 				flush()
 			}
 			cn.pending.Add(-1)
 			return
 		}
-		if resp != nil {
+		if a.resp != nil || a.raw != nil {
 			if buf == nil {
 				buf = writeBufs.Get().(*[]byte)
 			}
-			*buf = protocol.AppendResponse(*buf, r.correlationID, resp)
+			if a.raw != nil {
+				*buf = append(*buf, a.raw...)
+			} else {
+				*buf = protocol.AppendResponse(*buf, a.correlationID, a.resp)
+			}
 		}
-		if buf != nil && (len(replies) == 0 || len(*buf) >= writeFlushSize) {
+		if buf != nil && (len(answers) == 0 || len(*buf) >= writeFlushSize) {
 			err := flush()
-			if len(replies) == 0 || err != nil {
+			if len(answers) == 0 || err != nil {
 				putWriteBuf(buf)
 				buf = nil
 			}
