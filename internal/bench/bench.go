@@ -154,14 +154,27 @@ func Main(ctx context.Context, args []string, stdout io.Writer) (retErr error) {
 		}
 	}
 	var reps []Report
+	var created []string // a sweep's topics, deleted after the last count
+	defer func() {
+		if err := deleteTopics(ctx, o, created); err != nil && retErr == nil {
+			retErr = err
+		}
+	}()
 	for i, n := range sweep {
 		ro := o
 		ro.Partitions = n
 		if len(sweep) > 1 {
 			ro.Topic = fmt.Sprintf("%s-p%d", o.Topic, n) // one topic per count
+			// Deleting a count's topic while the next is measured would
+			// charge the next count with the broker's deletion work (and,
+			// on a file system mounted with discard, its discards).
+			ro.Keep = true
 		}
 		ro.SkipFsync = o.SkipFsync || i > 0 // the disk is measured once
 		rep, err := Run(ctx, ro)
+		if rep.TopicCreated && ro.Keep && !o.Keep {
+			created = append(created, ro.Topic)
+		}
 		if err != nil {
 			if rep.Consume.Records == 0 || rep.Consume.Records != rep.Produce.Records && !o.ConsumeOnly {
 				return err
@@ -194,6 +207,33 @@ func Main(ctx context.Context, args []string, stdout io.Writer) (retErr error) {
 		if err := enc.Encode(v); err != nil {
 			return fmt.Errorf("write report: %w", err)
 		}
+	}
+	return nil
+}
+
+// deleteTopics deletes the topics a sweep created, all at once.
+func deleteTopics(ctx context.Context, o Options, topics []string) error {
+	if len(topics) == 0 {
+		return nil
+	}
+	secOpts, err := o.Security.KgoOpts()
+	if err != nil {
+		return err
+	}
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(o.Brokers...)}, secOpts...)...)
+	if err != nil {
+		return fmt.Errorf("admin client: %w", err)
+	}
+	defer cl.Close()
+	// Deleting thousands of partitions takes a while.
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancel()
+	resps, err := kadm.NewClient(cl).DeleteTopics(dctx, topics...)
+	if err == nil {
+		err = resps.Error()
+	}
+	if err != nil {
+		return fmt.Errorf("delete topics %q: %w", topics, err)
 	}
 	return nil
 }

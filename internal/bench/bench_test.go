@@ -225,6 +225,19 @@ func TestMainSweepJSON(t *testing.T) {
 			t.Errorf("report %d: broker cpu %+v, want a reading from /proc", i, c)
 		}
 	}
+	// The sweep's topics are deleted once the sweep is over.
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	topics, err := kadm.NewClient(cl).ListTopics(testCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if names := topics.Names(); len(names) != 0 {
+		t.Errorf("topics left after the sweep: %v", names)
+	}
 }
 
 // TestConsumeOnly fills a kept topic, then reads it whole without producing.
