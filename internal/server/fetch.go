@@ -42,15 +42,18 @@ func (s *Server) handleFetch(ctx context.Context, req *kmsg.FetchRequest) kmsg.R
 	timer := time.NewTimer(maxWait)
 	defer timer.Stop()
 	defer metrics.Waiting(metrics.FetchPurgatory)()
+	files := sendFilesOf(ctx) // nil: the connection copies (fetchfiles.go)
 	for first := true; ; first = false {
-		resp, n, done := s.fetchOnce(req, replicaID, first)
+		resp, n, done := s.fetchOnce(req, replicaID, first, files)
 		if done || n >= int(req.MinBytes) || maxWait <= 0 {
 			return resp
 		}
 		select {
 		case <-wake:
+			files.drop(resp)
 		case <-timer.C:
-			resp, _, _ = s.fetchOnce(req, replicaID, false)
+			files.drop(resp)
+			resp, _, _ = s.fetchOnce(req, replicaID, false, files)
 			return resp
 		case <-ctx.Done():
 			return resp
@@ -62,8 +65,9 @@ func (s *Server) handleFetch(ctx context.Context, req *kmsg.FetchRequest) kmsg.R
 // of records it holds and whether the fetch should answer at once (an error
 // or a diverging epoch). replicaID is the fetching follower (-1: a
 // consumer); first marks the first pass of a fetch, which records the
-// follower's position.
-func (s *Server) fetchOnce(req *kmsg.FetchRequest, replicaID int32, first bool) (*kmsg.FetchResponse, int, bool) {
+// follower's position. With files, record sets are read for sending from
+// their files (fetchfiles.go), except read_committed ones.
+func (s *Server) fetchOnce(req *kmsg.FetchRequest, replicaID int32, first bool, files *sendFiles) (*kmsg.FetchResponse, int, bool) {
 	resp := req.ResponseKind().(*kmsg.FetchResponse)
 	maxTotal := int(req.MaxBytes)
 	if req.Version < 3 || maxTotal <= 0 {
@@ -134,6 +138,9 @@ func (s *Server) fetchOnce(req *kmsg.FetchRequest, replicaID int32, first bool) 
 					read = p.ReadReplica
 				} else if req.IsolationLevel == 1 {
 					read = readCommitted(p, &out) // txn.go
+				}
+				if files != nil && (replicaID >= 0 || req.IsolationLevel != 1) {
+					read = files.reader(resp, p, replicaID >= 0)
 				}
 				batches, err := read(rp.FetchOffset, limit, total == 0)
 				switch {
