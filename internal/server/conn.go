@@ -533,10 +533,12 @@ func (cn *conn) writeParts(buf []byte, parts []filePart) error {
 		}
 		at = p.at
 		sent, err := p.read.fr.SendTo(cn.sock, p.read.data)
+		zeroCopyStats.fromFile.Add(int64(sent))
 		if err != nil {
 			return err
 		}
 		if sent < len(p.read.data) {
+			zeroCopyStats.fromMemory.Add(int64(len(p.read.data) - sent))
 			if _, err := cn.c.Write(p.read.data[sent:]); err != nil {
 				return err
 			}

@@ -6,6 +6,7 @@ import (
 	"math/bits"
 	"net"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -47,6 +48,11 @@ type fileRead struct {
 	fr   log.FileRange
 	buf  *[]byte // pooled buffer holding data; nil if not pooled
 }
+
+// zeroCopyStats counts registered record set bytes written, from files
+// (sendfile) and from memory (a file truncated since the read), for tests
+// and benchmarks.
+var zeroCopyStats struct{ fromFile, fromMemory atomic.Int64 }
 
 type sendFilesKey struct{}
 
