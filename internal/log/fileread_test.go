@@ -2,6 +2,7 @@ package log
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -258,4 +259,76 @@ func TestSendToConcurrentRetentionTruncation(t *testing.T) {
 		t.Fatalf("no byte of %d sent from a file", total)
 	}
 	t.Logf("%d of %d bytes sent from files", fromFile, total)
+}
+
+// TestReadFileRange: the unread range covers exactly Read's batches, is
+// sent whole from the file even after retention deleted its segment and
+// the log closed (it holds its own descriptor), and a truncation since the
+// read makes the send fail rather than send other bytes.
+func TestReadFileRange(t *testing.T) {
+	l := openT(t, t.TempDir(), smallConfig())
+	appendN(t, l, 40, 1000)
+	for _, c := range []struct {
+		off, maxOffset int64
+		maxBytes       int
+	}{{0, math.MaxInt64, 1 << 20}, {7, math.MaxInt64, 1 << 20}, {30, 34, 1 << 20}, {61, math.MaxInt64, 600}, {5, math.MaxInt64, 1}} {
+		want, err := l.Read(c.off, c.maxBytes, c.maxOffset, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fr, err := l.ReadFileRange(c.off, c.maxBytes, c.maxOffset, true)
+		if err != nil || fr.Len() != len(want) {
+			t.Fatalf("%+v: range of %d bytes, %v; Read %d bytes", c, fr.Len(), err, len(want))
+		}
+		send, recv := tcpPair(t)
+		got := readFull(recv, fr.Len())
+		raw, _ := send.SyscallConn()
+		sent, err := fr.SendTo(raw, nil)
+		if err != nil || sent != len(want) {
+			t.Fatalf("%+v: sent %d of %d: %v", c, sent, len(want), err)
+		}
+		if b := <-got; !bytes.Equal(b, want) {
+			t.Fatalf("%+v: received bytes differ from Read's", c)
+		}
+		fr.Close()
+	}
+	if fr, err := l.ReadFileRange(l.LogEndOffset(), 1<<20, math.MaxInt64, true); err != nil || fr.HasFile() {
+		t.Fatalf("range at the LEO: %v, %v", fr.HasFile(), err)
+	}
+
+	// Deleted and closed after the read: still sent from the range's descriptor.
+	want, _ := l.Read(0, 1<<20, math.MaxInt64, true)
+	fr, err := l.ReadFileRange(0, 1<<20, math.MaxInt64, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fr.Close()
+	bases := appendN(t, l, 4, 9000)
+	cut, err := l.ReadFileRange(bases[1], 1<<20, math.MaxInt64, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cut.Close()
+	if err := l.Truncate(bases[1]); err != nil {
+		t.Fatal(err)
+	}
+	appendN(t, l, 4, 9500)
+	if err := l.DeleteRecordsBefore(l.LogEndOffset()); err != nil {
+		t.Fatal(err)
+	}
+	send, recv := tcpPair(t)
+	raw, _ := send.SyscallConn()
+	if _, err := cut.SendTo(raw, nil); !errors.Is(err, ErrFileChanged) {
+		t.Fatalf("send of a truncated range: %v, want ErrFileChanged", err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got := readFull(recv, len(want))
+	if sent, err := fr.SendTo(raw, nil); err != nil || sent != len(want) {
+		t.Fatalf("send after deletion: %d of %d, %v", sent, len(want), err)
+	}
+	if b := <-got; !bytes.Equal(b, want) {
+		t.Fatal("received bytes differ from the deleted segment's")
+	}
 }

@@ -2,6 +2,8 @@ package log
 
 import (
 	"errors"
+	"fmt"
+	"os"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -20,10 +22,18 @@ const maxSendfile = 1 << 30
 // no file. The send holds a reference on the file's descriptor (through
 // its RawConn), so a segment closed or deleted meanwhile keeps its open
 // file, and its bytes, until the send ends.
+//
+// data may be nil for a range of ReadFileRange: then a truncation since
+// the read, or a closed range, is ErrFileChanged.
 func (r FileRange) SendTo(sock syscall.RawConn, data []byte) (sent int, err error) {
-	if r.file == nil || len(data) == 0 {
+	if r.file == nil || r.n == 0 {
 		return 0, nil
 	}
+	defer func() {
+		if err == nil && sent < r.n && data == nil {
+			err = ErrFileChanged
+		}
+	}()
 	raw, err := r.file.SyscallConn()
 	if err != nil {
 		return 0, nil
@@ -31,14 +41,14 @@ func (r FileRange) SendTo(sock syscall.RawConn, data []byte) (sent int, err erro
 	var serr, werr error
 	cerr := raw.Control(func(ffd uintptr) {
 		werr = sock.Write(func(sfd uintptr) bool {
-			for sent < len(data) {
+			for sent < r.n {
 				r.guard.mu.RLock()
 				if r.guard.gen != r.gen {
 					r.guard.mu.RUnlock()
 					return true // cut since the read: the rest goes from memory
 				}
 				off := r.pos + int64(sent)
-				n, err := unix.Sendfile(int(sfd), int(ffd), &off, min(len(data)-sent, maxSendfile))
+				n, err := unix.Sendfile(int(sfd), int(ffd), &off, min(r.n-sent, maxSendfile))
 				r.guard.mu.RUnlock()
 				switch {
 				case err == nil && n > 0:
@@ -63,4 +73,23 @@ func (r FileRange) SendTo(sock syscall.RawConn, data []byte) (sent int, err erro
 		return 0, nil // the file was closed before the send: send from memory
 	}
 	return sent, serr
+}
+
+// dupFile returns a new descriptor of f's open file (F_DUPFD_CLOEXEC).
+func dupFile(f *os.File) (*os.File, error) {
+	raw, err := f.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var fd int
+	var derr error
+	if err := raw.Control(func(ffd uintptr) {
+		fd, derr = unix.FcntlInt(ffd, unix.F_DUPFD_CLOEXEC, 0)
+	}); err != nil {
+		return nil, err
+	}
+	if derr != nil {
+		return nil, fmt.Errorf("dup %s: %w", f.Name(), derr)
+	}
+	return os.NewFile(uintptr(fd), f.Name()), nil
 }

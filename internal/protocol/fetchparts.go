@@ -8,23 +8,27 @@ import (
 )
 
 // Part is a record set a Fetch response frame leaves out of its encoded
-// bytes: the caller sends Records itself (from a file, with sendfile) at
-// byte At of the encoded frame, after the frame's bytes before At and before
-// those from At on. The frame's size field counts it.
+// bytes: the caller sends the Len bytes Records stands for itself (from a
+// file, with sendfile) at byte At of the encoded frame, after the frame's
+// bytes before At and before those from At on. The frame's size field and
+// the record set's length prefix count Len.
 type Part struct {
 	At      int
 	Records []byte
+	Len     int
 }
 
 // AppendFetchResponse appends a Fetch response frame to dst like
 // AppendResponse, except that the record sets for which external returns
-// true are not copied: their length prefixes are encoded and each one's
-// bytes are returned as a Part to be sent in its place (At counts from the
-// start of dst). Joining dst's new bytes and the parts in order gives
+// ok are not copied: their length prefixes are encoded with the size
+// external returns (the size of the bytes the record set stands for, which
+// may be a placeholder) and each one is returned as a Part to be sent in its
+// place (At counts from the start of dst). When every size is the record
+// set's own, joining dst's new bytes and the parts' Records in order gives
 // exactly AppendResponse's frame. A response this encoder does not handle
 // (a version outside v4-v12, unknown tags, the v16 broker list) is encoded
 // by AppendResponse with no parts.
-func AppendFetchResponse(dst []byte, correlationID int32, resp *kmsg.FetchResponse, external func([]byte) bool) ([]byte, []Part) {
+func AppendFetchResponse(dst []byte, correlationID int32, resp *kmsg.FetchResponse, external func([]byte) (size int, ok bool)) ([]byte, []Part) {
 	if !fetchEncodable(resp) {
 		return AppendResponse(dst, correlationID, resp), nil
 	}
@@ -77,15 +81,19 @@ func AppendFetchResponse(dst []byte, correlationID int32, resp *kmsg.FetchRespon
 				dst = kbin.AppendInt32(dst, p.PreferredReadReplica)
 			}
 			rb := p.RecordBatches
+			size, ok := 0, false
+			if len(rb) > 0 {
+				size, ok = external(rb)
+			}
 			switch {
-			case rb != nil && len(rb) > 0 && external(rb):
+			case ok:
 				if flex {
-					dst = kbin.AppendUvarint(dst, 1+uint32(len(rb)))
+					dst = kbin.AppendUvarint(dst, 1+uint32(size))
 				} else {
-					dst = kbin.AppendInt32(dst, int32(len(rb)))
+					dst = kbin.AppendInt32(dst, int32(size))
 				}
-				parts = append(parts, Part{At: len(dst), Records: rb})
-				extra += len(rb)
+				parts = append(parts, Part{At: len(dst), Records: rb, Len: size})
+				extra += size
 			case flex:
 				dst = kbin.AppendCompactNullableBytes(dst, rb)
 			default:

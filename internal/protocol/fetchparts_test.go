@@ -57,15 +57,15 @@ func TestAppendFetchResponseMatchesKmsg(t *testing.T) {
 		want := AppendResponse([]byte("prefix"), 99, resp)
 		for _, name := range []string{"none", "all", "odd"} {
 			n := 0
-			external := func(b []byte) bool {
+			external := func(b []byte) (int, bool) {
 				n++
 				switch name {
 				case "all":
-					return true
+					return len(b), true
 				case "odd":
-					return n%2 == 1
+					return len(b), n%2 == 1
 				}
-				return false
+				return 0, false
 			}
 			head, parts := AppendFetchResponse([]byte("prefix"), 99, resp, external)
 			if got := joinParts(head, parts); !bytes.Equal(got, want) {
@@ -85,10 +85,37 @@ func TestAppendFetchResponseMatchesKmsg(t *testing.T) {
 	}
 }
 
+// TestAppendFetchResponsePlaceholder: a record set standing for more bytes
+// (a placeholder for a file range) gets that size in its length prefix and
+// in the frame size.
+func TestAppendFetchResponsePlaceholder(t *testing.T) {
+	for _, v := range []int16{4, 11, 12} {
+		resp := sampleFetch(v)
+		stub := resp.Topics[1].Partitions[2].RecordBatches
+		real := bytes.Repeat([]byte{9}, 70000)
+		resp.Topics[1].Partitions[2].RecordBatches = real
+		want := AppendResponse(nil, 3, resp)
+		resp.Topics[1].Partitions[2].RecordBatches = stub
+		head, parts := AppendFetchResponse(nil, 3, resp, func(b []byte) (int, bool) {
+			if &b[0] == &stub[0] {
+				return len(real), true
+			}
+			return 0, false
+		})
+		if len(parts) != 1 || parts[0].Len != len(real) {
+			t.Fatalf("v%d: parts %+v", v, parts)
+		}
+		parts[0].Records = real
+		if got := joinParts(head, parts); !bytes.Equal(got, want) {
+			t.Fatalf("v%d: frame with the placeholder's bytes differs from kmsg's", v)
+		}
+	}
+}
+
 func TestAppendFetchResponseFallsBack(t *testing.T) {
 	resp := sampleFetch(12)
 	resp.Topics[0].Partitions[0].UnknownTags.Set(9, []byte{1})
-	head, parts := AppendFetchResponse(nil, 1, resp, func([]byte) bool { return true })
+	head, parts := AppendFetchResponse(nil, 1, resp, func(b []byte) (int, bool) { return len(b), true })
 	if len(parts) != 0 || !bytes.Equal(head, AppendResponse(nil, 1, resp)) {
 		t.Fatal("a response with unknown tags is not encoded by kmsg with no parts")
 	}
@@ -109,9 +136,24 @@ func FuzzAppendFetchResponse(f *testing.F) {
 		}
 		want := AppendResponse(nil, 5, resp)
 		n := 0
-		head, parts := AppendFetchResponse(nil, 5, resp, func([]byte) bool { n++; return n%2 == 0 })
+		head, parts := AppendFetchResponse(nil, 5, resp, func(b []byte) (int, bool) { n++; return len(b), n%2 == 0 })
 		if got := joinParts(head, parts); !bytes.Equal(got, want) {
 			t.Fatalf("v%d: frame differs from kmsg's:\n got %x\nwant %x", resp.Version, got, want)
 		}
 	})
+}
+
+// TestAppendFetchResponseCoversServedVersions: every Fetch version the
+// broker serves is one AppendFetchResponse encodes itself (a fallback to
+// kmsg would copy placeholder record sets instead of leaving them out).
+func TestAppendFetchResponseCoversServedVersions(t *testing.T) {
+	r, ok := Supported(int16(kmsg.Fetch))
+	if !ok {
+		t.Fatal("Fetch not supported")
+	}
+	for v := r.Min; v <= r.Max; v++ {
+		if !fetchEncodable(sampleFetch(v)) {
+			t.Fatalf("Fetch v%d is served but not encoded by AppendFetchResponse", v)
+		}
+	}
 }

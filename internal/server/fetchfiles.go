@@ -38,16 +38,34 @@ import (
 // it with their file ranges. One per zero-copy connection: the runner adds,
 // the writer takes.
 type sendFiles struct {
-	mu     sync.Mutex // guards byResp
+	mu     sync.Mutex // guards byResp, stubLen
 	byResp map[*kmsg.FetchResponse][]fileRead
+	// stubLen is the size each registered stub stands for, by its address.
+	stubLen map[*byte]int
 }
 
 // fileRead is one partition's record bytes and where they lie on disk.
+// With fetch.verify.crc=false the bytes are not read: data is nil and the
+// response holds stub, a placeholder standing for them, instead.
 type fileRead struct {
 	data []byte
 	fr   log.FileRange
 	buf  *[]byte // pooled buffer holding data; nil if not pooled
+	stub []byte
 }
+
+// records returns what the response's RecordBatches holds for r.
+func (r fileRead) records() []byte {
+	if r.stub != nil {
+		return r.stub
+	}
+	return r.data
+}
+
+// newStub returns a placeholder record set: never sent (the writer sends
+// the file range in its place), and not a record batch, so that a client
+// that ever received one would fail to decode it rather than misread it.
+func newStub() []byte { return []byte{0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0} }
 
 // zeroCopyStats counts registered record set bytes written, from files
 // (sendfile) and from memory (a file truncated since the read), for tests
@@ -85,9 +103,12 @@ func (f *sendFiles) add(resp *kmsg.FetchResponse, r fileRead) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.byResp == nil {
-		f.byResp = map[*kmsg.FetchResponse][]fileRead{}
+		f.byResp, f.stubLen = map[*kmsg.FetchResponse][]fileRead{}, map[*byte]int{}
 	}
 	f.byResp[resp] = append(f.byResp[resp], r)
+	if r.stub != nil {
+		f.stubLen[unsafe.SliceData(r.stub)] = r.fr.Len()
+	}
 }
 
 // take removes and returns resp's record sets.
@@ -96,6 +117,11 @@ func (f *sendFiles) take(resp *kmsg.FetchResponse) []fileRead {
 	defer f.mu.Unlock()
 	rs := f.byResp[resp]
 	delete(f.byResp, resp)
+	for _, r := range rs {
+		if r.stub != nil {
+			delete(f.stubLen, unsafe.SliceData(r.stub))
+		}
+	}
 	return rs
 }
 
@@ -111,7 +137,10 @@ func (f *sendFiles) drop(resp *kmsg.FetchResponse) {
 // log.ReadFile and registers what it read under resp: p.Read's bounds (up
 // to the high watermark, nothing to read at it) for a consumer, p.ReadReplica's
 // (up to the log end offset) for a follower.
-func (f *sendFiles) reader(resp *kmsg.FetchResponse, p *replica.Partition, follower bool) func(int64, int, bool) ([]byte, error) {
+//
+// With verify false (fetch.verify.crc=false) the bytes are not read
+// (log.ReadFileRange): the response gets a stub standing for them.
+func (f *sendFiles) reader(resp *kmsg.FetchResponse, p *replica.Partition, follower, verify bool) func(int64, int, bool) ([]byte, error) {
 	return func(offset int64, maxBytes int, minOne bool) ([]byte, error) {
 		bound := int64(math.MaxInt64)
 		if follower {
@@ -120,6 +149,15 @@ func (f *sendFiles) reader(resp *kmsg.FetchResponse, p *replica.Partition, follo
 			}
 		} else if bound = p.HighWatermark(); offset == bound {
 			return nil, nil // caught up: no disk read
+		}
+		if !verify {
+			fr, err := p.Log().ReadFileRange(offset, maxBytes, bound, minOne)
+			if err != nil || fr.Len() == 0 {
+				return nil, err
+			}
+			r := fileRead{fr: fr, stub: newStub()}
+			f.add(resp, r)
+			return r.stub, nil
 		}
 		var buf *[]byte
 		alloc := func(n int) []byte {
@@ -141,15 +179,36 @@ func (f *sendFiles) reader(resp *kmsg.FetchResponse, p *replica.Partition, follo
 	}
 }
 
-// releaseReads gives the reads' buffers back; their bytes must no longer be
-// referenced.
+// releaseReads gives the reads' buffers and descriptors back; their bytes
+// must no longer be referenced.
 func releaseReads(rs []fileRead) {
 	for i := range rs {
 		if rs[i].buf != nil {
 			putReadBuf(rs[i].buf)
 		}
+		rs[i].fr.Close()
 		rs[i] = fileRead{}
 	}
+}
+
+// recordsLen is the size of a record set of a response on ctx: a stub's
+// file range's, else its own. Quotas and MinBytes count with it.
+func recordsLen(ctx context.Context, resp *kmsg.FetchResponse, b []byte) int {
+	return sendFilesOf(ctx).recordsLen(resp, b)
+}
+
+// recordsLen is recordsLen for f (nil: no stubs). Stubs are unique
+// allocations, so their address says which one b is.
+func (f *sendFiles) recordsLen(resp *kmsg.FetchResponse, b []byte) int {
+	if f == nil || len(b) == 0 {
+		return len(b)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if n, ok := f.stubLen[unsafe.SliceData(b)]; ok {
+		return n
+	}
+	return len(b)
 }
 
 // fileParts is the writer's view of one response's registered reads.
@@ -162,18 +221,22 @@ func partsOf(rs []fileRead) fileParts {
 	}
 	m := make(fileParts, len(rs))
 	for _, r := range rs {
-		if len(r.data) > 0 {
-			m[unsafe.SliceData(r.data)] = r
+		if b := r.records(); len(b) > 0 {
+			m[unsafe.SliceData(b)] = r
 		}
 	}
 	return m
 }
 
 // external reports whether a response's record set is a registered read
-// (the same bytes, not a replacement), to be sent from its file.
-func (m fileParts) external(b []byte) bool {
+// (the same bytes, not a replacement), to be sent from its file, and the
+// size of what it stands for.
+func (m fileParts) external(b []byte) (int, bool) {
 	r, ok := m[unsafe.SliceData(b)]
-	return ok && len(r.data) == len(b)
+	if !ok || len(r.records()) != len(b) {
+		return 0, false
+	}
+	return r.fr.Len(), true
 }
 
 // lookup returns the read a part of the encoded response stands for.

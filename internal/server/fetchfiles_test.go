@@ -88,29 +88,35 @@ func keyOf(t *testing.T, r *kgo.Record) int {
 }
 
 // TestZeroCopyFetchFranzGo consumes 32 partitions of small segments with
-// franz-go over PLAINTEXT, in small fetches: every record arrives intact at
-// its offset, and the record bytes went out with sendfile. A read_committed
-// consumer (the copy path) reads them too.
+// franz-go over PLAINTEXT, in small fetches, with the bytes read and
+// CRC-checked first (fetch.verify.crc=true) and not read
+// (fetch.verify.crc=false): every record arrives intact at its offset, and
+// the record bytes went out with sendfile. A read_committed consumer (the
+// copy path) reads them too.
 func TestZeroCopyFetchFranzGo(t *testing.T) {
-	n := startNode(t)
-	prod := n.client(kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	const parts = 32
-	createTopic(t, prod, "zc", parts, map[string]string{"segment.bytes": "32768"})
-	want := produceKnown(t, prod, "zc", parts, 4000, 0)
-	fromFile, fromMem := zeroCopyStats.fromFile.Load(), zeroCopyStats.fromMemory.Load()
-	cl := n.client(kgo.ConsumeTopics("zc"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchMaxPartitionBytes(20<<10), kgo.FetchMaxBytes(200<<10), kgo.FetchMaxWait(100*time.Millisecond))
-	defer cl.Close()
-	consumeExact(t, cl, want)
-	if got := zeroCopyStats.fromFile.Load() - fromFile; got < 4000 {
-		t.Fatalf("%d record bytes sent with sendfile", got)
+	for _, verify := range []string{"true", "false"} {
+		t.Run("verify="+verify, func(t *testing.T) {
+			n := startNode(t, [2]string{"fetch.verify.crc", verify})
+			prod := n.client(kgo.RecordPartitioner(kgo.ManualPartitioner()))
+			const parts = 32
+			createTopic(t, prod, "zc", parts, map[string]string{"segment.bytes": "32768"})
+			want := produceKnown(t, prod, "zc", parts, 4000, 0)
+			fromFile, fromMem := zeroCopyStats.fromFile.Load(), zeroCopyStats.fromMemory.Load()
+			cl := n.client(kgo.ConsumeTopics("zc"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+				kgo.FetchMaxPartitionBytes(20<<10), kgo.FetchMaxBytes(200<<10), kgo.FetchMaxWait(100*time.Millisecond))
+			defer cl.Close()
+			consumeExact(t, cl, want)
+			if got := zeroCopyStats.fromFile.Load() - fromFile; got < 4000 {
+				t.Fatalf("%d record bytes sent with sendfile", got)
+			}
+			if got := zeroCopyStats.fromMemory.Load() - fromMem; got != 0 {
+				t.Fatalf("%d record bytes sent from memory with no truncation", got)
+			}
+			rc := n.client(kgo.ConsumeTopics("zc"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+			defer rc.Close()
+			consumeExact(t, rc, want)
+		})
 	}
-	if got := zeroCopyStats.fromMemory.Load() - fromMem; got != 0 {
-		t.Fatalf("%d record bytes sent from memory with no truncation", got)
-	}
-	rc := n.client(kgo.ConsumeTopics("zc"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
-	defer rc.Close()
-	consumeExact(t, rc, want)
 }
 
 // TestZeroCopyTLSCopies consumes over SASL_SSL, where TLS must encrypt the
@@ -140,9 +146,10 @@ func TestZeroCopyTLSCopies(t *testing.T) {
 // DeleteRecords keeps deleting the oldest segments under the consumer's
 // fetches: every record the consumer gets is intact, in its partition, and
 // in produce order (a consumer that falls below the log start resets to
-// it), and the broker serves on.
+// it), and the broker serves on. The bytes are not read first
+// (fetch.verify.crc=false): each range holds its own descriptor.
 func TestZeroCopyDuringRetention(t *testing.T) {
-	n := startNode(t)
+	n := startNode(t, [2]string{"fetch.verify.crc", "false"})
 	prod := n.client(kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	const parts = 4
 	createTopic(t, prod, "zcret", parts, map[string]string{"segment.bytes": "16384"})
