@@ -72,6 +72,10 @@ func newStub() []byte { return []byte{0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0} }
 // and benchmarks.
 var zeroCopyStats struct{ fromFile, fromMemory atomic.Int64 }
 
+// zeroCopyOff, set by benchmarks only, makes every connection copy, as
+// before zero-copy fetches, for same-run comparisons.
+var zeroCopyOff atomic.Bool
+
 type sendFilesKey struct{}
 
 // withSendFiles gives fetches on ctx the connection's sendFiles.
@@ -88,6 +92,9 @@ func sendFilesOf(ctx context.Context) *sendFiles {
 // zeroCopyConn returns the TCP socket a connection's bytes are written to
 // unchanged, or false when something (TLS) transforms them.
 func zeroCopyConn(c net.Conn) (*net.TCPConn, bool) {
+	if zeroCopyOff.Load() {
+		return nil, false
+	}
 	if sc, ok := c.(*secConn); ok {
 		if sc.tls != nil {
 			return nil, false
