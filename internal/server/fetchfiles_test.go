@@ -205,3 +205,10 @@ func TestZeroCopyDuringRetention(t *testing.T) {
 		})
 	}
 }
+
+// TestFetchQuotaNoVerify is TestFetchQuota with fetch.verify.crc=false: the
+// quota counts the bytes a placeholder record set stands for, and a
+// throttled fetch drops them (nothing is sent from the files).
+func TestFetchQuotaNoVerify(t *testing.T) {
+	testFetchQuota(t, [2]string{"fetch.verify.crc", "false"})
+}
