@@ -332,3 +332,46 @@ func TestReadFileRange(t *testing.T) {
 		t.Fatal("received bytes differ from the deleted segment's")
 	}
 }
+
+// TestReadFileRangeMatchesRead compares ReadFileRange with Read at random
+// offsets, sizes and bounds over many small batches with a dense offset
+// index (the range skips from entry to entry): same position and size.
+func TestReadFileRangeMatchesRead(t *testing.T) {
+	cfg := smallConfig()
+	cfg.SegmentBytes = 64 << 10
+	l := openT(t, t.TempDir(), cfg)
+	for i := 0; i < 400; i++ {
+		n := 1 + i%5
+		if _, err := l.AppendAsLeader(batch(t, n, 10+(i*13)%200, int64(i), fmt.Sprint("m", i)), AppendOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	leo := l.LogEndOffset()
+	for i := 0; i < 3000; i++ {
+		off := rand.Int64N(leo)
+		maxBytes := rand.IntN(20000)
+		maxOffset := int64(math.MaxInt64)
+		if i%2 == 0 {
+			maxOffset = off + rand.Int64N(leo-off+1)
+		}
+		minOne := i%3 != 0
+		want, err := l.Read(off, maxBytes, maxOffset, minOne)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fr, err := l.ReadFileRange(off, maxBytes, maxOffset, minOne)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fr.Len() != len(want) {
+			t.Fatalf("offset %d, max %d bytes, below %d, minOne %v: range of %d bytes, Read %d", off, maxBytes, maxOffset, minOne, fr.Len(), len(want))
+		}
+		if len(want) > 0 {
+			got := make([]byte, fr.Len())
+			if _, err := fr.file.ReadAt(got, fr.pos); err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("offset %d: range bytes differ from Read's (%v)", off, err)
+			}
+		}
+		fr.Close()
+	}
+}
