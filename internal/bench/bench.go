@@ -48,6 +48,7 @@ type Options struct {
 	BatchBytes        int           // producer batch size limit (batch.size)
 	Partitioner       string        // "sticky" (Kafka's default for keyless records) or "round-robin"
 	ConsumeOnly       bool          // only read the existing topic from its start to its end
+	RawFetch          bool          // with ConsumeOnly: read with plain Fetch requests, counting batch headers (rawfetch.go)
 	BrokerPID         int           // local broker process whose CPU is read from /proc; 0: use metrics
 	MetricsURL        string        // the broker's /metrics URL; "" tries its http.listener, "off" disables
 	Producers         int           // concurrent producer clients, each producing its share of Records
@@ -126,6 +127,7 @@ type ConsumeReport struct {
 	MBps          float64    `json:"mb_per_sec"`
 	RecordsPerSec float64    `json:"records_per_sec"`
 	BrokerCPU     *CPUReport `json:"broker_cpu,omitempty"`
+	Raw           bool       `json:"raw_fetch,omitempty"` // read with --raw-fetch: Bytes are record batch bytes
 }
 
 // Main runs `strand bench` with command-line args (without the command name)
@@ -277,6 +279,7 @@ func parseFlags(args []string, out io.Writer) (Options, []int32, bool, compareFl
 	fs.IntVar(&o.BatchBytes, "batch-bytes", o.BatchBytes, "producer batch size limit (Kafka's batch.size default: 16384; 1000000 for large batches)")
 	fs.StringVar(&o.Partitioner, "partitioner", o.Partitioner, "sticky (Kafka's default for keyless records) or round-robin")
 	fs.BoolVar(&o.ConsumeOnly, "consume-only", o.ConsumeOnly, "only read the existing topic from its start to its end (fill it first with --keep)")
+	fs.BoolVar(&o.RawFetch, "raw-fetch", o.RawFetch, "with --consume-only: read with plain Fetch requests and count batches from their headers, without decoding records (the broker's fetch path, not a client's decoding; MB/s of batch bytes)")
 	fs.IntVar(&o.BrokerPID, "broker-pid", o.BrokerPID, "pid of a local broker whose CPU time to report (from /proc/<pid>/stat)")
 	fs.StringVar(&o.MetricsURL, "metrics-url", o.MetricsURL, "broker /metrics URL for its CPU time (default: found from its http.listener; off to disable)")
 	fs.IntVar(&o.Producers, "producers", o.Producers, "concurrent producer clients")
@@ -530,7 +533,11 @@ func consumeOnly(ctx context.Context, o Options, rep Report) (Report, error) {
 		return rep, fmt.Errorf("consume only: topic %q holds no records (fill it first, e.g. with --keep)", o.Topic)
 	}
 	consumeCPU := o.cpuMeter(ctx, adm).span(ctx)
-	rep.Consume, err = consume(ctx, o, false, start, end)
+	if o.RawFetch {
+		rep.Consume, err = consumeRaw(ctx, o, start, end)
+	} else {
+		rep.Consume, err = consume(ctx, o, false, start, end)
+	}
 	rep.Consume.BrokerCPU = consumeCPU(rep.Consume.Seconds, rep.Consume.Bytes)
 	if err == nil && rep.Consume.Records != n {
 		err = fmt.Errorf("consume: read %d records, the topic holds %d", rep.Consume.Records, n)
@@ -625,7 +632,11 @@ func (r Report) WriteText(w io.Writer) error {
 			p.Acks, idem, p.LingerMs, p.BatchBytes, p.Compression, p.Partitioner, p.Producers, p.InFlight, p.BrokerCPU.text())
 	}
 	c := r.Consume
-	fmt.Fprintf(&b, "consume: %d records, %.1f MB/s, %.0f rec/s%s\n", c.Records, c.MBps, c.RecordsPerSec, c.BrokerCPU.text())
+	raw := ""
+	if c.Raw {
+		raw = " (raw fetch: batch bytes, records not decoded)"
+	}
+	fmt.Fprintf(&b, "consume%s: %d records, %.1f MB/s, %.0f rec/s%s\n", raw, c.Records, c.MBps, c.RecordsPerSec, c.BrokerCPU.text())
 	if _, err := io.WriteString(w, b.String()); err != nil {
 		return fmt.Errorf("write report: %w", err)
 	}

@@ -257,6 +257,15 @@ func TestConsumeOnly(t *testing.T) {
 	if c := rep.Consume; c.Records != 900 || c.Bytes != 900*100 || c.MBps <= 0 || rep.Produce.Records != 0 || rep.Partitions != 3 {
 		t.Errorf("consume-only report %+v", rep)
 	}
+	o.RawFetch = true // plain fetches, batches counted from their headers
+	rep, err = Run(testCtx(t), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := rep.Consume; c.Records != 900 || c.Bytes <= 900*100 || c.Bytes > 900*200 || !c.Raw || c.MBps <= 0 {
+		t.Errorf("raw consume-only report %+v", rep.Consume)
+	}
+	o.RawFetch = false
 	o.Topic = "bench-empty"
 	if _, err := Run(testCtx(t), o); err == nil {
 		t.Error("consume-only of a missing topic succeeded")

@@ -24,6 +24,7 @@ var brokerDefs = index([]*Def{
 	{Name: "delete.topic.enable", Type: TypeBoolean, Default: "true", Doc: "Allow DeleteTopics."},
 	{Name: "socket.request.max.bytes", Type: TypeInt, Default: "104857600", Doc: "Largest request accepted.", Valid: atLeast(1024)},
 	{Name: "message.max.bytes", Type: TypeInt, Default: "1048588", Doc: "Largest record batch accepted.", Valid: atLeast(0)},
+	{Name: "fetch.verify.crc", Type: TypeBoolean, Default: "true", Doc: "CRC-check record batches read from disk before a Fetch sends them; false sends them unread with sendfile, as Kafka does (not a Kafka property)."},
 	// Not a Kafka property: Kafka has no ceiling on decompression. 64 MiB is
 	// also the most the broker decodes whole (record.MaxDecompressedSize).
 	{Name: "message.max.decompressed.bytes", Type: TypeInt, Default: "67108864", Doc: "Largest decompressed size of a produced batch's records; larger batches are refused with INVALID_RECORD.", Valid: func(v string) error {

@@ -28,7 +28,7 @@ func (l *Log) Read(offset int64, maxBytes int, maxOffset int64, minOne bool) ([]
 		return nil, fmt.Errorf("read %s: %w: offset %d not in [%d,%d]", l.dir, ErrOffsetOutOfRange, offset, l.logStart, l.leo)
 	}
 	for i := l.segmentFor(offset); i < len(l.segs); i++ {
-		data, found, err := l.segs[i].read(offset, maxBytes, maxOffset, minOne)
+		data, _, found, err := l.segs[i].read(offset, maxBytes, maxOffset, minOne, nil)
 		if err != nil || found {
 			return data, err
 		}
@@ -71,27 +71,34 @@ func (s *segment) findBatch(offset int64) (pos int64, h record.Header, found boo
 	}
 }
 
-// read implements Log.Read within one segment. found reports whether the
-// segment holds offset (so the caller must not look further).
-func (s *segment) read(offset int64, maxBytes int, maxOffset int64, minOne bool) ([]byte, bool, error) {
+// read implements Log.Read within one segment and returns the bytes and
+// their position in the segment file. found reports whether the segment
+// holds offset (so the caller must not look further). alloc, if not nil,
+// gives the buffer the bytes are read into.
+func (s *segment) read(offset int64, maxBytes int, maxOffset int64, minOne bool, alloc func(int) []byte) ([]byte, int64, bool, error) {
 	pos, h, found, err := s.findBatch(offset)
 	if err != nil || !found {
-		return nil, found, err
+		return nil, 0, found, err
 	}
 	if h.BaseOffset >= maxOffset {
-		return nil, true, nil
+		return nil, 0, true, nil
 	}
 	limit := s.nextRegionStart(pos)
 	n := min(int64(max(maxBytes, 0)), limit-pos)
 	if int64(h.Size()) > n {
 		if !minOne {
-			return nil, true, nil
+			return nil, 0, true, nil
 		}
 		n = int64(h.Size())
 	}
-	buf := make([]byte, n)
+	var buf []byte
+	if alloc != nil {
+		buf = alloc(int(n))[:n]
+	} else {
+		buf = make([]byte, n)
+	}
 	if _, err := s.log.ReadAt(buf, pos); err != nil {
-		return nil, true, fmt.Errorf("segment %d: read %d bytes at position %d: %w", s.base, n, pos, err)
+		return nil, 0, true, fmt.Errorf("segment %d: read %d bytes at position %d: %w", s.base, n, pos, err)
 	}
 	used := 0
 	expected := h.BaseOffset
@@ -117,12 +124,12 @@ func (s *segment) read(offset int64, maxBytes int, maxOffset int64, minOne bool)
 			if used > 0 {
 				break // serve the good prefix; the next read reports it
 			}
-			return nil, true, fmt.Errorf("%w: segment %d: batch at offset %d (position %d): %v", record.ErrCorrupt, s.base, expected, pos+int64(used), err)
+			return nil, 0, true, fmt.Errorf("%w: segment %d: batch at offset %d (position %d): %v", record.ErrCorrupt, s.base, expected, pos+int64(used), err)
 		}
 		used += bh.Size()
 		expected = bh.NextOffset()
 	}
-	return buf[:used:used], true, nil
+	return buf[:used:used], pos, true, nil
 }
 
 // OffsetForTimestamp returns the offset and timestamp of the first record

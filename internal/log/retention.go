@@ -157,6 +157,7 @@ func (l *Log) Truncate(to int64) error {
 			return l.failWith(err)
 		}
 	}
+	s.cuts.cut() // sends of the bytes being cut go on from memory (fileread.go)
 	if err := s.log.Truncate(cut); err != nil {
 		return l.failWith(fmt.Errorf("segment %d: truncate: %w", s.base, err))
 	}

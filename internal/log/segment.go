@@ -54,6 +54,7 @@ type segment struct {
 	dirty       bool     // index entries not persisted
 	missing     []string // index file suffixes absent when the segment was opened
 	unwritten   bool     // an index file may not exist yet: the next persist creates it
+	cuts        cutGuard // in-place truncations, against sends from the file (fileread.go)
 }
 
 // openSegment opens (creating if needed) the log file of a segment; its

@@ -12,6 +12,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -74,6 +75,13 @@ type conn struct {
 	// auth is the connection's TLS/SASL state (auth.go), set by serve before
 	// the first read; reader goroutine only.
 	auth *connAuth
+
+	// files and sock are set by serve before the first read when the
+	// connection's bytes go unchanged to a TCP socket: fetches register
+	// their record sets in files and the writer sends them with sendfile
+	// on sock (fetchfiles.go). Both nil on TLS connections.
+	files *sendFiles
+	sock  syscall.RawConn
 }
 
 // acceptLoop accepts connections from ln until it is closed. Connections
@@ -170,6 +178,12 @@ func (cn *conn) serve() {
 	}
 	cn.auth = auth
 	ctx = security.WithSession(ctx, auth.sess)
+	if tc, ok := zeroCopyConn(cn.c); ok {
+		if sock, err := tc.SyscallConn(); err == nil {
+			cn.files, cn.sock = &sendFiles{}, sock
+			ctx = withSendFiles(ctx, cn.files)
+		}
+	}
 	replies := make(chan reply, maxPipelined)
 	answers := make(chan outcome, maxReady)
 	writerDone := make(chan struct{})
@@ -182,7 +196,8 @@ func (cn *conn) serve() {
 		dead.Store(true)
 		cancel()
 		cn.c.Close()
-		for range answers {
+		for a := range answers {
+			cn.dropFiles(a)
 			cn.pending.Add(-1)
 		}
 	}()
@@ -414,10 +429,21 @@ func (cn *conn) runReplies(replies <-chan reply, answers chan<- outcome, dead *a
 // closed, a write fails or an answer hangs up. Answers that are ready
 // together go out in one write, and one that is ready is never held back
 // waiting for the next; the write buffer is pooled and given back whenever
-// no answer is waiting.
+// no answer is waiting. A fetch response's registered record sets are left
+// out of the buffer and sent from their files in their place (see
+// fetchfiles.go); each write's byte count is the response size field's.
 func (cn *conn) writeReplies(answers <-chan outcome) {
-	var buf *[]byte
+	var (
+		buf   *[]byte
+		parts []filePart // record sets to send within *buf, in order
+		held  []fileRead // reads to release once *buf is written
+	)
+	release := func() {
+		releaseReads(held)
+		parts, held = parts[:0], held[:0]
+	}
 	defer func() {
+		release()
 		if buf != nil {
 			putWriteBuf(buf)
 		}
@@ -426,8 +452,9 @@ func (cn *conn) writeReplies(answers <-chan outcome) {
 		// A client that stops taking responses is treated as idle (as Kafka
 		// does): the write gives up after connections.max.idle.ms.
 		cn.c.SetWriteDeadline(time.Now().Add(cn.s.idleTimeout))
-		_, err := cn.c.Write(*buf)
+		err := cn.writeParts(*buf, parts)
 		*buf = (*buf)[:0]
+		release()
 		return err
 	}
 	for a := range answers {
@@ -445,10 +472,10 @@ func (cn *conn) writeReplies(answers <-chan outcome) {
 			if a.raw != nil {
 				*buf = append(*buf, a.raw...)
 			} else {
-				*buf = protocol.AppendResponse(*buf, a.correlationID, a.resp)
+				*buf, parts, held = cn.appendAnswer(*buf, parts, held, a)
 			}
 		}
-		if buf != nil && (len(answers) == 0 || len(*buf) >= writeFlushSize) {
+		if buf != nil && (len(answers) == 0 || len(*buf) >= writeFlushSize || len(parts) > 0) {
 			err := flush()
 			if len(answers) == 0 || err != nil {
 				putWriteBuf(buf)
@@ -464,6 +491,70 @@ func (cn *conn) writeReplies(answers <-chan outcome) {
 	}
 	if buf != nil && len(*buf) > 0 {
 		flush()
+	}
+}
+
+// filePart is a record set sent from its file at byte at of the write buffer.
+type filePart struct {
+	at   int
+	read fileRead
+}
+
+// appendAnswer encodes a's response into buf. A fetch response with
+// registered record sets leaves them out: they are returned as parts, and
+// every registered read (sent or replaced since) joins held.
+func (cn *conn) appendAnswer(buf []byte, parts []filePart, held []fileRead, a outcome) ([]byte, []filePart, []fileRead) {
+	fr, ok := a.resp.(*kmsg.FetchResponse)
+	if !ok || cn.files == nil {
+		return protocol.AppendResponse(buf, a.correlationID, a.resp), parts, held
+	}
+	reads := cn.files.take(fr)
+	if len(reads) == 0 {
+		return protocol.AppendResponse(buf, a.correlationID, a.resp), parts, held
+	}
+	held = append(held, reads...)
+	m := partsOf(reads)
+	buf, ps := protocol.AppendFetchResponse(buf, a.correlationID, fr, m.external)
+	for _, p := range ps {
+		parts = append(parts, filePart{at: p.At, read: m.lookup(p)})
+	}
+	return buf, parts, held
+}
+
+// writeParts writes buf with each part's record set sent at its place: from
+// its file with sendfile, or the rest from memory when the file changed.
+func (cn *conn) writeParts(buf []byte, parts []filePart) error {
+	at := 0
+	for _, p := range parts {
+		if p.at > at {
+			if _, err := cn.c.Write(buf[at:p.at]); err != nil {
+				return err
+			}
+		}
+		at = p.at
+		sent, err := p.read.fr.SendTo(cn.sock, p.read.data)
+		zeroCopyStats.fromFile.Add(int64(sent))
+		if err != nil {
+			return err
+		}
+		if sent < len(p.read.data) {
+			zeroCopyStats.fromMemory.Add(int64(len(p.read.data) - sent))
+			if _, err := cn.c.Write(p.read.data[sent:]); err != nil {
+				return err
+			}
+		}
+	}
+	if at < len(buf) || len(parts) == 0 {
+		_, err := cn.c.Write(buf[at:])
+		return err
+	}
+	return nil
+}
+
+// dropFiles releases what a response not written registered.
+func (cn *conn) dropFiles(a outcome) {
+	if fr, ok := a.resp.(*kmsg.FetchResponse); ok {
+		cn.files.drop(fr)
 	}
 }
 

@@ -104,7 +104,7 @@ func (s *Server) enforceQuotas(ctx context.Context, req *protocol.Request, resp 
 		n := 0
 		for _, t := range fr.Topics {
 			for _, p := range t.Partitions {
-				n += len(p.RecordBatches)
+				n += recordsLen(ctx, fr, p.RecordBatches) // fetchfiles.go
 			}
 		}
 		before := throttle

@@ -93,9 +93,11 @@ func (h *throttleHook) OnBrokerThrottle(_ kgo.BrokerMetadata, d time.Duration, _
 
 // TestFetchQuota: a consumer_byte_rate quota on a client id slows a
 // consumer down to about the quota.
-func TestFetchQuota(t *testing.T) {
-	n := startNode(t, [2]string{"quota.window.num", "3"}, [2]string{"quota.window.size.seconds", "1"},
-		[2]string{"auto.create.topics.enable", "false"})
+func TestFetchQuota(t *testing.T) { testFetchQuota(t) }
+
+func testFetchQuota(t *testing.T, sets ...[2]string) {
+	n := startNode(t, append([][2]string{{"quota.window.num", "3"}, {"quota.window.size.seconds", "1"},
+		{"auto.create.topics.enable", "false"}}, sets...)...)
 	admin := n.client(kgo.DefaultProduceTopic("f"), kgo.ProducerBatchCompression(kgo.NoCompression()), kgo.ProducerBatchMaxBytes(64<<10))
 	createTopic(t, admin, "f", 1, nil)
 	const records, size = 32, 32 << 10 // 1 MiB
