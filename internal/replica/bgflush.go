@@ -1,15 +1,28 @@
 package replica
 
 import (
+	"errors"
 	"log/slog"
 	"sync"
+	"time"
+
+	"strand/internal/log"
 )
+
+// backgroundFlushInterval is the least time between two passes of a
+// backgroundFlush: a follower that does not flush before its fetches
+// (replica.flush.before.fetch=false) fsyncs each partition at most this
+// often, so its fsyncs neither hold up replication nor compete with the
+// leaders' for the disk at every fetch.
+const backgroundFlushInterval = 500 * time.Millisecond
 
 // backgroundFlush applies the flush policy to partitions a follower appended
 // to without holding up its fetches (replica.flush.before.fetch=false): one
 // goroutine at a time flushes every partition added since its last pass,
-// concurrently, and exits when none is left. A flush error takes the log
-// dir offline as any other (Partition.WaitDurable).
+// concurrently, at most every backgroundFlushInterval, and exits when none
+// is left. A flush error takes the log dir offline as any other
+// (Partition.WaitDurable); a log closed meanwhile (the partition was
+// dropped or moved) is skipped.
 type backgroundFlush struct {
 	mu      sync.Mutex // guards pending, running
 	pending map[*Partition]struct{}
@@ -17,7 +30,7 @@ type backgroundFlush struct {
 }
 
 // add queues the items' partitions for a flush up to their LEOs at the time
-// of the flush.
+// of the flush, with durable (Partition.WaitDurable).
 func (b *backgroundFlush) add(items []*fetchItem, durable func(*Partition, int64) error, logger *slog.Logger) {
 	if len(items) == 0 {
 		return
@@ -37,18 +50,25 @@ func (b *backgroundFlush) add(items []*fetchItem, durable func(*Partition, int64
 }
 
 func (b *backgroundFlush) run(durable func(*Partition, int64) error, logger *slog.Logger) {
+	var last time.Time
 	for {
+		b.mu.Lock()
+		if len(b.pending) == 0 {
+			b.running = false
+			b.mu.Unlock()
+			return
+		}
+		b.mu.Unlock()
+		if wait := backgroundFlushInterval - time.Since(last); !last.IsZero() && wait > 0 {
+			time.Sleep(wait) // more appends join this pass meanwhile
+		}
+		last = time.Now()
 		b.mu.Lock()
 		parts := make([]*Partition, 0, len(b.pending))
 		for p := range b.pending {
 			parts = append(parts, p)
 		}
 		clear(b.pending)
-		if len(parts) == 0 {
-			b.running = false
-			b.mu.Unlock()
-			return
-		}
 		b.mu.Unlock()
 		sem := make(chan struct{}, maxConcurrentFlushes)
 		var wg sync.WaitGroup
@@ -56,7 +76,7 @@ func (b *backgroundFlush) run(durable func(*Partition, int64) error, logger *slo
 			sem <- struct{}{}
 			wg.Go(func() {
 				defer func() { <-sem }()
-				if err := durable(p, p.LogEndOffset()); err != nil {
+				if err := durable(p, p.LogEndOffset()); err != nil && !errors.Is(err, log.ErrClosed) {
 					logger.Error("follower background flush failed", "topic", p.Topic, "partition", p.Index, "err", err)
 				}
 			})
