@@ -19,8 +19,12 @@ type fetchConfig struct {
 	maxBytes      int32         // replica.fetch.response.max.bytes
 	partMaxBytes  int32         // replica.fetch.max.bytes
 	backoff       time.Duration // replica.fetch.backoff.ms
+	flushBefore   bool          // replica.flush.before.fetch: flush appended records before the next fetch reports them
 	socketTimeout time.Duration // bound on dialing, and on a request beyond maxWait
 	dial          DialFunc      // connects to a leader (TLS, SASL); nil: plain TCP (see SetDialer)
+	// durable applies a partition's flush policy up to an offset; nil:
+	// (*Partition).WaitDurable (tests wrap it to watch the promise).
+	durable func(p *Partition, upTo int64) error
 }
 
 // fetcher replicates the partitions this node follows from one leader
@@ -46,6 +50,7 @@ type fetcher struct {
 	kick  chan struct{} // signalled when parts change
 
 	sess followerSession // the fetch session with the leader (fetchsession.go); run's goroutine only
+	bg   backgroundFlush // flushes behind the fetches with replica.flush.before.fetch=false
 }
 
 // fetchPart is one partition's fetch state. A new one is made whenever the
@@ -78,6 +83,9 @@ func startFetcher(ctx context.Context, wg *sync.WaitGroup, leader int32, addr st
 	f := &fetcher{leader: leader, addr: addr, cfg: cfg, cancel: cancel,
 		logger: logger.With("leader", leader, "leader_addr", addr),
 		parts:  map[TopicPartition]*fetchPart{}, kick: make(chan struct{}, 1)}
+	if f.cfg.durable == nil {
+		f.cfg.durable = (*Partition).WaitDurable
+	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -335,7 +343,9 @@ func (f *fetcher) partitionError(it *fetchItem, code int16, what string) {
 // fetch session with the leader (incremental after the first), and applies
 // the response; partitions that got data are flushed per their flush policy
 // before the next fetch reports the new LEO to the leader, so an acks=all
-// write is as durable on every ISR member as on the leader.
+// write is as durable on every ISR member as on the leader. With
+// replica.flush.before.fetch=false they are flushed in the background
+// instead (backgroundFlush) and the next fetch reports them at once.
 func (f *fetcher) fetch(c *brokerConn, items []fetchItem) error {
 	req := kmsg.NewPtrFetchRequest()
 	req.SetVersion(12)
@@ -385,21 +395,36 @@ func (f *fetcher) fetch(c *brokerConn, items []fetchItem) error {
 			}
 		}
 	}
+	if !f.cfg.flushBefore {
+		// replica.flush.before.fetch=false: the next fetch reports the
+		// appended records at once; they reach the disk in the background.
+		f.bg.add(appended, f.cfg.durable, f.logger)
+		return nil
+	}
 	// The partitions' fsyncs run concurrently (a fetch of many partitions
 	// waits about one fsync, not one per partition), all before the next
 	// fetch reports the new LEOs.
+	f.flushAll(appended)
+	return nil
+}
+
+// flushAll applies the flush policy to the items' partitions up to their
+// LEOs, concurrently, and keeps a partition whose flush failed out of
+// requests for replica.fetch.backoff.ms (its next fetch must not report
+// records that are not durable).
+func (f *fetcher) flushAll(appended []*fetchItem) {
 	errs := make([]error, len(appended))
 	sem := make(chan struct{}, maxConcurrentFlushes)
 	var wg sync.WaitGroup
 	for i, it := range appended {
 		if len(appended) == 1 {
-			errs[i] = it.p.WaitDurable(it.p.LogEndOffset())
+			errs[i] = f.cfg.durable(it.p, it.p.LogEndOffset())
 			break
 		}
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			errs[i] = it.p.WaitDurable(it.p.LogEndOffset())
+			errs[i] = f.cfg.durable(it.p, it.p.LogEndOffset())
 		})
 	}
 	wg.Wait()
@@ -409,7 +434,6 @@ func (f *fetcher) fetch(c *brokerConn, items []fetchItem) error {
 			f.delay(it, f.cfg.backoff)
 		}
 	}
-	return nil
 }
 
 // maxConcurrentFlushes bounds the fsyncs a follower fetch has in flight

@@ -122,8 +122,9 @@ type fakeLeader struct {
 	p        *Partition
 	ln       net.Listener
 	mu       sync.Mutex
-	requests map[int16]int // by API key, received
-	pending  int           // received and not yet answered
+	requests map[int16]int      // by API key, received
+	pending  int                // received and not yet answered
+	onFetch  func(offset int64) // called with each fetch's offset, if set before the fetcher starts
 }
 
 func startFakeLeader(t *testing.T, p *Partition) *fakeLeader {
@@ -245,6 +246,9 @@ func (fl *fakeLeader) fetch(req *kmsg.FetchRequest) kmsg.Response {
 		if code := fl.epochCheck(in.CurrentLeaderEpoch); code != 0 {
 			rp.ErrorCode = code
 		} else {
+			if first && fl.onFetch != nil {
+				fl.onFetch(in.FetchOffset)
+			}
 			if first {
 				fl.p.UpdateFollower(req.ReplicaID, in.FetchOffset, time.Now())
 			}
@@ -288,7 +292,7 @@ func TestFetcherReconcilesAndReplicates(t *testing.T) {
 	both := []int32{1, 2}
 	leader.applyMetadata(meta(1, 3, 4, both, both), 1, t0)
 	fl := startFakeLeader(t, leader)
-	cfg := fetchConfig{self: 2, maxWait: 50 * time.Millisecond, maxBytes: 1 << 20, partMaxBytes: 1 << 20, backoff: 20 * time.Millisecond, socketTimeout: 5 * time.Second}
+	cfg := fetchConfig{self: 2, maxWait: 50 * time.Millisecond, maxBytes: 1 << 20, partMaxBytes: 1 << 20, backoff: 20 * time.Millisecond, socketTimeout: 5 * time.Second, flushBefore: true}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	defer func() { cancel(); wg.Wait() }()

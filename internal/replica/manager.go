@@ -82,6 +82,7 @@ func NewManager(dir string, broker *config.Broker, store ISRStore, logger *slog.
 			maxBytes:      int32(broker.Int("replica.fetch.response.max.bytes")),
 			partMaxBytes:  int32(broker.Int("replica.fetch.max.bytes")),
 			backoff:       time.Duration(broker.Int("replica.fetch.backoff.ms")) * time.Millisecond,
+			flushBefore:   broker.Bool("replica.flush.before.fetch"),
 			socketTimeout: 30 * time.Second, // Kafka's replica.socket.timeout.ms
 		}}
 	m.found = m.scanLogDirs()

@@ -26,7 +26,8 @@ type brokerConn struct {
 	r     *bufio.Reader
 	fmt   *kmsg.RequestFormatter
 	corr  int32
-	buf   []byte
+	buf   []byte      // request encoding buffer, reused
+	rbuf  []byte      // response body buffer, reused (see roundTrip)
 	close func() bool // stops the context watch; see dialBroker
 }
 
@@ -51,8 +52,16 @@ func (bc *brokerConn) Close() error {
 	return bc.c.Close()
 }
 
+// maxKeptResponseBuf is the largest response body buffer a connection keeps
+// for the next response; a larger one is left to the garbage collector.
+const maxKeptResponseBuf = 16 << 20
+
 // roundTrip sends req and decodes the answer into resp (whose version is
 // set to req's), failing if it takes longer than timeout.
+//
+// The response body is read into a buffer the connection reuses, and resp's
+// byte slices (a fetch response's record sets) point into it: they are
+// valid only until the next roundTrip on bc. Strings are copied by kmsg.
 func (bc *brokerConn) roundTrip(req kmsg.Request, resp kmsg.Response, timeout time.Duration) error {
 	if err := bc.c.SetDeadline(time.Now().Add(timeout)); err != nil {
 		return err
@@ -70,7 +79,13 @@ func (bc *brokerConn) roundTrip(req kmsg.Request, resp kmsg.Response, timeout ti
 	if n < 4 || n > maxResponseBytes {
 		return fmt.Errorf("%s response of %d bytes", kmsg.NameForKey(req.Key()), n)
 	}
-	body := make([]byte, n)
+	if int(n) > cap(bc.rbuf) {
+		bc.rbuf = make([]byte, n)
+	}
+	body := bc.rbuf[:n]
+	if n > maxKeptResponseBuf {
+		bc.rbuf = nil
+	}
 	if _, err := io.ReadFull(bc.r, body); err != nil {
 		return fmt.Errorf("read %s response: %w", kmsg.NameForKey(req.Key()), err)
 	}

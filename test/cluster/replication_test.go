@@ -216,7 +216,20 @@ func TestReplicationAllReplicasAndLeaderKill(t *testing.T) {
 // leader of partition 0 is killed -9 and restarted 2 s later: no
 // acknowledged record may be lost, duplicated or reordered.
 func TestReplicationLeaderKilledVerify(t *testing.T) {
-	c := replicationCluster(t)
+	leaderKilledVerify(t, replicationCluster(t))
+}
+
+// TestReplicationNoFollowerFlushLeaderKilledVerify is
+// TestReplicationLeaderKilledVerify with followers that report records
+// before fsyncing them (replica.flush.before.fetch=false): kill -9 keeps
+// the page cache, so no acknowledged record may be lost either.
+func TestReplicationNoFollowerFlushLeaderKilledVerify(t *testing.T) {
+	leaderKilledVerify(t, replicationCluster(t, testcluster.WithSet("replica.flush.before.fetch", "false")))
+}
+
+// leaderKilledVerify runs the verifier on c while the leader of partition
+// 0 is killed -9 and restarted 2 s later.
+func leaderKilledVerify(t *testing.T, c *testcluster.Cluster) {
 	const topic = "repl-verify"
 	o := verify.DefaultOptions()
 	o.Brokers, o.Topic, o.Partitions, o.ReplicationFactor, o.MinInsync = c.Addrs(), topic, 3, 3, 2
