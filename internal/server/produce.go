@@ -96,20 +96,29 @@ func (s *Server) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) fu
 		}
 		return func() kmsg.Response { return nil }
 	}
+	// The flushes start now, not when the continuation runs: a
+	// connection runs its continuations one after another, and the
+	// records of a request pipelined behind one that waits for
+	// replication would otherwise wait for that replication before even
+	// their fsync started. Every partition's fsync is issued at once
+	// (each log's group commit lets one fsync cover all appends written
+	// before it started), so a request to many partitions waits about
+	// one fsync, not one per partition.
+	durable := make([]error, len(waits))
+	flushed := make(chan struct{})
+	go func() {
+		defer close(flushed)
+		forEachConcurrently(len(waits), maxConcurrentFlushes, func(i int) {
+			durable[i] = waits[i].p.WaitDurable(waits[i].end)
+		})
+	}()
 	return func() kmsg.Response {
 		if req.Acks == -1 {
 			defer metrics.Waiting(metrics.ProducePurgatory)()
 		}
 		wctx, cancel := context.WithDeadline(ctx, deadline)
 		defer cancel()
-		// Every partition's fsync is issued at once (each log's group commit
-		// lets one fsync cover all appends written before it started), so
-		// a request to many partitions waits about one fsync, not one per
-		// partition.
-		durable := make([]error, len(waits))
-		forEachConcurrently(len(waits), maxConcurrentFlushes, func(i int) {
-			durable[i] = waits[i].p.WaitDurable(waits[i].end)
-		})
+		<-flushed
 		for i, w := range waits {
 			if err := durable[i]; err != nil {
 				s.logger.Error("flush failed; answering KAFKA_STORAGE_ERROR", "topic", w.p.Topic, "partition", w.p.Index, "err", err)
