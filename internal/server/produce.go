@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -105,11 +103,21 @@ func (s *Server) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) fu
 		// Every partition's fsync is issued at once (each log's group commit
 		// lets one fsync cover all appends written before it started), so
 		// a request to many partitions waits about one fsync, not one per
-		// partition.
-		durable := make([]error, len(waits))
-		forEachConcurrently(len(waits), maxConcurrentFlushes, func(i int) {
-			durable[i] = waits[i].p.WaitDurable(waits[i].end)
-		})
+		// partition; the partitions of one log dir share one syncfs(2)
+		// when there are log.flush.syncfs.min.partitions of them.
+		var durable []error
+		if maxConcurrentFlushes > 1 {
+			parts, ends := make([]*replica.Partition, len(waits)), make([]int64, len(waits))
+			for i, w := range waits {
+				parts[i], ends[i] = w.p, w.end
+			}
+			durable = replica.WaitDurableAll(parts, ends)
+		} else { // the benchmark's baseline: one partition at a time
+			durable = make([]error, len(waits))
+			for i, w := range waits {
+				durable[i] = w.p.WaitDurable(w.end)
+			}
+		}
 		for i, w := range waits {
 			if err := durable[i]; err != nil {
 				s.logger.Error("flush failed; answering KAFKA_STORAGE_ERROR", "topic", w.p.Topic, "partition", w.p.Index, "err", err)
@@ -131,31 +139,10 @@ func (s *Server) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) fu
 	}
 }
 
-// maxConcurrentFlushes bounds the fsyncs one produce request has in flight
-// (each blocked fsync holds an OS thread). A variable only so that the
-// benchmark can compare with one at a time.
+// maxConcurrentFlushes is 1 only in the benchmark, to compare with the
+// former one-partition-at-a-time fsyncs; otherwise every partition of a
+// request waits at once (replica.WaitDurableAll).
 var maxConcurrentFlushes = 64
-
-// forEachConcurrently calls f(0..n-1) from at most limit goroutines and
-// returns when every call has. n <= 1 runs on the caller's goroutine.
-func forEachConcurrently(n, limit int, f func(i int)) {
-	if n <= 1 {
-		if n == 1 {
-			f(0)
-		}
-		return
-	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range min(n, limit) {
-		wg.Go(func() {
-			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
-				f(i)
-			}
-		})
-	}
-	wg.Wait()
-}
 
 // produceErrorCode maps an append or replication error to its Kafka code.
 func produceErrorCode(err error) int16 {
