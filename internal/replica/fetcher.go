@@ -386,23 +386,14 @@ func (f *fetcher) fetch(c *brokerConn, items []fetchItem) error {
 		}
 	}
 	// The partitions' fsyncs run concurrently (a fetch of many partitions
-	// waits about one fsync, not one per partition), all before the next
-	// fetch reports the new LEOs.
-	errs := make([]error, len(appended))
-	sem := make(chan struct{}, maxConcurrentFlushes)
-	var wg sync.WaitGroup
+	// waits about one fsync, not one per partition; those of one log dir
+	// share one syncfs, see WaitDurableAll), all before the next fetch
+	// reports the new LEOs.
+	parts, ends := make([]*Partition, len(appended)), make([]int64, len(appended))
 	for i, it := range appended {
-		if len(appended) == 1 {
-			errs[i] = it.p.WaitDurable(it.p.LogEndOffset())
-			break
-		}
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			errs[i] = it.p.WaitDurable(it.p.LogEndOffset())
-		})
+		parts[i], ends[i] = it.p, it.p.LogEndOffset()
 	}
-	wg.Wait()
+	errs := WaitDurableAll(parts, ends)
 	for i, it := range appended {
 		if err := errs[i]; err != nil {
 			f.logger.Error("follower flush failed", "topic", it.tp.Topic, "partition", it.tp.Partition, "err", err)
@@ -411,10 +402,6 @@ func (f *fetcher) fetch(c *brokerConn, items []fetchItem) error {
 	}
 	return nil
 }
-
-// maxConcurrentFlushes bounds the fsyncs a follower fetch has in flight
-// (each blocked fsync holds an OS thread).
-const maxConcurrentFlushes = 64
 
 // apply handles one partition of a fetch response and reports whether
 // records were appended.
