@@ -44,6 +44,7 @@ func (s *Server) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) fu
 		topic.Topic = rt.Topic
 		topic.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(rt.Partitions))
 		var rules *produceRules // the topic's, computed for its first led partition
+		var nRecords, nBytes int // appended to the topic, counted once per topic
 		for i, rp := range rt.Partitions {
 			out := &topic.Partitions[i]
 			*out = kmsg.NewProduceResponseTopicPartition()
@@ -77,8 +78,11 @@ func (s *Server) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) fu
 				continue
 			}
 			out.BaseOffset, out.LogAppendTime, out.LogStartOffset = res.BaseOffset, res.LogAppendTime, p.LogStartOffset()
-			metrics.Produced(rt.Topic, producedRecords(res), len(rp.Records))
+			nRecords, nBytes = nRecords+producedRecords(res), nBytes+len(rp.Records)
 			waits = append(waits, pending{p, out, res.LastOffset + 1, res.LeaderEpoch})
+		}
+		if nBytes > 0 {
+			metrics.Produced(rt.Topic, nRecords, nBytes)
 		}
 		resp.Topics = append(resp.Topics, topic)
 	}
