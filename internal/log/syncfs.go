@@ -261,11 +261,19 @@ func coalescedFlush(s *DirSyncer, ws []FlushWait, idx []int) (rest []int) {
 // syncSnapshot returns the LEO and truncation count of a log whose flush is
 // only to make its appended data durable: no sealed segment with unflushed
 // data (its indexes are persisted and synced by flushLocked) and no
-// recovery point to write. ok is false otherwise.
+// recovery point to write, except a new log's first one. ok is false
+// otherwise.
+//
+// A log of one segment needs no recovery point: recovery always rescans
+// the active segment. A new log's first checkpoint (see Log.load) is
+// written by flushLocked only for its side effect of syncing the
+// directory, making the new segment file's entry durable; a syncfs commits
+// the directory entries too, so the coalesced flush drops it (syncedTo)
+// and the first roll writes the first checkpoint.
 func (l *Log) syncSnapshot() (target int64, gen uint64, ok bool) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
-	if l.usable() != nil || l.needCkpt && l.leo > l.checkpointed {
+	if l.usable() != nil || l.needCkpt && l.leo > l.checkpointed && len(l.segs) > 1 {
 		return 0, 0, false
 	}
 	for _, s := range l.segs[:len(l.segs)-1] {
@@ -292,6 +300,9 @@ func (l *Log) syncedTo(target int64, gen uint64) (ok bool, err error) {
 	}
 	l.flushed = max(l.flushed, target)
 	l.lastFlush = time.Now()
+	if len(l.segs) == 1 {
+		l.needCkpt = false // see syncSnapshot; a roll sets it again
+	}
 	return true, nil
 }
 

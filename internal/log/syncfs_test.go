@@ -1,6 +1,7 @@
 package log
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -54,13 +55,6 @@ func syncfsLogs(t *testing.T, n, minLogs int, cfg Config) (*DirSyncer, []*Log) {
 	for i := range logs {
 		logs[i] = openT(t, filepath.Join(dir, fmt.Sprintf("t-%d", i)), cfg)
 		logs[i].SetSyncer(s)
-		// A new log's first flush writes its first recovery point, which
-		// the syncer leaves to the log itself; start after it.
-		appendN(t, logs[i], 1, 0)
-		if err := logs[i].Flush(); err != nil {
-			t.Fatal(err)
-		}
-		logs[i].fsyncs.Store(0)
 	}
 	return s, logs
 }
@@ -88,8 +82,9 @@ func fsyncCounts(logs []*Log) []int64 {
 // TestWaitFlushedAllSyncfs: minLogs logs of one dir waiting at once are
 // made durable by one syncfs and no fsync of their own; fewer fsync their
 // own files; a log with a rolled segment (indexes and a recovery point to
-// write) flushes itself, as does a new log's first flush (syncfsLogs); a
-// flush.messages>1 log returns at once.
+// write) flushes itself; a flush.messages>1 log returns at once. New logs
+// write no recovery point (a one-segment log needs none), and after a crash
+// every flushed record is there.
 func TestWaitFlushedAllSyncfs(t *testing.T) {
 	cfg := smallConfig()
 	s, logs := syncfsLogs(t, 6, 4, cfg)
@@ -99,6 +94,12 @@ func TestWaitFlushedAllSyncfs(t *testing.T) {
 	for i, w := range ws {
 		if w.Err != nil || logs[i].flushed < w.UpTo {
 			t.Fatalf("log %d: err %v, flushed %d, want >= %d", i, w.Err, logs[i].flushed, w.UpTo)
+		}
+		if _, err := os.Stat(filepath.Join(logs[i].Dir(), recoveryPointFile)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("log %d: recovery point of a new log: %v", i, err)
+		}
+		if logs[i].flushPending() {
+			t.Errorf("log %d: the background flusher still has work", i)
 		}
 	}
 	if got := s.Syncs(); got != 1 {
@@ -142,6 +143,18 @@ func TestWaitFlushedAllSyncfs(t *testing.T) {
 	}
 	if got := s.Syncs(); got != 2 {
 		t.Errorf("%d syncfs, want 2", got)
+	}
+
+	// A crash now loses nothing that was flushed.
+	for i, l := range logs[:5] {
+		leo := l.LogEndOffset()
+		r := crashReopen(t, l, l.Dir(), cfg)
+		if got := r.LogEndOffset(); got != leo {
+			t.Errorf("log %d: LEO %d after a crash, want %d", i, got, leo)
+		}
+		if n := len(readAllRecords(t, r, 0)); int64(n) != leo {
+			t.Errorf("log %d: %d records after a crash, want %d", i, n, leo)
+		}
 	}
 
 	// flush.messages > 1: nothing to wait for.
@@ -211,7 +224,7 @@ func TestSyncfsFailure(t *testing.T) {
 func TestSyncedToAfterTruncate(t *testing.T) {
 	_, logs := syncfsLogs(t, 1, 1, DefaultConfig())
 	l := logs[0]
-	appendN(t, l, 3, 0) // offsets 2-7 after syncfsLogs' 0-1
+	appendN(t, l, 3, 0) // offsets 0-5
 	target, gen, ok := l.syncSnapshot()
 	if !ok {
 		t.Fatal("no snapshot")
