@@ -56,6 +56,17 @@ func syncfsLogs(t *testing.T, n, minLogs int, cfg Config) (*DirSyncer, []*Log) {
 		logs[i] = openT(t, filepath.Join(dir, fmt.Sprintf("t-%d", i)), cfg)
 		logs[i].SetSyncer(s)
 	}
+	// Let every background flusher park, as it does at once on a new log,
+	// so that none races the test to flush a log.
+	deadline := time.Now().Add(5 * time.Second)
+	for _, l := range logs {
+		for !l.parked.Load() {
+			if time.Now().After(deadline) {
+				t.Fatal("background flusher did not park")
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
 	return s, logs
 }
 
@@ -125,11 +136,15 @@ func TestWaitFlushedAllSyncfs(t *testing.T) {
 	}
 
 	// Log 0 rolls (smallConfig's 4 KiB segments): its flush syncs the
-	// sealed segment's indexes and writes the recovery point itself.
+	// sealed segment's indexes and writes the recovery point itself (held
+	// flushMu keeps the background flusher from doing it first).
+	logs[0].flushMu.Lock()
 	for logs[0].ActiveSegmentBase() == 0 {
 		appendN(t, logs[0], 1, 100)
 	}
-	logs[0].flushMu.Lock() // keep the background flusher from doing it first
+	if _, _, ok := logs[0].syncSnapshot(); ok {
+		t.Error("a rolled log's flush would be coalesced")
+	}
 	ws = appendAll(t, logs)
 	logs[0].flushMu.Unlock()
 	WaitFlushedAll(ws)
@@ -138,8 +153,18 @@ func TestWaitFlushedAllSyncfs(t *testing.T) {
 			t.Fatalf("log %d: err %v, flushed %d, want >= %d", i, w.Err, logs[i].flushed, w.UpTo)
 		}
 	}
-	if _, err := os.Stat(filepath.Join(logs[0].Dir(), recoveryPointFile)); err != nil {
-		t.Errorf("recovery point after the roll: %v", err)
+	// Written by this flush or by the background flusher that the roll
+	// kicked (which may have covered the offsets first).
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := os.Stat(filepath.Join(logs[0].Dir(), recoveryPointFile))
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("recovery point after the roll: %v", err)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 	if got := s.Syncs(); got != 2 {
 		t.Errorf("%d syncfs, want 2", got)
