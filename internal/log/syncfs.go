@@ -224,18 +224,18 @@ func (l *Log) flushNeeded(upTo int64) (done bool, err error) {
 // if the syncfs failed. Those flush their own files.
 func coalescedFlush(s *DirSyncer, ws []FlushWait, idx []int) (rest []int) {
 	type snap struct {
-		target int64
-		gen    uint64
+		target      int64
+		gen, epochs uint64
 	}
 	snaps := make([]snap, len(idx))
 	var covered []int // positions in idx
 	for k, i := range idx {
-		target, gen, ok := ws[i].Log.syncSnapshot()
+		target, gen, epochs, ok := ws[i].Log.syncSnapshot()
 		if !ok {
 			rest = append(rest, i)
 			continue
 		}
-		snaps[k] = snap{target, gen}
+		snaps[k] = snap{target, gen, epochs}
 		covered = append(covered, k)
 	}
 	if len(covered) == 0 {
@@ -249,7 +249,7 @@ func coalescedFlush(s *DirSyncer, ws []FlushWait, idx []int) (rest []int) {
 	}
 	for _, k := range covered {
 		w := &ws[idx[k]]
-		if ok, err := w.Log.syncedTo(snaps[k].target, snaps[k].gen); err != nil {
+		if ok, err := w.Log.syncedTo(snaps[k].target, snaps[k].gen, snaps[k].epochs); err != nil {
 			w.Err = err
 		} else if !ok {
 			rest = append(rest, idx[k])
@@ -270,26 +270,27 @@ func coalescedFlush(s *DirSyncer, ws []FlushWait, idx []int) (rest []int) {
 // directory, making the new segment file's entry durable; a syncfs commits
 // the directory entries too, so the coalesced flush drops it (syncedTo)
 // and the first roll writes the first checkpoint.
-func (l *Log) syncSnapshot() (target int64, gen uint64, ok bool) {
+func (l *Log) syncSnapshot() (target int64, gen, epochs uint64, ok bool) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	if l.usable() != nil || l.needCkpt && l.leo > l.checkpointed && len(l.segs) > 1 {
-		return 0, 0, false
+		return 0, 0, 0, false
 	}
 	for _, s := range l.segs[:len(l.segs)-1] {
 		if s.next > l.flushed {
-			return 0, 0, false
+			return 0, 0, 0, false
 		}
 	}
-	return l.leo, l.truncations, true
+	return l.leo, l.truncations, l.epochWrites, true
 }
 
 // syncedTo records that every offset below target is durable (a syncfs
-// that started after target was the LEO has finished), unless the log was
-// truncated since (gen changed: the bytes below target may be new ones,
-// written after the sync started), when ok is false. The error is the
-// log's if it is closed or failed.
-func (l *Log) syncedTo(target int64, gen uint64) (ok bool, err error) {
+// that started after target was the LEO has finished), and the leader
+// epoch checkpoint as of its epochs-th unsynced write (epochsync.go),
+// unless the log was truncated since (gen changed: the bytes below target
+// may be new ones, written after the sync started), when ok is false. The
+// error is the log's if it is closed or failed.
+func (l *Log) syncedTo(target int64, gen, epochs uint64) (ok bool, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err := l.usable(); err != nil {
@@ -298,6 +299,7 @@ func (l *Log) syncedTo(target int64, gen uint64) (ok bool, err error) {
 	if l.truncations != gen {
 		return false, nil
 	}
+	l.epochsSyncedUpTo(epochs)
 	l.flushed = max(l.flushed, target)
 	l.lastFlush = time.Now()
 	if len(l.segs) == 1 {

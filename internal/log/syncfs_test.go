@@ -142,7 +142,7 @@ func TestWaitFlushedAllSyncfs(t *testing.T) {
 	for logs[0].ActiveSegmentBase() == 0 {
 		appendN(t, logs[0], 1, 100)
 	}
-	if _, _, ok := logs[0].syncSnapshot(); ok {
+	if _, _, _, ok := logs[0].syncSnapshot(); ok {
 		t.Error("a rolled log's flush would be coalesced")
 	}
 	ws = appendAll(t, logs)
@@ -250,7 +250,7 @@ func TestSyncedToAfterTruncate(t *testing.T) {
 	_, logs := syncfsLogs(t, 1, 1, DefaultConfig())
 	l := logs[0]
 	appendN(t, l, 3, 0) // offsets 0-5
-	target, gen, ok := l.syncSnapshot()
+	target, gen, epochs, ok := l.syncSnapshot()
 	if !ok {
 		t.Fatal("no snapshot")
 	}
@@ -258,14 +258,14 @@ func TestSyncedToAfterTruncate(t *testing.T) {
 		t.Fatal(err)
 	}
 	appendN(t, l, 2, 10)
-	if ok, err := l.syncedTo(target, gen); ok || err != nil {
+	if ok, err := l.syncedTo(target, gen, epochs); ok || err != nil {
 		t.Errorf("syncedTo after a truncation: %v %v, want false", ok, err)
 	}
 	if l.flushed >= target {
 		t.Errorf("flushed %d after a refused syncedTo (target %d)", l.flushed, target)
 	}
-	target, gen, _ = l.syncSnapshot()
-	if ok, err := l.syncedTo(target, gen); !ok || err != nil || l.flushed != target {
+	target, gen, epochs, _ = l.syncSnapshot()
+	if ok, err := l.syncedTo(target, gen, epochs); !ok || err != nil || l.flushed != target {
 		t.Errorf("syncedTo: %v %v, flushed %d, want %d", ok, err, l.flushed, target)
 	}
 }
@@ -315,5 +315,74 @@ func TestKernelAtLeast(t *testing.T) {
 		if got := kernelAtLeast(tc.release, 5, 8); got != tc.want {
 			t.Errorf("kernelAtLeast(%q) = %v", tc.release, got)
 		}
+	}
+}
+
+// TestEpochCheckpointSync: an append in a new leader epoch writes the
+// leader epoch checkpoint at once but leaves its fsync to the next flush,
+// per-log or coalesced; a clean close syncs it too; and a crash that loses
+// the unsynced write loses no entry (recovery rebuilds it from the
+// rescanned batches).
+func TestEpochCheckpointSync(t *testing.T) {
+	s, logs := syncfsLogs(t, 5, 4, DefaultConfig())
+	appendEpoch := func(l *Log, epoch int32) int64 {
+		t.Helper()
+		info, err := l.AppendAsLeader(batch(t, 1, 10, 1, "e"), AppendOptions{LeaderEpoch: epoch})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.LastOffset + 1
+	}
+	unsynced := func(l *Log) bool {
+		l.mu.RLock()
+		defer l.mu.RUnlock()
+		return l.epochsUnsynced
+	}
+	// Per-log flush.
+	l := logs[4]
+	end := appendEpoch(l, 3)
+	if !unsynced(l) {
+		t.Fatal("epoch checkpoint written with fsync on append")
+	}
+	if got, err := readEpochCheckpoint(l.Dir()); err != nil || len(got) != 1 || got[0] != (EpochEntry{3, 0}) {
+		t.Fatalf("checkpoint after the append: %v %v", got, err)
+	}
+	if err := l.WaitFlushed(end); err != nil || unsynced(l) {
+		t.Fatalf("after WaitFlushed: err %v, unsynced %v", err, unsynced(l))
+	}
+	// Coalesced flush.
+	ws := make([]FlushWait, 4)
+	for i, l := range logs[:4] {
+		ws[i] = FlushWait{Log: l, UpTo: appendEpoch(l, 7)}
+	}
+	WaitFlushedAll(ws)
+	for i, l := range logs[:4] {
+		if ws[i].Err != nil || unsynced(l) {
+			t.Errorf("log %d after WaitFlushedAll: err %v, unsynced %v", i, ws[i].Err, unsynced(l))
+		}
+	}
+	if s.Syncs() != 1 {
+		t.Errorf("%d syncfs, want 1", s.Syncs())
+	}
+	// Clean close.
+	appendEpoch(logs[0], 8)
+	if err := logs[0].Close(); err != nil || unsynced(logs[0]) {
+		t.Fatalf("close: %v, unsynced %v", err, unsynced(logs[0]))
+	}
+	// A crash loses the unsynced write (the file keeps its old content).
+	l = logs[1]
+	old, err := os.ReadFile(filepath.Join(l.Dir(), epochCheckpointFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := l.LogEndOffset()
+	appendEpoch(l, 9)
+	if err := os.WriteFile(filepath.Join(l.Dir(), epochCheckpointFile), old, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := crashReopen(t, l, l.Dir(), DefaultConfig())
+	want := []EpochEntry{{7, 0}, {9, start}}
+	if got := r.EpochEntries(); !slices.Equal(got, want) {
+		t.Errorf("entries after a crash: %v, want %v", got, want)
 	}
 }
