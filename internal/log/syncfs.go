@@ -1,7 +1,6 @@
 package log
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -46,9 +45,6 @@ type DirSyncer struct {
 	running  bool
 	broken   error // the first syncfs failure: the syncer is off
 }
-
-// errSyncerOff is returned by sync once the syncer is off.
-var errSyncerOff = errors.New("syncfs coalescing is off")
 
 // NewDirSyncer returns a syncer for the logs under dir (opening dir now,
 // so that writeback errors from now on are reported), or nil when minLogs
