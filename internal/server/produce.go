@@ -43,7 +43,7 @@ func (s *Server) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) fu
 		topic := kmsg.NewProduceResponseTopic()
 		topic.Topic = rt.Topic
 		topic.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(rt.Partitions))
-		var rules *produceRules // the topic's, computed for its first led partition
+		var rules *produceRules  // the topic's, computed for its first led partition
 		var nRecords, nBytes int // appended to the topic, counted once per topic
 		for i, rp := range rt.Partitions {
 			out := &topic.Partitions[i]

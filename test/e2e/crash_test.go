@@ -50,7 +50,7 @@ func crashRecovery(t *testing.T, partitions int32, opts ...kgo.Opt) {
 	cl := newClient(t, n, append([]kgo.Opt{
 		kgo.DefaultProduceTopic(topic),
 		kgo.RequiredAcks(kgo.AllISRAcks()), // the default; idempotence stays on
-		kgo.RecordDeliveryTimeout(2*time.Minute),
+		kgo.RecordDeliveryTimeout(2 * time.Minute),
 		kgo.MaxBufferedRecords(2000),
 	}, opts...)...)
 
