@@ -47,6 +47,7 @@ var brokerDefs = index([]*Def{
 	// acknowledged append, sharing fsyncs among concurrent producers.
 	{Name: "log.flush.interval.messages", Type: TypeLong, Default: "1", Doc: "Messages written before an fsync; 1 fsyncs before every acknowledgement.", Valid: atLeast(1)},
 	{Name: "log.flush.interval.ms", Type: TypeLong, Default: maxLong, Doc: "Longest time unflushed data may wait.", Valid: atLeast(0)},
+	{Name: "log.flush.syncfs.min.partitions", Type: TypeInt, Default: "4", Doc: "When at least this many partitions of one log dir wait for an fsync at once (one produce request or follower fetch), one syncfs(2) of the log dir's filesystem replaces their fsyncs; 0 disables. Linux >= 5.8 only. It also writes back other dirty data of that filesystem.", ReadOnly: true, Valid: atLeast(0)},
 	{Name: "log.cleanup.policy", Type: TypeList, Default: "delete", Doc: "delete and/or compact.", Valid: listOf("delete", "compact")},
 	{Name: "log.message.timestamp.type", Type: TypeString, Default: "CreateTime", Doc: "CreateTime or LogAppendTime.", Valid: oneOf("CreateTime", "LogAppendTime")},
 	{Name: "compression.type", Type: TypeString, Default: "producer", Doc: "Only producer (keep the producer's codec) is supported.", Valid: oneOf("producer")},

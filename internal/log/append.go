@@ -41,7 +41,8 @@ func (l *Log) AppendAsLeader(records []byte, opts AppendOptions) (AppendInfo, er
 	l.mu.RLock()
 	maxMsg, segBytes, compact := l.cfg.MaxMessageBytes, l.cfg.SegmentBytes, l.cfg.Compact
 	l.mu.RUnlock()
-	var batches [][]byte
+	var one [1][]byte // a produce carries one batch per partition: no allocation
+	batches := one[:0]
 	err := record.Split(records, func(b []byte) error {
 		h, err := record.ValidateProduce(b)
 		if err != nil {

@@ -26,9 +26,11 @@ import (
 //     LEO stands for an epoch without batches (AssignEpoch, or an epoch
 //     whose batches were all deleted);
 //   - the entry of every epoch that has a batch at or above the log start
-//     offset is on disk in leader-epoch-checkpoint before the append that
-//     created it returns. Entries the file has beyond that (removed by
-//     truncation or retention) are dropped again when the log is opened.
+//     offset is in leader-epoch-checkpoint when the append that created it
+//     returns, and on disk before a flush reports that batch durable or a
+//     recovery point passes it (epochsync.go). Entries the file has beyond
+//     that (removed by truncation or retention) are dropped again when the
+//     log is opened.
 //
 // On open the checkpoint is loaded and clipped to [log start, LEO]. If it is
 // missing or fails to parse, it is rebuilt from the batch headers. After an
@@ -264,6 +266,7 @@ func (l *Log) writeEpochs() error {
 		return fmt.Errorf("leader epoch checkpoint: %w", err)
 	}
 	l.epochs.unsaved = false
+	l.epochsUnsynced = false // fsynced with everything before it
 	return nil
 }
 
@@ -285,7 +288,7 @@ func (l *Log) epochsAppended(hs []record.Header) error {
 	if !changed {
 		return nil
 	}
-	if err := l.writeEpochs(); err != nil {
+	if err := l.writeEpochsUnsynced(); err != nil { // the next flush syncs it (epochsync.go)
 		return l.failWith(err)
 	}
 	return nil
@@ -304,7 +307,7 @@ func (l *Log) epochsTruncatedTo(to int64, clear bool) error {
 	if !changed {
 		return nil
 	}
-	if err := l.writeEpochs(); err != nil {
+	if err := l.writeEpochsUnsynced(); err != nil { // the next flush syncs it (epochsync.go)
 		return l.failWith(err)
 	}
 	return nil

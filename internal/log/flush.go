@@ -63,6 +63,7 @@ func (l *Log) flushLocked() error {
 		return err
 	}
 	target := l.leo
+	epochSync, epochGen := l.epochsUnsynced, l.epochWrites // epochsync.go
 	// A checkpoint waits for data above the last one (a new log's first
 	// flush with data writes its first checkpoint).
 	needCkpt := l.needCkpt && target > l.checkpointed
@@ -97,12 +98,18 @@ func (l *Log) flushLocked() error {
 			err = errors.Join(err, s.syncIndexes())
 		}
 	}
+	if epochSync {
+		err = errors.Join(err, syncEpochFile(l.dir))
+	}
 	l.fsyncs.Add(1)
 	if err != nil {
 		l.fail(err)
 		return err
 	}
 	l.mu.Lock()
+	if epochSync {
+		l.epochsSyncedUpTo(epochGen)
+	}
 	l.flushed = max(l.flushed, target)
 	l.lastFlush = time.Now()
 	needCkpt = needCkpt && target > l.checkpointed
@@ -266,6 +273,13 @@ func (l *Log) close(durable bool) error {
 		for _, s := range l.segs {
 			s.seal()
 			err = errors.Join(err, s.persistIndexes(), s.syncLog(), s.syncIndexes())
+		}
+		if l.epochsUnsynced { // epochsync.go
+			if serr := syncEpochFile(l.dir); serr != nil {
+				err = errors.Join(err, serr)
+			} else {
+				l.epochsUnsynced = false
+			}
 		}
 		if err == nil {
 			err = errors.Join(

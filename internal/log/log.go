@@ -139,6 +139,19 @@ type Log struct {
 	closed       bool
 	cleanedTo    int64 // offsets below went through a compaction pass (cleanerCheckpointFile)
 
+	// truncations counts truncations (afterTruncate); guarded by mu. A
+	// coalesced sync (syncfs.go) covers a snapshot only if none came between.
+	truncations uint64
+
+	// epochsUnsynced: the leader epoch checkpoint was written without fsync
+	// (epochsync.go) epochWrites times so far; guarded by mu.
+	epochsUnsynced bool
+	epochWrites    uint64
+
+	// syncer shares syncfs(2) calls with the data dir's other logs
+	// (syncfs.go); nil: none.
+	syncer atomic.Pointer[DirSyncer]
+
 	// epochs is the leader epoch cache (epoch.go); guarded by mu.
 	epochs epochCache
 

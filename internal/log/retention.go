@@ -218,6 +218,7 @@ func (l *Log) truncateFully(to int64) error {
 // compaction checkpoint so that it is cleaned as dirty data.
 func (l *Log) afterTruncate() error {
 	l.flushed = min(l.flushed, l.leo)
+	l.truncations++
 	if l.cleanedTo > l.leo {
 		l.cleanedTo = l.leo
 		if err := writeCheckpoint(l.dir, cleanerCheckpointFile, l.leo); err != nil {

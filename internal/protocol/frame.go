@@ -30,35 +30,42 @@ func ParseSize(prefix [4]byte, max int32) (int32, error) {
 // reserve is called with each allocation's size before it is made (it may
 // block, or fail to abandon the read). A body larger than one chunk is
 // assembled into a single buffer once complete; that copy is not reserved
-// again (the chunks it replaces are garbage once it is made).
+// again (the chunks it replaces go back to their pool once it is made).
+// Buffers come from pools (bodypool.go): the caller may hand the body back
+// with ReleaseBody once nothing refers to it.
 func ReadBody(r io.Reader, n int32, reserve func(int) error) ([]byte, error) {
 	if n <= ChunkSize {
 		if err := reserve(int(n)); err != nil {
 			return nil, err
 		}
-		buf := make([]byte, n)
+		buf := getBody(int(n))
 		if _, err := io.ReadFull(r, buf); err != nil {
+			ReleaseBody(buf)
 			return nil, fmt.Errorf("reading %d-byte frame: %w", n, err)
 		}
 		return buf, nil
 	}
 	var chunks [][]byte
+	defer func() {
+		for _, c := range chunks {
+			ReleaseBody(c)
+		}
+	}()
 	for left := int(n); left > 0; {
 		k := min(left, ChunkSize)
 		if err := reserve(k); err != nil {
 			return nil, err
 		}
-		c := make([]byte, k)
+		c := getBody(k)
+		chunks = append(chunks, c)
 		if _, err := io.ReadFull(r, c); err != nil {
 			return nil, fmt.Errorf("reading %d-byte frame at byte %d: %w", n, int(n)-left, err)
 		}
-		chunks = append(chunks, c)
 		left -= k
 	}
-	buf := make([]byte, 0, n)
-	for i, c := range chunks {
+	buf := getBody(int(n))[:0]
+	for _, c := range chunks {
 		buf = append(buf, c...)
-		chunks[i] = nil
 	}
 	return buf, nil
 }

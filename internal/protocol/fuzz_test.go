@@ -41,7 +41,8 @@ func FuzzParseRequest(f *testing.F) {
 // FuzzReadBody reads a frame whose size prefix and bytes are arbitrary, in
 // small reads, with a reserve callback that may refuse: ReadBody must return
 // exactly the declared bytes or an error, never panic, and never reserve
-// more than the frame declares plus one chunk beyond what has arrived.
+// more than the frame declares plus one chunk beyond what has arrived. Bodies
+// go back to their pool, so later inputs read into reused buffers.
 func FuzzReadBody(f *testing.F) {
 	f.Add([]byte{0, 0, 0, 10, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, uint8(0), uint16(7))
 	f.Add([]byte{0, 4, 0, 0, 1, 2, 3}, uint8(3), uint16(1))
@@ -73,6 +74,7 @@ func FuzzReadBody(f *testing.F) {
 		if len(body) != int(n) || !bytes.Equal(body, b[4:4+n]) {
 			t.Fatalf("body of %d bytes, want the %d declared", len(body), n)
 		}
+		ReleaseBody(body) // pooled: later inputs reuse it, stale bytes and all
 	})
 }
 

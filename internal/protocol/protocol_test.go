@@ -102,3 +102,51 @@ func TestAppendResponseHeaders(t *testing.T) {
 		t.Fatalf("metadata body: %v", err)
 	}
 }
+
+// TestSizeClasses: every size up to 16 MiB gets the smallest class holding
+// it, at most a quarter larger, and a buffer of a class's size maps back to
+// that class (so ReleaseBody accepts exactly what getBody made).
+func TestSizeClasses(t *testing.T) {
+	prevIdx, prevSize := -1, 0
+	for n := 1; n <= 16<<20; n += 1 + n/97 {
+		idx, size := sizeClass(n)
+		if idx < 0 || size < n || n > 4096 && size > n+n/4+1 || idx < prevIdx || idx >= len(bodyPools) {
+			t.Fatalf("sizeClass(%d) = %d, %d", n, idx, size)
+		}
+		if idx == prevIdx && size != prevSize || idx > prevIdx && size <= prevSize && prevIdx >= 0 {
+			t.Fatalf("sizeClass(%d) = %d, %d after %d, %d", n, idx, size, prevIdx, prevSize)
+		}
+		if i2, s2 := sizeClass(size); i2 != idx || s2 != size {
+			t.Fatalf("class size %d maps to %d, %d, not %d", size, i2, s2, idx)
+		}
+		prevIdx, prevSize = idx, size
+	}
+	if idx, _ := sizeClass(16<<20 + 1); idx != -1 {
+		t.Fatalf("a body above 16 MiB is pooled (class %d)", idx)
+	}
+}
+
+// TestReadBodyReuse: bodies read after a release reuse pooled buffers and
+// hold exactly the new frame's bytes, for small and chunked (> ChunkSize)
+// frames.
+func TestReadBodyReuse(t *testing.T) {
+	for _, n := range []int{100, 5000, ChunkSize, ChunkSize + 1, 3*ChunkSize + 17} {
+		for round := range 3 {
+			want := bytes.Repeat([]byte{byte(round + 1)}, n)
+			var reserved int
+			got, err := ReadBody(bytes.NewReader(want), int32(n), func(k int) error { reserved += k; return nil })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) || reserved != n {
+				t.Fatalf("n=%d round %d: body differs or reserved %d", n, round, reserved)
+			}
+			ReleaseBody(got)
+		}
+	}
+	// A short read fails and leaves nothing behind.
+	if _, err := ReadBody(bytes.NewReader(make([]byte, 10)), 20, func(int) error { return nil }); err == nil {
+		t.Fatal("short frame read")
+	}
+	ReleaseBody(make([]byte, 10)) // not one of ours: ignored
+}

@@ -19,7 +19,7 @@ const backgroundFlushInterval = 500 * time.Millisecond
 // backgroundFlush applies the flush policy to partitions a follower appended
 // to without holding up its fetches (replica.flush.before.fetch=false): one
 // goroutine at a time flushes every partition added since its last pass,
-// concurrently, at most every backgroundFlushInterval, and exits when none
+// all at once (WaitDurableAll: concurrent fsyncs, or one shared syncfs), at most every backgroundFlushInterval, and exits when none
 // is left. A flush error takes the log dir offline as any other
 // (Partition.WaitDurable); a log closed meanwhile (the partition was
 // dropped or moved) is skipped.
@@ -30,8 +30,8 @@ type backgroundFlush struct {
 }
 
 // add queues the items' partitions for a flush up to their LEOs at the time
-// of the flush, with durable (Partition.WaitDurable).
-func (b *backgroundFlush) add(items []*fetchItem, durable func(*Partition, int64) error, logger *slog.Logger) {
+// of the flush, with durable (WaitDurableAll).
+func (b *backgroundFlush) add(items []*fetchItem, durable func([]*Partition, []int64) []error, logger *slog.Logger) {
 	if len(items) == 0 {
 		return
 	}
@@ -49,7 +49,7 @@ func (b *backgroundFlush) add(items []*fetchItem, durable func(*Partition, int64
 	}
 }
 
-func (b *backgroundFlush) run(durable func(*Partition, int64) error, logger *slog.Logger) {
+func (b *backgroundFlush) run(durable func([]*Partition, []int64) []error, logger *slog.Logger) {
 	var last time.Time
 	for {
 		b.mu.Lock()
@@ -70,17 +70,14 @@ func (b *backgroundFlush) run(durable func(*Partition, int64) error, logger *slo
 		}
 		clear(b.pending)
 		b.mu.Unlock()
-		sem := make(chan struct{}, maxConcurrentFlushes)
-		var wg sync.WaitGroup
-		for _, p := range parts {
-			sem <- struct{}{}
-			wg.Go(func() {
-				defer func() { <-sem }()
-				if err := durable(p, p.LogEndOffset()); err != nil && !errors.Is(err, log.ErrClosed) {
-					logger.Error("follower background flush failed", "topic", p.Topic, "partition", p.Index, "err", err)
-				}
-			})
+		ends := make([]int64, len(parts))
+		for i, p := range parts {
+			ends[i] = p.LogEndOffset()
 		}
-		wg.Wait()
+		for i, err := range durable(parts, ends) {
+			if err != nil && !errors.Is(err, log.ErrClosed) {
+				logger.Error("follower background flush failed", "topic", parts[i].Topic, "partition", parts[i].Index, "err", err)
+			}
+		}
 	}
 }

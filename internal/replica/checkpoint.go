@@ -200,6 +200,9 @@ func (m *Manager) openAll(jobs []openJob) {
 		}
 		j.p, j.err = openPartition(j.dir, j.tp.Topic, j.tp.Partition, m.nodeID, j.lcfg, j.appendTime,
 			m.logger.With("topic", j.tp.Topic, "partition", j.tp.Partition))
+		if j.err == nil {
+			m.attachSyncer(j.p.lg(), j.dir)
+		}
 	}
 	forEach(len(existing), int(m.broker.Int("num.recovery.threads.per.data.dir")), func(k int) { open(existing[k]) })
 	forEach(len(fresh), newPartitionWorkers, func(k int) { open(fresh[k]) })

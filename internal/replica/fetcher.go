@@ -22,9 +22,9 @@ type fetchConfig struct {
 	flushBefore   bool          // replica.flush.before.fetch: flush appended records before the next fetch reports them
 	socketTimeout time.Duration // bound on dialing, and on a request beyond maxWait
 	dial          DialFunc      // connects to a leader (TLS, SASL); nil: plain TCP (see SetDialer)
-	// durable applies a partition's flush policy up to an offset; nil:
-	// (*Partition).WaitDurable (tests wrap it to watch the promise).
-	durable func(p *Partition, upTo int64) error
+	// durable applies the partitions' flush policy up to the offsets,
+	// all at once; nil: WaitDurableAll (tests wrap it to watch the promise).
+	durable func(parts []*Partition, ends []int64) []error
 }
 
 // fetcher replicates the partitions this node follows from one leader
@@ -84,7 +84,7 @@ func startFetcher(ctx context.Context, wg *sync.WaitGroup, leader int32, addr st
 		logger: logger.With("leader", leader, "leader_addr", addr),
 		parts:  map[TopicPartition]*fetchPart{}, kick: make(chan struct{}, 1)}
 	if f.cfg.durable == nil {
-		f.cfg.durable = (*Partition).WaitDurable
+		f.cfg.durable = WaitDurableAll
 	}
 	wg.Add(1)
 	go func() {
@@ -402,32 +402,26 @@ func (f *fetcher) fetch(c *brokerConn, items []fetchItem) error {
 		return nil
 	}
 	// The partitions' fsyncs run concurrently (a fetch of many partitions
-	// waits about one fsync, not one per partition), all before the next
-	// fetch reports the new LEOs.
+	// waits about one fsync, not one per partition; those of one log dir
+	// share one syncfs, see WaitDurableAll), all before the next fetch
+	// reports the new LEOs.
 	f.flushAll(appended)
 	return nil
 }
 
 // flushAll applies the flush policy to the items' partitions up to their
-// LEOs, concurrently, and keeps a partition whose flush failed out of
-// requests for replica.fetch.backoff.ms (its next fetch must not report
-// records that are not durable).
+// LEOs, all at once (WaitDurableAll), and keeps a partition whose flush
+// failed out of requests for replica.fetch.backoff.ms (its next fetch must
+// not report records that are not durable).
 func (f *fetcher) flushAll(appended []*fetchItem) {
-	errs := make([]error, len(appended))
-	sem := make(chan struct{}, maxConcurrentFlushes)
-	var wg sync.WaitGroup
-	for i, it := range appended {
-		if len(appended) == 1 {
-			errs[i] = f.cfg.durable(it.p, it.p.LogEndOffset())
-			break
-		}
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			errs[i] = f.cfg.durable(it.p, it.p.LogEndOffset())
-		})
+	if len(appended) == 0 {
+		return
 	}
-	wg.Wait()
+	parts, ends := make([]*Partition, len(appended)), make([]int64, len(appended))
+	for i, it := range appended {
+		parts[i], ends[i] = it.p, it.p.LogEndOffset()
+	}
+	errs := f.cfg.durable(parts, ends)
 	for i, it := range appended {
 		if err := errs[i]; err != nil {
 			f.logger.Error("follower flush failed", "topic", it.tp.Topic, "partition", it.tp.Partition, "err", err)
@@ -435,10 +429,6 @@ func (f *fetcher) flushAll(appended []*fetchItem) {
 		}
 	}
 }
-
-// maxConcurrentFlushes bounds the fsyncs a follower fetch has in flight
-// (each blocked fsync holds an OS thread).
-const maxConcurrentFlushes = 64
 
 // apply handles one partition of a fetch response and reports whether
 // records were appended.

@@ -19,18 +19,20 @@ type flushWatch struct {
 	flushed int64 // highest offset a flush covered
 }
 
-func (w *flushWatch) durable(p *Partition, upTo int64) error {
+func (w *flushWatch) durable(parts []*Partition, ends []int64) []error {
 	w.mu.Lock()
 	w.calls++
 	w.mu.Unlock()
 	<-w.gate
-	if err := p.WaitDurable(upTo); err != nil {
-		return err
-	}
+	errs := WaitDurableAll(parts, ends)
 	w.mu.Lock()
-	w.flushed = max(w.flushed, upTo)
+	for i, err := range errs {
+		if err == nil {
+			w.flushed = max(w.flushed, ends[i])
+		}
+	}
 	w.mu.Unlock()
-	return nil
+	return errs
 }
 
 func (w *flushWatch) state() (calls int, flushed int64) {

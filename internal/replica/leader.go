@@ -229,6 +229,11 @@ func (p *Partition) ISR() []int32 {
 // reached but the ISR is smaller than min.insync.replicas by then, it
 // returns ErrNotEnoughReplicasAfterAppend, as Kafka answers acks=all.
 func (p *Partition) WaitReplicated(ctx context.Context, end int64, epoch int32) error {
+	// Most waits are over at once (an ISR of this node alone, or followers
+	// already caught up): answer those without registering a watcher.
+	if done, err := p.replicated(end, epoch); done {
+		return err
+	}
 	wake := make(chan struct{}, 1)
 	defer p.Watch(wake)()
 	for {
@@ -258,4 +263,25 @@ func (p *Partition) WaitReplicated(ctx context.Context, end int64, epoch int32) 
 			return fmt.Errorf("%s-%d: waiting for the high watermark (%d) to reach %d: %w", p.Topic, p.Index, hw, end, ctx.Err())
 		}
 	}
+}
+
+// replicated is WaitReplicated's check without waiting: done with its
+// result if this node no longer leads at epoch or the HW reached end.
+func (p *Partition) replicated(end int64, epoch int32) (done bool, err error) {
+	p.mu.Lock()
+	leads := !p.closed && p.leader == p.self && p.leaderEpoch == epoch
+	p.mu.Unlock()
+	if !leads {
+		return true, fmt.Errorf("%s-%d: %w at epoch %d", p.Topic, p.Index, ErrNotLeader, epoch)
+	}
+	p.rmu.Lock()
+	hw, isr, minISR := p.hw.Load(), len(p.rs.isr), p.rs.minISR
+	p.rmu.Unlock()
+	if hw < end {
+		return false, nil
+	}
+	if isr < minISR {
+		return true, fmt.Errorf("%s-%d: %w: ISR has %d, min.insync.replicas is %d", p.Topic, p.Index, ErrNotEnoughReplicasAfterAppend, isr, minISR)
+	}
+	return true, nil
 }

@@ -61,6 +61,10 @@ type Manager struct {
 	fetchConfig fetchConfig
 	isrKick     chan struct{}
 	lease       atomic.Pointer[lease] // nil: no lease (always valid); see lease.go
+
+	// syncers share syncfs(2) calls among a log dir's partitions, by log dir
+	// (syncfs.go); read-only after NewManager.
+	syncers map[string]*log.DirSyncer
 }
 
 // NewManager returns a manager keeping partition directories under dir and
@@ -86,6 +90,7 @@ func NewManager(dir string, broker *config.Broker, store ISRStore, logger *slog.
 			socketTimeout: 30 * time.Second, // Kafka's replica.socket.timeout.ms
 		}}
 	m.found = m.scanLogDirs()
+	m.syncers = m.openSyncers()
 	m.startHWs = m.loadHWCheckpoint()
 	m.fetchWG.Add(1)
 	go m.runCheckpoints(time.Duration(max(broker.Int("replica.high.watermark.checkpoint.interval.ms"), 1)) * time.Millisecond)
@@ -585,6 +590,9 @@ func (m *Manager) Close() error {
 		})
 	}
 	wg.Wait()
+	if err := m.closeSyncers(); err != nil && firstErr == nil {
+		firstErr = err
+	}
 	return firstErr
 }
 

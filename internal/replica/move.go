@@ -248,6 +248,7 @@ func (m *Manager) move(ctx context.Context, tp TopicPartition, p *Partition, mv 
 		p.closed = true // no log to serve from; the next restart opens the copy
 		return fmt.Errorf("reopen the copy %s: %w", final, err)
 	}
+	m.attachSyncer(nl, final)
 	p.logp.Store(nl)
 	if leo > nl.LogStartOffset() {
 		p.snapOffset = leo

@@ -286,7 +286,14 @@ func (cn *conn) dispatch(ctx context.Context, f frame) (r reply, ok bool) {
 		}
 		return reply{}, false
 	}
-	return reply{correlationID: req.CorrelationID, run: cn.s.handle(ctx, req)}, true
+	run := cn.s.handle(ctx, req)
+	if req.Key == int16(kmsg.Produce) {
+		// The produce handler has copied the records (the body's only bytes
+		// a decoded request aliases; strings are copied) into the logs, and
+		// its continuation reads only their lengths: the body is free.
+		protocol.ReleaseBody(f.body)
+	}
+	return reply{correlationID: req.CorrelationID, run: run}, true
 }
 
 // readRequest reads the next frame. It waits for the frame's first byte up

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -45,7 +43,8 @@ func (s *Server) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) fu
 		topic := kmsg.NewProduceResponseTopic()
 		topic.Topic = rt.Topic
 		topic.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(rt.Partitions))
-		var rules *produceRules // the topic's, computed for its first led partition
+		var rules *produceRules  // the topic's, computed for its first led partition
+		var nRecords, nBytes int // appended to the topic, counted once per topic
 		for i, rp := range rt.Partitions {
 			out := &topic.Partitions[i]
 			*out = kmsg.NewProduceResponseTopicPartition()
@@ -79,8 +78,11 @@ func (s *Server) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) fu
 				continue
 			}
 			out.BaseOffset, out.LogAppendTime, out.LogStartOffset = res.BaseOffset, res.LogAppendTime, p.LogStartOffset()
-			metrics.Produced(rt.Topic, producedRecords(res), len(rp.Records))
+			nRecords, nBytes = nRecords+producedRecords(res), nBytes+len(rp.Records)
 			waits = append(waits, pending{p, out, res.LastOffset + 1, res.LeaderEpoch})
+		}
+		if nBytes > 0 {
+			metrics.Produced(rt.Topic, nRecords, nBytes)
 		}
 		resp.Topics = append(resp.Topics, topic)
 	}
@@ -103,14 +105,26 @@ func (s *Server) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) fu
 	// their fsync started. Every partition's fsync is issued at once
 	// (each log's group commit lets one fsync cover all appends written
 	// before it started), so a request to many partitions waits about
-	// one fsync, not one per partition.
-	durable := make([]error, len(waits))
+	// one fsync, not one per partition; the partitions of one log dir
+	// share one syncfs(2) when there are log.flush.syncfs.min.partitions
+	// of them.
+	var durable []error
 	flushed := make(chan struct{})
 	go func() {
 		defer close(flushed)
-		forEachConcurrently(len(waits), maxConcurrentFlushes, func(i int) {
-			durable[i] = waits[i].p.WaitDurable(waits[i].end)
-		})
+		if maxConcurrentFlushes > 1 {
+			parts, ends := make([]*replica.Partition, len(waits)), make([]int64, len(waits))
+			for i, w := range waits {
+				parts[i], ends[i] = w.p, w.end
+			}
+			durable = replica.WaitDurableAll(parts, ends)
+			return
+		}
+		// The benchmark's baseline: one partition at a time.
+		durable = make([]error, len(waits))
+		for i, w := range waits {
+			durable[i] = w.p.WaitDurable(w.end)
+		}
 	}()
 	return func() kmsg.Response {
 		if req.Acks == -1 {
@@ -140,31 +154,10 @@ func (s *Server) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) fu
 	}
 }
 
-// maxConcurrentFlushes bounds the fsyncs one produce request has in flight
-// (each blocked fsync holds an OS thread). A variable only so that the
-// benchmark can compare with one at a time.
+// maxConcurrentFlushes is 1 only in the benchmark, to compare with the
+// former one-partition-at-a-time fsyncs; otherwise every partition of a
+// request waits at once (replica.WaitDurableAll).
 var maxConcurrentFlushes = 64
-
-// forEachConcurrently calls f(0..n-1) from at most limit goroutines and
-// returns when every call has. n <= 1 runs on the caller's goroutine.
-func forEachConcurrently(n, limit int, f func(i int)) {
-	if n <= 1 {
-		if n == 1 {
-			f(0)
-		}
-		return
-	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range min(n, limit) {
-		wg.Go(func() {
-			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
-				f(i)
-			}
-		})
-	}
-	wg.Wait()
-}
 
 // produceErrorCode maps an append or replication error to its Kafka code.
 func produceErrorCode(err error) int16 {

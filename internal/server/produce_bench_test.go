@@ -2,9 +2,7 @@ package server
 
 import (
 	"context"
-	"fmt"
 	"net"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,11 +15,13 @@ import (
 
 // BenchmarkProduceManyPartitions sends acks=all Produce requests carrying
 // one 16 KiB batch (16 x 1 KiB records) for each of 100 partitions to an
-// in-process broker that fsyncs every write (the default flush policy), with
-// the partitions' fsyncs issued one at a time (the former behaviour) and
-// concurrently. The ratio of the two is the gain of concurrent flushing.
-// The "handler" case calls the broker's produce path directly (no network,
-// no client): its B/op and allocs/op are the broker's allocations per 1.6 MB.
+// in-process broker that fsyncs every write (the default flush policy):
+// with every partition fsyncing its own file (syncfs=off,
+// log.flush.syncfs.min.partitions=0; "seq" one partition at a time, "conc"
+// 64 at once) and with the partitions sharing one syncfs(2) (syncfs=on, the
+// default). The "handler" case calls the broker's produce path directly (no
+// network, no client): its B/op and allocs/op are the broker's allocations
+// per request.
 func BenchmarkProduceManyPartitions(b *testing.B) {
 	benchProduceManyPartitions(b, 100, 16)
 }
@@ -33,13 +33,22 @@ func BenchmarkProduce1000Partitions(b *testing.B) {
 }
 
 func benchProduceManyPartitions(b *testing.B, partitions int32, records int) {
+	for _, mode := range []struct{ name, minParts string }{{"syncfs=off", "0"}, {"syncfs=on", "4"}} {
+		b.Run(mode.name, func(b *testing.B) {
+			benchProduceMode(b, partitions, records, mode.minParts)
+		})
+	}
+}
+
+func benchProduceMode(b *testing.B, partitions int32, records int, minParts string) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	cfg, err := config.Load("", [][2]string{{"log.dirs", b.TempDir()}, {"listeners", "PLAINTEXT://" + addr}})
+	cfg, err := config.Load("", [][2]string{{"log.dirs", b.TempDir()}, {"listeners", "PLAINTEXT://" + addr},
+		{"log.flush.syncfs.min.partitions", minParts}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -109,8 +118,16 @@ func benchProduceManyPartitions(b *testing.B, partitions int32, records int) {
 
 	saved := maxConcurrentFlushes
 	b.Cleanup(func() { maxConcurrentFlushes = saved })
-	for _, limit := range []int{1, saved} {
-		b.Run(fmt.Sprintf("flushes=%d", limit), func(b *testing.B) {
+	limits := []int{saved}
+	if minParts == "0" {
+		limits = []int{1, saved}
+	}
+	for _, limit := range limits {
+		name := "conc"
+		if limit == 1 {
+			name = "seq"
+		}
+		b.Run(name, func(b *testing.B) {
 			maxConcurrentFlushes = limit
 			b.SetBytes(int64(len(batch)) * int64(partitions))
 			b.ReportAllocs()
@@ -118,34 +135,5 @@ func benchProduceManyPartitions(b *testing.B, partitions int32, records int) {
 				produce(b)
 			}
 		})
-	}
-}
-
-// TestForEachConcurrently: every index is called exactly once, at most
-// limit at a time, and the calls do overlap when limit allows.
-func TestForEachConcurrently(t *testing.T) {
-	for _, tc := range []struct{ n, limit int }{{0, 4}, {1, 4}, {7, 1}, {100, 8}, {5, 64}} {
-		calls := make([]atomic.Int32, tc.n)
-		var running, peak atomic.Int32
-		forEachConcurrently(tc.n, tc.limit, func(i int) {
-			r := running.Add(1)
-			for {
-				p := peak.Load()
-				if r <= p || peak.CompareAndSwap(p, r) {
-					break
-				}
-			}
-			time.Sleep(5 * time.Millisecond) // let the others start
-			running.Add(-1)
-			calls[i].Add(1)
-		})
-		for i := range calls {
-			if c := calls[i].Load(); c != 1 {
-				t.Errorf("n=%d limit=%d: index %d called %d times", tc.n, tc.limit, i, c)
-			}
-		}
-		if p := int(peak.Load()); p > tc.limit || tc.n > 1 && tc.limit > 1 && p < 2 {
-			t.Errorf("n=%d limit=%d: peak concurrency %d", tc.n, tc.limit, p)
-		}
 	}
 }

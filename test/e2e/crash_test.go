@@ -22,11 +22,21 @@ import (
 // must be in the log exactly once at its acknowledged offset, no sequence
 // number may appear twice, and each partition must hold its records in
 // produce order.
-func TestCrashRecovery(t *testing.T) {
+func TestCrashRecovery(t *testing.T) { crashRecovery(t, 3) }
+
+// TestCrashRecoveryManyPartitions is TestCrashRecovery with records spread
+// round-robin over 24 partitions, so that produce requests span many
+// partitions and their fsyncs are coalesced into one syncfs
+// (log.flush.syncfs.min.partitions), new partitions skip their own first
+// flush, and leader epoch checkpoints are synced by the flush.
+func TestCrashRecoveryManyPartitions(t *testing.T) {
+	crashRecovery(t, 24, kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+}
+
+func crashRecovery(t *testing.T, partitions int32, opts ...kgo.Opt) {
 	const (
-		topic      = "crash"
-		partitions = 3
-		keys       = 16
+		topic = "crash"
+		keys  = 16
 	)
 	rounds := 5
 	if testing.Short() {
@@ -37,12 +47,12 @@ func TestCrashRecovery(t *testing.T) {
 	defer cancel()
 	createTopic(ctx, t, newAdmin(t, n), topic, partitions, nil)
 
-	cl := newClient(t, n,
+	cl := newClient(t, n, append([]kgo.Opt{
 		kgo.DefaultProduceTopic(topic),
 		kgo.RequiredAcks(kgo.AllISRAcks()), // the default; idempotence stays on
-		kgo.RecordDeliveryTimeout(2*time.Minute),
+		kgo.RecordDeliveryTimeout(2 * time.Minute),
 		kgo.MaxBufferedRecords(2000),
-	)
+	}, opts...)...)
 
 	type position struct {
 		part   int32
@@ -140,7 +150,7 @@ func TestCrashRecovery(t *testing.T) {
 	got := consumeAll(ctx, t, n, topic, time.Minute)
 	seen := map[int64]position{}
 	var present, dups, misplaced, unackedPresent int
-	for p := range int32(partitions) {
+	for p := range partitions {
 		recs := got[p]
 		checkDense(t, topic, p, recs)
 		last := int64(-1)
