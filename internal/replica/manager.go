@@ -58,6 +58,7 @@ type Manager struct {
 	ckptMu      sync.Mutex               // serialises writes of the high watermark checkpoint file; guards lastHWs
 	lastHWs     map[TopicPartition]int64 // the high watermarks last written
 	startHWs    map[TopicPartition]int64 // checkpointed high watermarks read at start (checkpoint.go); guarded by mu
+	startClean  map[string]int64         // partition dirs listed in the clean shutdown records read at start (shutdown.go); guarded by mu
 	fetchConfig fetchConfig
 	isrKick     chan struct{}
 	lease       atomic.Pointer[lease] // nil: no lease (always valid); see lease.go
@@ -86,6 +87,7 @@ func NewManager(dir string, broker *config.Broker, store ISRStore, logger *slog.
 		}}
 	m.found = m.scanLogDirs()
 	m.startHWs = m.loadHWCheckpoint()
+	m.startClean = m.takeCleanRecords()
 	m.fetchWG.Add(1)
 	go m.runCheckpoints(time.Duration(max(broker.Int("replica.high.watermark.checkpoint.interval.ms"), 1)) * time.Millisecond)
 	return m
@@ -564,26 +566,11 @@ func (m *Manager) Close() error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	// Logs close dropParallelism at a time: each Close fsyncs its files and
-	// writes its checkpoints and marker, which for thousands of partitions
-	// one after another took tens of seconds.
-	var errMu sync.Mutex // guards firstErr while the closes run
-	sem := make(chan struct{}, dropParallelism)
-	var wg sync.WaitGroup
-	for tp, p := range m.parts {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			if err := p.lg().Close(); err != nil {
-				errMu.Lock()
-				if firstErr == nil {
-					firstErr = fmt.Errorf("close %s-%d: %w", tp.Topic, tp.Partition, err)
-				}
-				errMu.Unlock()
-			}
-		})
+	// Logs close closeParallelism at a time and the clean shutdown is
+	// recorded once per log dir (shutdown.go).
+	if err := m.closeLogs(); err != nil && firstErr == nil {
+		firstErr = err
 	}
-	wg.Wait()
 	return firstErr
 }
 
