@@ -1,0 +1,133 @@
+package log
+
+import (
+	"bytes"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// openLogged opens dir with opts, returning the log and what it logged.
+func openLogged(t *testing.T, dir string, cfg Config, opts OpenOptions) (*Log, *bytes.Buffer) {
+	t.Helper()
+	var out bytes.Buffer
+	l, err := OpenWith(dir, cfg, slog.New(slog.NewTextHandler(&out, nil)), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l, &out
+}
+
+func exists(t *testing.T, path string) bool {
+	t.Helper()
+	_, err := os.Stat(path)
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	return err == nil
+}
+
+// TestCloseUnmarkedSmallLog: a new log with one small batch closed by
+// CloseUnmarked leaves no marker, no index files and no checkpoints behind
+// (nothing it needs: the data was fsynced by the append's flush); opened
+// with Clean it loads without recovery and with the same state; opened
+// without Clean it is recovered as after a crash.
+func TestCloseUnmarkedSmallLog(t *testing.T) {
+	dir := t.TempDir()
+	cfg := smallConfig()
+	l, _ := openLogged(t, dir, cfg, OpenOptions{DirSynced: true})
+	appendN(t, l, 1, 100)
+	if err := l.WaitFlushed(l.LogEndOffset()); err != nil {
+		t.Fatal(err)
+	}
+	if exists(t, filepath.Join(dir, recoveryPointFile)) {
+		t.Fatal("the first flush of a DirSynced log wrote a recovery point")
+	}
+	if err := l.CloseUnmarked(); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{cleanShutdownFile, recoveryPointFile, logStartFile,
+		segmentName(0, indexSuffix), segmentName(0, timeIndexSuffix)} {
+		if exists(t, filepath.Join(dir, name)) {
+			t.Errorf("%s written by CloseUnmarked of a one-batch log", name)
+		}
+	}
+	l2, out := openLogged(t, dir, cfg, OpenOptions{Clean: true})
+	if s := out.String(); strings.Contains(s, "recovered") || strings.Contains(s, "rebuilding") {
+		t.Fatalf("clean open recovered: %s", s)
+	}
+	if got := l2.LogEndOffset(); got != 2 {
+		t.Fatalf("LEO %d, want 2", got)
+	}
+	if s := l2.active(); s.maxTs != 101 || s.firstTs != 101 {
+		t.Fatalf("max/first timestamp %d/%d after a clean open, want 101/101", s.maxTs, s.firstTs)
+	}
+	if got := readAllRecords(t, l2, 0); len(got) != 2 {
+		t.Fatalf("%d records, want 2", len(got))
+	}
+	if err := l2.CloseUnmarked(); err != nil {
+		t.Fatal(err)
+	}
+	_, out = openLogged(t, dir, cfg, OpenOptions{})
+	if !strings.Contains(out.String(), "recovered log after unclean shutdown") {
+		t.Fatalf("open without Clean after CloseUnmarked did not recover: %s", out)
+	}
+}
+
+// TestCloseUnmarkedRolledLog: a log of several segments closes without a
+// marker but with every index file of a segment that has entries, loads
+// cleanly with Clean (reads and timestamp lookups as before), and a crash
+// after that clean open is recovered: Clean holds for one open only.
+func TestCloseUnmarkedRolledLog(t *testing.T) {
+	dir := t.TempDir()
+	cfg := smallConfig()
+	l, _ := openLogged(t, dir, cfg, OpenOptions{})
+	appendN(t, l, 60, 1000)
+	if err := l.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.DeleteRecordsBefore(4); err != nil {
+		t.Fatal(err)
+	}
+	segs := len(l.segs)
+	if segs < 3 {
+		t.Fatalf("%d segments, want >= 3", segs)
+	}
+	leo, active := l.LogEndOffset(), l.ActiveSegmentBase()
+	if err := l.CloseUnmarked(); err != nil {
+		t.Fatal(err)
+	}
+	if exists(t, filepath.Join(dir, cleanShutdownFile)) {
+		t.Fatal("CloseUnmarked wrote the marker")
+	}
+	if rp, err := readCheckpoint(dir, recoveryPointFile); err != nil || rp < active {
+		t.Fatalf("recovery point %d (%v) below the active segment %d", rp, err, active)
+	}
+	l2, out := openLogged(t, dir, cfg, OpenOptions{Clean: true})
+	if s := out.String(); strings.Contains(s, "recovered") || strings.Contains(s, "rebuilding") {
+		t.Fatalf("clean open recovered: %s", s)
+	}
+	if len(l2.segs) != segs || l2.LogEndOffset() != leo || l2.LogStartOffset() != 4 {
+		t.Fatalf("reopened with %d segments, LEO %d, log start %d; want %d, %d, 4", len(l2.segs), l2.LogEndOffset(), l2.LogStartOffset(), segs, leo)
+	}
+	if got := readAllRecords(t, l2, 4); int64(len(got)) != leo-4 {
+		t.Fatalf("%d records, want %d", len(got), leo-4)
+	}
+	for _, s := range l2.segs[:len(l2.segs)-1] {
+		if len(s.missing) > 0 {
+			t.Fatalf("segment %d lacks index files %v", s.base, s.missing)
+		}
+	}
+	off, ts, err := l2.OffsetForTimestamp(1000 + 10*30)
+	if err != nil || off != 60 || ts != 1300 {
+		t.Fatalf("OffsetForTimestamp = %d, %d, %v; want 60, 1300", off, ts, err)
+	}
+	appendN(t, l2, 1, 5000)
+	l3 := crashReopen(t, l2, dir, cfg) // opens without Clean
+	if got := l3.LogEndOffset(); got != leo+2 {
+		t.Fatalf("LEO after crash %d, want %d", got, leo+2)
+	}
+}
