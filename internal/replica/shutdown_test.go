@@ -82,8 +82,12 @@ func TestCleanShutdownRecord(t *testing.T) {
 		t.Fatalf("clean shutdown record %q, want %q", b, want)
 	}
 	for i := range n {
-		if _, err := os.Stat(filepath.Join(dir, "t-"+string(rune('0'+i)), ".clean-shutdown")); !os.IsNotExist(err) {
+		pdir := filepath.Join(dir, "t-"+string(rune('0'+i)))
+		if _, err := os.Stat(filepath.Join(pdir, ".clean-shutdown")); !os.IsNotExist(err) {
 			t.Fatalf("partition %d has a per-log marker: %v", i, err)
+		}
+		if offs := snapshotOffsets(pdir); len(offs) != 0 {
+			t.Fatalf("partition %d of a few bytes has producer snapshots %v", i, offs)
 		}
 	}
 
