@@ -24,6 +24,8 @@ import (
 //     segment (a crash then rescans only the active segment, as with the
 //     recovery point at the LEO), the log start offset only if the file
 //     does not give it (see startCkpt);
+//   - the leader epoch checkpoint is fsynced if an append wrote it
+//     without (epoch.go);
 //   - the directory is fsynced only if files were created in it.
 func (l *Log) syncForClose(marker bool) error {
 	var err error
@@ -40,7 +42,7 @@ func (l *Log) syncForClose(marker bool) error {
 		}
 		err = errors.Join(err, s.syncIndexes())
 	}
-	if err != nil {
+	if err := errors.Join(err, l.syncEpochsLocked()); err != nil {
 		return err
 	}
 	l.cutUnsynced = false

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -129,5 +130,69 @@ func TestCloseUnmarkedRolledLog(t *testing.T) {
 	l3 := crashReopen(t, l2, dir, cfg) // opens without Clean
 	if got := l3.LogEndOffset(); got != leo+2 {
 		t.Fatalf("LEO after crash %d, want %d", got, leo+2)
+	}
+}
+
+// appendEpoch appends one batch stamped with epoch.
+func appendEpoch(t *testing.T, l *Log, epoch int32, ts int64) {
+	t.Helper()
+	if _, err := l.AppendAsLeader(batch(t, 2, 100, ts, "e"), AppendOptions{LeaderEpoch: epoch}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestEpochCheckpointSyncedBeforeRecoveryPoint: an append that starts an
+// epoch writes the leader epoch checkpoint without fsyncs; the file is made
+// durable before a recovery point (after a roll) or a clean close; and a
+// crash that loses the unsynced file (the old file comes back) still yields
+// every epoch, rebuilt from the rescanned segments.
+func TestEpochCheckpointSyncedBeforeRecoveryPoint(t *testing.T) {
+	dir := t.TempDir()
+	cfg := smallConfig()
+	l := openT(t, dir, cfg)
+	appendEpoch(t, l, 1, 100)
+	for i := range 40 { // rolls segments
+		appendEpoch(t, l, 2, int64(200+i))
+	}
+	l.mu.RLock()
+	unsynced := l.epochs.unsynced
+	l.mu.RUnlock()
+	if !unsynced {
+		t.Fatal("a new epoch's checkpoint was written durably on the append path")
+	}
+	if err := l.Flush(); err != nil { // writes the recovery point after the rolls
+		t.Fatal(err)
+	}
+	l.mu.RLock()
+	unsynced, ckpt, active := l.epochs.unsynced, l.checkpointed, l.active().base
+	l.mu.RUnlock()
+	if unsynced || ckpt < active {
+		t.Fatalf("after a flush with a roll: unsynced=%v recovery point %d (active segment %d)", unsynced, ckpt, active)
+	}
+	synced, err := os.ReadFile(filepath.Join(dir, epochCheckpointFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendEpoch(t, l, 3, 900)
+	want := l.EpochEntries()
+	// A crash loses the unsynced write: the file synced with the recovery
+	// point comes back.
+	if err := os.WriteFile(filepath.Join(dir, epochCheckpointFile), synced, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l = crashReopen(t, l, dir, cfg)
+	if got := l.EpochEntries(); len(want) != 3 || !slices.Equal(got, want) {
+		t.Fatalf("epochs after the crash %v, want %v", got, want)
+	}
+	appendEpoch(t, l, 4, 1000)
+	if err := l.CloseUnmarked(); err != nil {
+		t.Fatal(err)
+	}
+	l.mu.RLock()
+	unsynced = l.epochs.unsynced
+	l.mu.RUnlock()
+	b, err := os.ReadFile(filepath.Join(dir, epochCheckpointFile))
+	if err != nil || unsynced || !strings.Contains(string(b), "\n4 ") {
+		t.Fatalf("after close: unsynced=%v file %q (%v)", unsynced, b, err)
 	}
 }

@@ -26,8 +26,14 @@ import (
 //     LEO stands for an epoch without batches (AssignEpoch, or an epoch
 //     whose batches were all deleted);
 //   - the entry of every epoch that has a batch at or above the log start
-//     offset is on disk in leader-epoch-checkpoint before the append that
-//     created it returns. Entries the file has beyond that (removed by
+//     offset is in leader-epoch-checkpoint before the append that created
+//     it returns, and durable (fsynced) before a recovery point above its
+//     segment or a clean shutdown vouches for the file: an append writes
+//     the file without fsyncs (writeEpochsUnsynced, as Kafka since
+//     KAFKA-15046) and syncEpochs runs before those. Until then a crash
+//     rescans the entry's segment, and rebuilds the entry from its batch
+//     headers (below), whatever the file kept. Truncation and retention
+//     write the file durably. Entries the file has beyond that (removed by
 //     truncation or retention) are dropped again when the log is opened.
 //
 // On open the checkpoint is loaded and clipped to [log start, LEO]. If it is
@@ -62,6 +68,9 @@ type epochCache struct {
 	// unsaved is set when entries changed without being written (AssignEpoch);
 	// the next append writes the file.
 	unsaved bool
+	// unsynced is set when the file was written without fsyncs
+	// (writeEpochsUnsynced); syncEpochs makes it durable.
+	unsynced bool
 }
 
 // latest returns the last entry, if any.
@@ -263,15 +272,82 @@ func (l *Log) writeEpochs() error {
 	if err := atomicfile.Write(filepath.Join(l.dir, epochCheckpointFile), encodeEpochCheckpoint(l.epochs.entries)); err != nil {
 		return fmt.Errorf("leader epoch checkpoint: %w", err)
 	}
-	l.epochs.unsaved = false
+	l.epochs.unsaved, l.epochs.unsynced = false, false
+	return nil
+}
+
+// writeEpochsUnsynced replaces the checkpoint file with the cache's entries
+// (temp file and rename) without fsyncs, so that an append that starts an
+// epoch does no fsync under mu; syncEpochs makes the file durable later
+// (see the invariants above). Caller holds mu.
+func (l *Log) writeEpochsUnsynced() error {
+	path := filepath.Join(l.dir, epochCheckpointFile)
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, encodeEpochCheckpoint(l.epochs.entries), 0o644); err != nil {
+		return fmt.Errorf("leader epoch checkpoint: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("leader epoch checkpoint: %w", err)
+	}
+	l.epochs.unsaved, l.epochs.unsynced = false, true
+	return nil
+}
+
+// syncEpochs makes a checkpoint file written by writeEpochsUnsynced
+// durable (the file and its directory entry), before a recovery point is
+// written. Caller holds flushMu, not mu: the fsyncs run without mu. A later
+// unsynced write sets unsynced again; the file synced here, old or newer,
+// holds every entry written before the call.
+func (l *Log) syncEpochs() error {
+	l.mu.Lock()
+	pending := l.epochs.unsynced
+	l.epochs.unsynced = false
+	l.mu.Unlock()
+	if !pending {
+		return nil
+	}
+	err := syncEpochFile(l.dir)
+	if err != nil {
+		l.mu.Lock()
+		l.epochs.unsynced = true
+		l.mu.Unlock()
+	}
+	return err
+}
+
+// syncEpochsLocked is syncEpochs for a caller holding mu (Close).
+func (l *Log) syncEpochsLocked() error {
+	if !l.epochs.unsynced {
+		return nil
+	}
+	if err := syncEpochFile(l.dir); err != nil {
+		return err
+	}
+	l.epochs.unsynced = false
+	return nil
+}
+
+// syncEpochFile fsyncs the checkpoint file in dir and dir.
+func syncEpochFile(dir string) error {
+	f, err := os.Open(filepath.Join(dir, epochCheckpointFile))
+	if err != nil {
+		return fmt.Errorf("leader epoch checkpoint: %w", err)
+	}
+	err = errors.Join(f.Sync(), f.Close())
+	if err == nil {
+		err = syncDir(dir)
+	}
+	if err != nil {
+		return fmt.Errorf("leader epoch checkpoint: sync: %w", err)
+	}
 	return nil
 }
 
 // epochsAppended records the epochs of appended batches (each batch's
-// PartitionLeaderEpoch at its base offset) and writes the checkpoint if the
-// cache changed. A write failure is a sticky log failure, so the entry can
-// never be missing from a file that a later clean shutdown vouches for.
-// Caller holds mu.
+// PartitionLeaderEpoch at its base offset) and writes the checkpoint, not
+// yet durably (writeEpochsUnsynced), if the cache changed. A write failure
+// is a sticky log failure, so the entry can never be missing from a file
+// that a later clean shutdown vouches for. Caller holds mu.
 func (l *Log) epochsAppended(hs []record.Header) error {
 	changed := l.epochs.unsaved
 	for _, h := range hs {
@@ -285,7 +361,7 @@ func (l *Log) epochsAppended(hs []record.Header) error {
 	if !changed {
 		return nil
 	}
-	if err := l.writeEpochs(); err != nil {
+	if err := l.writeEpochsUnsynced(); err != nil {
 		return l.failWith(err)
 	}
 	return nil

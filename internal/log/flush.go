@@ -121,7 +121,12 @@ func (l *Log) flushLocked() error {
 		l.logger.Warn("closing synced index files", "err", closeErr)
 	}
 	if needCkpt {
-		if err := writeCheckpoint(l.dir, recoveryPointFile, target); err != nil {
+		// The epochs below the recovery point must be durable first (epoch.go).
+		err := l.syncEpochs()
+		if err == nil {
+			err = writeCheckpoint(l.dir, recoveryPointFile, target)
+		}
+		if err != nil {
 			if !errors.Is(err, syscall.ENOSPC) {
 				l.fail(err)
 				return err
