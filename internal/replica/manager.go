@@ -50,6 +50,8 @@ type Manager struct {
 	fetchers  map[int32]*fetcher          // by leader broker id
 	closed    bool
 
+	placeCounts map[string]int // partitions in placement per log dir while an Apply places partitions (placeLocked), nil otherwise; guarded by mu
+
 	fetchCtx    context.Context // parent of every fetcher; cancelled by Close
 	stopFetch   context.CancelFunc
 	fetchWG     sync.WaitGroup           // fetcher, verifier and checkpoint goroutines
@@ -152,6 +154,7 @@ func (m *Manager) Apply(img *metadata.Image) error {
 	if m.closed {
 		return nil
 	}
+	defer func() { m.placeCounts = nil }() // other code changes placement
 	var firstErr error
 	keep := func(err error) {
 		if err != nil && firstErr == nil {
