@@ -37,8 +37,8 @@ func (s *syncBuffer) String() string {
 // TestCleanShutdownRecord: Close records the cleanly closed partitions of
 // each log dir in one file (no per-log marker); the next manager takes the
 // record (removing it before any log opens) and opens the listed logs
-// without recovery; a record lost (a crash before it was written, or after
-// the start that consumed it) makes every log recover.
+// without recovery; a crash after that start finds no record, so every log
+// recovers (a torn tail is cut).
 func TestCleanShutdownRecord(t *testing.T) {
 	dir := t.TempDir()
 	cfg, err := config.Load("", [][2]string{{"log.dirs", dir}, {"node.id", "1"}})
@@ -104,19 +104,33 @@ func TestCleanShutdownRecord(t *testing.T) {
 			t.Fatalf("partition %d LEO %d, want %d", i, got, i+1)
 		}
 	}
-	if err := m.Close(); err != nil {
+	// A crash after that start (m is never closed), with a torn write at
+	// the end of t-0: every log recovers, and the torn tail is cut.
+	f, err := os.OpenFile(filepath.Join(dir, "t-0", "00000000000000000000.log"), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
 		t.Fatal(err)
 	}
-
-	// The record is lost: every log recovers.
-	if err := os.Remove(filepath.Join(dir, cleanShutdownFile)); err != nil {
+	if _, err := f.Write([]byte("torn write, not a batch")); err != nil {
 		t.Fatal(err)
 	}
-	m, out = start()
-	defer m.Close()
+	f.Close()
+	m2, out := start()
 	if got := strings.Count(out.String(), "recovered log after unclean shutdown"); got != n {
-		t.Fatalf("%d logs recovered without a record, want %d: %s", got, n, out)
+		t.Fatalf("%d logs recovered after a crash, want %d: %s", got, n, out)
 	}
+	if !strings.Contains(out.String(), "truncating torn tail") {
+		t.Fatalf("torn tail not cut: %s", out)
+	}
+	for i := range n {
+		p, _ := m2.Get("t", int32(i))
+		if got := p.LogEndOffset(); got != int64(i+1) {
+			t.Fatalf("partition %d LEO %d after the crash, want %d", i, got, i+1)
+		}
+	}
+	if err := m2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	m.Close() // the crashed manager's goroutines and files
 }
 
 // TestCleanShutdownRecordDamaged: an unreadable record is ignored (every
