@@ -150,6 +150,9 @@ func TestEpochCheckpointSyncedBeforeRecoveryPoint(t *testing.T) {
 	dir := t.TempDir()
 	cfg := smallConfig()
 	l := openT(t, dir, cfg)
+	// Only the explicit flushes below write recovery points.
+	l.stopOnce.Do(func() { close(l.stop) })
+	<-l.done
 	appendEpoch(t, l, 1, 100)
 	for i := range 40 { // rolls segments
 		appendEpoch(t, l, 2, int64(200+i))
@@ -184,6 +187,8 @@ func TestEpochCheckpointSyncedBeforeRecoveryPoint(t *testing.T) {
 	if got := l.EpochEntries(); len(want) != 3 || !slices.Equal(got, want) {
 		t.Fatalf("epochs after the crash %v, want %v", got, want)
 	}
+	l.stopOnce.Do(func() { close(l.stop) })
+	<-l.done
 	appendEpoch(t, l, 4, 1000)
 	if err := l.CloseUnmarked(); err != nil {
 		t.Fatal(err)
