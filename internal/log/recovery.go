@@ -225,10 +225,12 @@ func (l *Log) load(opts OpenOptions) error {
 	// on disk still holds (it only ever names fsynced data, and is lowered
 	// durably by truncation): it is rewritten only if it lies below the
 	// active segment, where it would make a later crash rescan more than
-	// the active segment. After a recovery the scanned segments are now
-	// fsynced, so the recovery point moves to the LEO.
+	// the active segment, or above the LEO (data lost since it was
+	// written), where it would spare later segments a rescan. After a
+	// recovery the scanned segments are now fsynced, so the recovery point
+	// moves to the LEO.
 	l.checkpointed = recoveryPoint
-	if !clean || recoveryPoint < l.active().base {
+	if !clean || recoveryPoint < l.active().base || recoveryPoint > l.leo {
 		if err := writeCheckpoint(l.dir, recoveryPointFile, l.leo); err != nil {
 			return err
 		}
