@@ -271,10 +271,10 @@ func (l *Log) writeEpochs() error {
 }
 
 // epochsAppended records the epochs of appended batches (each batch's
-// PartitionLeaderEpoch at its base offset) and writes the checkpoint if the
-// cache changed. A write failure is a sticky log failure, so the entry can
-// never be missing from a file that a later clean shutdown vouches for.
-// Caller holds mu.
+// PartitionLeaderEpoch at its base offset) and writes the checkpoint, not
+// yet durably (writeEpochsUnsynced), if the cache changed. A write failure
+// is a sticky log failure, so the entry can never be missing from a file
+// that a later clean shutdown vouches for. Caller holds mu.
 func (l *Log) epochsAppended(hs []record.Header) error {
 	changed := l.epochs.unsaved
 	for _, h := range hs {

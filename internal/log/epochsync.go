@@ -63,3 +63,16 @@ func (l *Log) epochsSyncedUpTo(n uint64) {
 		l.epochsUnsynced = false
 	}
 }
+
+// syncEpochsLocked fsyncs the checkpoint file if an append wrote it without
+// (for a clean close). Caller holds mu.
+func (l *Log) syncEpochsLocked() error {
+	if !l.epochsUnsynced {
+		return nil
+	}
+	if err := syncEpochFile(l.dir); err != nil {
+		return err
+	}
+	l.epochsUnsynced = false
+	return nil
+}

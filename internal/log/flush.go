@@ -242,16 +242,23 @@ func (l *Log) flushDue() bool {
 	return due && l.usable() == nil
 }
 
-// Close fsyncs all data and indexes, writes the recovery point and log
-// start offset checkpoints and the clean-shutdown marker, and closes the
-// files. Calling it again returns nil.
-func (l *Log) Close() error { return l.close(true) }
+// Close fsyncs all data and indexes, brings the recovery point and log
+// start offset checkpoints up to date, writes the clean-shutdown marker,
+// and closes the files. Calling it again returns nil.
+func (l *Log) Close() error { return l.close(true, true) }
 
-// close closes the log; durable does what Close promises, without it the
-// files are only closed (for a log about to be deleted: its data, indexes
-// and checkpoints need not reach the disk, so deleting a topic of thousands
-// of partitions costs no fsyncs per partition).
-func (l *Log) close(durable bool) error {
+// CloseUnmarked is Close without the clean-shutdown marker, for a caller
+// that records the clean shutdown of many logs at once (one file per log
+// dir, see OpenOptions.Clean) once every CloseUnmarked has returned nil.
+// The next Open without Clean recovers the log as after a crash.
+func (l *Log) CloseUnmarked() error { return l.close(true, false) }
+
+// close closes the log; durable does what Close promises (marker: with the
+// clean-shutdown marker), without it the files are only closed (for a log
+// about to be deleted: its data, indexes and checkpoints need not reach the
+// disk, so deleting a topic of thousands of partitions costs no fsyncs per
+// partition).
+func (l *Log) close(durable, marker bool) error {
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
@@ -270,25 +277,7 @@ func (l *Log) close(durable bool) error {
 	l.closed = true
 	var err error
 	if l.failed == nil && durable {
-		for _, s := range l.segs {
-			s.seal()
-			err = errors.Join(err, s.persistIndexes(), s.syncLog(), s.syncIndexes())
-		}
-		if l.epochsUnsynced { // epochsync.go
-			if serr := syncEpochFile(l.dir); serr != nil {
-				err = errors.Join(err, serr)
-			} else {
-				l.epochsUnsynced = false
-			}
-		}
-		if err == nil {
-			err = errors.Join(
-				writeCheckpoint(l.dir, recoveryPointFile, l.leo),
-				writeCheckpoint(l.dir, logStartFile, l.logStart))
-		}
-		if err == nil {
-			err = writeMarker(l.dir)
-		}
+		err = l.syncForClose(marker)
 	}
 	for _, s := range l.segs {
 		err = errors.Join(err, s.close())
@@ -299,22 +288,10 @@ func (l *Log) close(durable bool) error {
 	return nil
 }
 
-// writeMarker creates the clean-shutdown marker durably.
-func writeMarker(dir string) error {
-	f, err := os.Create(filepath.Join(dir, cleanShutdownFile))
-	if err != nil {
-		return err
-	}
-	if err := errors.Join(f.Sync(), f.Close()); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
 // Delete closes the log (without fsyncs: it is being removed) and removes
 // its directory.
 func (l *Log) Delete() error {
-	cerr := l.close(false)
+	cerr := l.close(false, false)
 	// A compaction in progress fails once the log is closed; wait for it to
 	// remove its temporary files so that they do not race RemoveAll.
 	l.cleanMu.Lock()
@@ -332,7 +309,7 @@ func (l *Log) Delete() error {
 // rename is durable the directory is still under its old name, and the
 // partition it held is gone from the metadata: a stray, removed at start).
 func (l *Log) Retire(newDir string) error {
-	cerr := l.close(false)
+	cerr := l.close(false, false)
 	l.cleanMu.Lock()
 	defer l.cleanMu.Unlock()
 	if err := os.Rename(l.dir, newDir); err != nil {

@@ -133,8 +133,10 @@ type Log struct {
 	leo          int64
 	flushed      int64 // every offset below is fsynced
 	checkpointed int64 // recovery point last written to disk
+	startCkpt    int64 // log start offset in the checkpoint file (0 if none): Close rewrites it only if it differs
 	lastFlush    time.Time
 	needCkpt     bool  // a segment was rolled since the recovery point was written
+	cutUnsynced  bool  // a truncation or recovery cut a log file since it was opened: Close fsyncs every segment
 	failed       error // sticky I/O failure: the log refuses writes after it
 	closed       bool
 	cleanedTo    int64 // offsets below went through a compaction pass (cleanerCheckpointFile)

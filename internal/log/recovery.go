@@ -52,6 +52,27 @@ func parseSegmentName(name, suffix string) (int64, bool) {
 // missing or fail validation are rebuilt from the log. A nil logger means
 // slog.Default().
 func Open(dir string, cfg Config, logger *slog.Logger) (*Log, error) {
+	return OpenWith(dir, cfg, logger, OpenOptions{})
+}
+
+// OpenOptions are what a caller that manages many logs (the replica
+// manager) tells Open about a log's directory.
+type OpenOptions struct {
+	// Clean: the caller vouches that the log was last closed by a
+	// successful CloseUnmarked and not opened since (it keeps one
+	// clean-shutdown record per log dir instead of a marker per log, and
+	// removes that record durably before opening any log it lists). The
+	// log is then loaded as after a clean shutdown: nothing is rescanned.
+	Clean bool
+	// DirSynced: the caller fsyncs the log's directory (and its entry in
+	// the parent) after Open and before the log's first write, so a new
+	// log need not write a recovery point at its first flush only to make
+	// its files' directory entries durable.
+	DirSynced bool
+}
+
+// OpenWith is Open with options (see OpenOptions).
+func OpenWith(dir string, cfg Config, logger *slog.Logger, opts OpenOptions) (*Log, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
@@ -62,7 +83,7 @@ func Open(dir string, cfg Config, logger *slog.Logger) (*Log, error) {
 	}
 	l := &Log{dir: dir, logger: logger, cfg: cfg, lastFlush: time.Now(),
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
-	if err := l.load(); err != nil {
+	if err := l.load(opts); err != nil {
 		for _, s := range l.segs {
 			s.close()
 		}
@@ -73,7 +94,7 @@ func Open(dir string, cfg Config, logger *slog.Logger) (*Log, error) {
 }
 
 // load reads the directory and recovers the segments.
-func (l *Log) load() error {
+func (l *Log) load(opts OpenOptions) error {
 	if err := completeSwaps(l.dir, l.logger); err != nil {
 		return err
 	}
@@ -112,7 +133,8 @@ func (l *Log) load() error {
 	}
 
 	_, statErr := os.Stat(filepath.Join(l.dir, cleanShutdownFile))
-	clean := statErr == nil
+	marker := statErr == nil // a per-log marker (Close, or an older version's shutdown)
+	clean := marker || opts.Clean
 	recoveryPoint, rpErr := readCheckpoint(l.dir, recoveryPointFile)
 	if rpErr != nil {
 		if !errors.Is(rpErr, os.ErrNotExist) {
@@ -128,6 +150,7 @@ func (l *Log) load() error {
 		}
 		logStart = 0
 	}
+	l.startCkpt = logStart
 
 	now := time.Now()
 	fresh := len(bases) == 0 // a new log: nothing to recover
@@ -187,22 +210,41 @@ func (l *Log) load() error {
 	l.flushed = l.leo
 	if fresh {
 		// The first flush writes the recovery point, which also makes the
-		// new files' directory entries durable (see flush); a missing
-		// checkpoint means "recover everything", which is right until then.
-		l.checkpointed, l.needCkpt = l.leo, true
-		if err := os.Remove(filepath.Join(l.dir, cleanShutdownFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return err
+		// new files' directory entries durable (see flush), unless the
+		// caller syncs the directory (DirSynced); a missing checkpoint
+		// means "recover everything", which is right until then.
+		l.checkpointed, l.needCkpt = l.leo, !opts.DirSynced
+		if marker {
+			if err := os.Remove(filepath.Join(l.dir, cleanShutdownFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return err
+			}
 		}
 		return nil
 	}
-	if err := writeCheckpoint(l.dir, recoveryPointFile, l.leo); err != nil {
-		return err
+	// After a clean shutdown nothing was rescanned, and the recovery point
+	// on disk still holds (it only ever names fsynced data, and is lowered
+	// durably by truncation): it is rewritten only if it lies below the
+	// active segment, where it would make a later crash rescan more than
+	// the active segment, or above the LEO (data lost since it was
+	// written), where it would spare later segments a rescan. After a
+	// recovery the scanned segments are now fsynced, so the recovery point
+	// moves to the LEO.
+	l.checkpointed = recoveryPoint
+	if !clean || recoveryPoint < l.active().base || recoveryPoint > l.leo {
+		if err := writeCheckpoint(l.dir, recoveryPointFile, l.leo); err != nil {
+			return err
+		}
+		l.checkpointed = l.leo
 	}
-	l.checkpointed = l.leo
-	if err := os.Remove(filepath.Join(l.dir, cleanShutdownFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
+	if marker {
+		// The marker must be gone for good before the first write: a
+		// crash after it must not find the log "clean".
+		if err := os.Remove(filepath.Join(l.dir, cleanShutdownFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		return syncDir(l.dir)
 	}
-	return syncDir(l.dir)
+	return nil
 }
 
 // checkGaps records missing offsets between consecutive segments (lost
@@ -230,7 +272,11 @@ func (l *Log) loadSegment(s *segment, last bool, nextBase int64) error {
 		return fmt.Errorf("segment %d: %w", s.base, err)
 	}
 	size := st.Size()
-	if err := l.loadIndexes(s, size); err != nil {
+	if last && len(s.missing) == 2 {
+		// An active segment closed without index entries leaves no index
+		// files (see close): the walk below covers it from its start, as
+		// it would with empty files.
+	} else if err := l.loadIndexes(s, size); err != nil {
 		l.logger.Warn("rebuilding index files from the log", "segment", s.base, "reason", err)
 		return l.recoverSegment(s, last, nextBase)
 	}
@@ -346,6 +392,7 @@ func (l *Log) recoverRange(s *segment, fileSize int64, last bool, nextBase int64
 			if terr := s.log.Truncate(pos); terr != nil {
 				return fmt.Errorf("segment %d: truncate torn tail: %w", s.base, terr)
 			}
+			l.cutUnsynced = true
 			fileSize = pos
 		} else {
 			l.logger.Error("corrupt data at the end of a non-final segment; keeping it and failing reads of it",

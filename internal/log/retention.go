@@ -47,7 +47,7 @@ func (l *Log) DeleteOldSegments(now time.Time) (int, error) {
 	}
 	if deleted > 0 && l.segs[0].base > l.logStart {
 		l.logStart = l.segs[0].base
-		if err := writeCheckpoint(l.dir, logStartFile, l.logStart); err != nil {
+		if err := l.writeLogStart(l.logStart); err != nil {
 			return deleted, err
 		}
 		if err := l.epochsStartAt(l.logStart); err != nil {
@@ -96,7 +96,7 @@ func (l *Log) DeleteRecordsBefore(offset int64) error {
 		return nil
 	}
 	l.logStart = offset
-	if err := writeCheckpoint(l.dir, logStartFile, offset); err != nil {
+	if err := l.writeLogStart(offset); err != nil {
 		return err
 	}
 	if err := l.epochsStartAt(offset); err != nil {
@@ -204,7 +204,7 @@ func (l *Log) truncateFully(to int64) error {
 	}
 	l.segs = []*segment{n}
 	l.leo, l.logStart = to, to
-	if err := writeCheckpoint(l.dir, logStartFile, to); err != nil {
+	if err := l.writeLogStart(to); err != nil {
 		return l.failWith(err)
 	}
 	if err := l.epochsTruncatedTo(to, true); err != nil {
@@ -219,6 +219,7 @@ func (l *Log) truncateFully(to int64) error {
 func (l *Log) afterTruncate() error {
 	l.flushed = min(l.flushed, l.leo)
 	l.truncations++
+	l.cutUnsynced = true
 	if l.cleanedTo > l.leo {
 		l.cleanedTo = l.leo
 		if err := writeCheckpoint(l.dir, cleanerCheckpointFile, l.leo); err != nil {

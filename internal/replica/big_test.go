@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,7 +18,8 @@ import (
 // (300; 10,000 with STRAND_BIG=1, or STRAND_BIG_PARTITIONS): it creates them, appends a record to each, checks that the process
 // holds about one file descriptor per partition (not three: index files are
 // opened lazily), closes the manager, opens it again from disk and reads
-// every record back, reporting the time of each step.
+// every record back, reporting the time of each step. The reopen must not
+// recover any log (the clean shutdown record lists them all).
 func TestManyPartitions(t *testing.T) {
 	n := 300
 	if os.Getenv("STRAND_BIG") != "" {
@@ -69,12 +71,16 @@ func TestManyPartitions(t *testing.T) {
 	}
 	t.Logf("closed in %v", time.Since(start).Round(time.Millisecond))
 	start = time.Now()
-	m = NewManager(dir, cfg, &fakeStore{}, quiet)
+	var out syncBuffer
+	m = NewManager(dir, cfg, &fakeStore{}, slog.New(slog.NewTextHandler(&out, nil)))
 	defer m.Close()
 	if err := m.Apply(img); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("reopened in %v", time.Since(start).Round(time.Millisecond))
+	if s := out.String(); strings.Contains(s, "recovered log") || strings.Contains(s, "rebuilding") {
+		t.Fatalf("the reopen after a clean shutdown recovered logs: %.2000s", s)
+	}
 	if fds := openFDs(t) - fdsBefore; fds > n+n/10+100 {
 		t.Fatalf("after reopening, %d partitions hold %d file descriptors", n, fds)
 	}

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"strand/internal/atomicfile"
@@ -118,13 +119,23 @@ func (m *Manager) writeCheckpoints(all bool) error {
 	}
 	m.mu.RUnlock()
 	hws := make(map[TopicPartition]int64, len(parts))
-	var errs []error
+	list := make([]*Partition, 0, len(parts))
 	for tp, p := range parts {
 		hws[tp] = p.HighWatermark()
-		if err := p.maybeSnapshot(all); err != nil {
-			errs = append(errs, err)
-		}
+		list = append(list, p)
 	}
+	// Snapshots are written closeParallelism at a time (at shutdown every
+	// partition with appends writes one; their fsyncs share journal
+	// commits).
+	var errMu sync.Mutex // guards errs
+	var errs []error
+	forEach(len(list), closeParallelism, func(i int) {
+		if err := list[i].maybeSnapshot(all); err != nil {
+			errMu.Lock()
+			errs = append(errs, err)
+			errMu.Unlock()
+		}
+	})
 	m.ckptMu.Lock()
 	defer m.ckptMu.Unlock()
 	if maps.Equal(hws, m.lastHWs) {
@@ -192,19 +203,36 @@ func (m *Manager) openAll(jobs []openJob) {
 			existing = append(existing, i)
 		}
 	}
+	// A partition the clean shutdown records list (shutdown.go) opens as
+	// after a clean shutdown, once in a run; with nothing to recover it goes
+	// with the new ones.
 	unsynced := make([]bool, len(jobs))
+	clean := make([]bool, len(jobs))
+	var recover []int
+	for _, i := range existing {
+		if _, ok := m.startClean[jobs[i].dir]; ok {
+			clean[i] = true
+			delete(m.startClean, jobs[i].dir)
+			fresh = append(fresh, i)
+		} else {
+			recover = append(recover, i)
+		}
+	}
 	open := func(i int) {
 		j := &jobs[i]
 		if unsynced[i], j.err = m.claimDir(j.dir, j.id); j.err != nil {
 			return
 		}
+		// A directory whose claim is unsynced is synced below before
+		// the partition is handed out (DirSynced).
 		j.p, j.err = openPartition(j.dir, j.tp.Topic, j.tp.Partition, m.nodeID, j.lcfg, j.appendTime,
-			m.logger.With("topic", j.tp.Topic, "partition", j.tp.Partition))
+			m.logger.With("topic", j.tp.Topic, "partition", j.tp.Partition),
+			log.OpenOptions{Clean: clean[i], DirSynced: unsynced[i]})
 		if j.err == nil {
 			m.attachSyncer(j.p.lg(), j.dir)
 		}
 	}
-	forEach(len(existing), int(m.broker.Int("num.recovery.threads.per.data.dir")), func(k int) { open(existing[k]) })
+	forEach(len(recover), int(m.broker.Int("num.recovery.threads.per.data.dir")), func(k int) { open(recover[k]) })
 	forEach(len(fresh), newPartitionWorkers, func(k int) { open(fresh[k]) })
 	var idx []int
 	var dirs []string

@@ -55,6 +55,8 @@ func FuzzDecodeHWCheckpoint(f *testing.F) {
 // of the last idempotent batch is still recognised as a duplicate. A
 // truncation removes snapshots above the new log end.
 func TestRestartRestoresHWAndProducerState(t *testing.T) {
+	defer func(v int64) { forcedSnapshotMinBytes = v }(forcedSnapshotMinBytes)
+	forcedSnapshotMinBytes = 0 // this log is small
 	dir := t.TempDir()
 	id := metadata.NewTopicID()
 	img := damagedTopic(id, 1, []int32{1, 2})

@@ -70,15 +70,21 @@ func partitionDirName(e os.DirEntry) (TopicPartition, bool) {
 // every dir is (dirfail.go). Called with m.mu held for writing.
 func (m *Manager) placeLocked(tp TopicPartition) (dir string, ok bool) {
 	name := tp.Topic + "-" + strconv.Itoa(int(tp.Partition))
-	d, placed := m.placement[tp]
+	d, recorded := m.placement[tp]
+	placed := recorded
 	if !placed {
 		d, placed = m.found[tp]
 	}
-	if !placed {
-		counts := map[string]int{}
+	if m.placeCounts == nil && !recorded {
+		// Counted once per Apply, then kept up to date below: a topic of
+		// 10,000 new partitions must not count them 10,000 times.
+		m.placeCounts = map[string]int{}
 		for _, pd := range m.placement {
-			counts[pd]++
+			m.placeCounts[pd]++
 		}
+	}
+	if !placed {
+		counts := m.placeCounts
 		d = ""
 		for _, c := range m.dirs {
 			if m.offline[c] == nil && (d == "" || counts[c] < counts[d]) {
@@ -92,7 +98,10 @@ func (m *Manager) placeLocked(tp TopicPartition) (dir string, ok bool) {
 	if m.offline[d] != nil {
 		return "", false
 	}
-	m.placement[tp] = d
+	if !recorded {
+		m.placement[tp] = d
+		m.placeCounts[d]++
+	}
 	return filepath.Join(d, name), true
 }
 

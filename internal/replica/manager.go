@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"sort"
@@ -50,6 +51,11 @@ type Manager struct {
 	fetchers  map[int32]*fetcher          // by leader broker id
 	closed    bool
 
+	placeCounts   map[string]int                      // partitions in placement per log dir while an Apply places partitions (placeLocked), nil otherwise; guarded by mu
+	appliedTopics map[string]appliedTopic             // what Apply last derived per topic (applied.go); guarded by mu
+	applied       map[TopicPartition]appliedPartition // what Apply last gave each partition (applied.go); guarded by mu
+	fetchAddrs    map[int32]string                    // the brokers' replication addresses when the fetchers were last synced; guarded by mu
+
 	fetchCtx    context.Context // parent of every fetcher; cancelled by Close
 	stopFetch   context.CancelFunc
 	fetchWG     sync.WaitGroup           // fetcher, verifier and checkpoint goroutines
@@ -58,6 +64,7 @@ type Manager struct {
 	ckptMu      sync.Mutex               // serialises writes of the high watermark checkpoint file; guards lastHWs
 	lastHWs     map[TopicPartition]int64 // the high watermarks last written
 	startHWs    map[TopicPartition]int64 // checkpointed high watermarks read at start (checkpoint.go); guarded by mu
+	startClean  map[string]int64         // partition dirs listed in the clean shutdown records read at start (shutdown.go); guarded by mu
 	fetchConfig fetchConfig
 	isrKick     chan struct{}
 	lease       atomic.Pointer[lease] // nil: no lease (always valid); see lease.go
@@ -77,6 +84,7 @@ func NewManager(dir string, broker *config.Broker, store ISRStore, logger *slog.
 		dirs = append(dirs, filepath.Clean(d))
 	}
 	m := &Manager{dir: dir, dirs: dirs, placement: map[TopicPartition]string{}, offline: map[string]error{}, moving: map[TopicPartition]*moveState{},
+		appliedTopics: map[string]appliedTopic{}, applied: map[TopicPartition]appliedPartition{},
 		broker: broker, nodeID: broker.NodeID(), logger: logger, store: store,
 		parts: map[TopicPartition]*Partition{}, topics: map[string]metadata.TopicID{}, fetchers: map[int32]*fetcher{},
 		fetchCtx: ctx, stopFetch: cancel, isrKick: make(chan struct{}, 1),
@@ -92,6 +100,7 @@ func NewManager(dir string, broker *config.Broker, store ISRStore, logger *slog.
 	m.found = m.scanLogDirs()
 	m.syncers = m.openSyncers()
 	m.startHWs = m.loadHWCheckpoint()
+	m.startClean = m.takeCleanRecords()
 	m.fetchWG.Add(1)
 	go m.runCheckpoints(time.Duration(max(broker.Int("replica.high.watermark.checkpoint.interval.ms"), 1)) * time.Millisecond)
 	return m
@@ -156,6 +165,7 @@ func (m *Manager) Apply(img *metadata.Image) error {
 	if m.closed {
 		return nil
 	}
+	defer func() { m.placeCounts = nil }() // other code changes placement
 	var firstErr error
 	keep := func(err error) {
 		if err != nil && firstErr == nil {
@@ -163,25 +173,31 @@ func (m *Manager) Apply(img *metadata.Image) error {
 		}
 	}
 	// Drop topics that are gone or have a new id.
+	refetch := false // the fetchers need syncing (applied.go)
 	for name, id := range m.topics {
 		if t, ok := img.Topics[name]; !ok || t.ID != id {
 			keep(m.dropTopic(name))
+			refetch = true
 		}
 	}
 	now := time.Now()
 	var toOpen []openJob
 	for _, t := range img.Topics {
-		tcfg := m.broker.TopicConfig(t.Configs)
-		lcfg, appendTime := LogConfig(tcfg), tcfg.String("message.timestamp.type") == "LogAppendTime"
-		minISR := int(tcfg.Int("min.insync.replicas"))
+		tc, sameConfig := m.topicConfig(t)
+		lcfg, appendTime, minISR := tc.lcfg, tc.appendTime, tc.minISR
 		for _, pm := range t.Partitions {
 			if !contains(pm.Replicas, m.nodeID) {
 				continue
 			}
 			tp := TopicPartition{t.Name, pm.Index}
 			if p, ok := m.parts[tp]; ok {
+				if sameConfig && m.unchanged(tp, p, pm, minISR) {
+					continue
+				}
+				refetch = refetch || p.Leader() != pm.Leader || p.LeaderEpoch() != pm.LeaderEpoch
 				p.configure(lcfg, appendTime)
 				p.applyMetadata(pm, minISR, now)
+				m.recordApplied(tp, p, pm, minISR)
 				p.healIfFollower()
 				continue
 			}
@@ -193,6 +209,7 @@ func (m *Manager) Apply(img *metadata.Image) error {
 		}
 	}
 	m.openAll(toOpen)
+	refetch = refetch || len(toOpen) > 0
 	for _, j := range toOpen {
 		if j.err != nil {
 			keep(j.err)
@@ -206,13 +223,18 @@ func (m *Manager) Apply(img *metadata.Image) error {
 			delete(m.startHWs, j.tp) // only the first open of a run trusts the file
 		}
 		p.applyMetadata(j.pm, j.minISR, now)
+		m.recordApplied(j.tp, p, j.pm, j.minISR)
 		m.parts[j.tp] = p
 		m.topics[j.tp.Topic] = j.id
 		p.healIfFollower() // damage found while opening
 		m.queueVerify(p)
 	}
-	keep(m.dropMovedReplicas(img))
-	m.syncFetchers(img)
+	dropped, err := m.dropMovedReplicas(img)
+	keep(err)
+	if addrs := replicationAddrs(img); refetch || dropped || !maps.Equal(addrs, m.fetchAddrs) {
+		m.syncFetchers(img)
+		m.fetchAddrs = addrs
+	}
 	return firstErr
 }
 
@@ -406,8 +428,10 @@ func (m *Manager) dropTopic(name string) error {
 			drops = append(drops, drop{tp, p})
 			delete(m.parts, tp)
 			delete(m.placement, tp)
+			delete(m.applied, tp)
 		}
 	}
+	delete(m.appliedTopics, name)
 	errs := make([]error, len(drops))
 	sem := make(chan struct{}, dropParallelism)
 	var wg sync.WaitGroup
@@ -435,6 +459,7 @@ func (m *Manager) dropTopic(name string) error {
 func (m *Manager) dropPartition(tp TopicPartition, p *Partition) error {
 	delete(m.parts, tp)
 	delete(m.placement, tp)
+	delete(m.applied, tp)
 	return m.retirePartition(tp, p)
 }
 
@@ -458,21 +483,21 @@ func (m *Manager) retirePartition(tp TopicPartition, p *Partition) error {
 }
 
 // dropMovedReplicas deletes the hosted partitions of topics in img that no
-// longer list this node as a replica (a reassignment moved them away).
-// Called with m.mu held.
-func (m *Manager) dropMovedReplicas(img *metadata.Image) error {
-	var firstErr error
+// longer list this node as a replica (a reassignment moved them away), and
+// reports whether it dropped any. Called with m.mu held.
+func (m *Manager) dropMovedReplicas(img *metadata.Image) (dropped bool, firstErr error) {
 	for tp, p := range m.parts {
 		t, ok := img.Topics[tp.Topic]
 		if !ok || int(tp.Partition) < len(t.Partitions) && contains(t.Partitions[tp.Partition].Replicas, m.nodeID) {
 			continue
 		}
 		m.logger.Info("no longer a replica; deleting the partition log", "topic", tp.Topic, "partition", tp.Partition)
+		dropped = true
 		if err := m.dropPartition(tp, p); err != nil && firstErr == nil {
 			firstErr = err
 		}
 	}
-	return firstErr
+	return dropped, firstErr
 }
 
 // RunRetention applies retention to every partition every interval until ctx ends.
@@ -570,26 +595,11 @@ func (m *Manager) Close() error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	// Logs close dropParallelism at a time: each Close fsyncs its files and
-	// writes its checkpoints and marker, which for thousands of partitions
-	// one after another took tens of seconds.
-	var errMu sync.Mutex // guards firstErr while the closes run
-	sem := make(chan struct{}, dropParallelism)
-	var wg sync.WaitGroup
-	for tp, p := range m.parts {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			if err := p.lg().Close(); err != nil {
-				errMu.Lock()
-				if firstErr == nil {
-					firstErr = fmt.Errorf("close %s-%d: %w", tp.Topic, tp.Partition, err)
-				}
-				errMu.Unlock()
-			}
-		})
+	// Logs close closeParallelism at a time and the clean shutdown is
+	// recorded once per log dir (shutdown.go).
+	if err := m.closeLogs(); err != nil && firstErr == nil {
+		firstErr = err
 	}
-	wg.Wait()
 	if err := m.closeSyncers(); err != nil && firstErr == nil {
 		firstErr = err
 	}

@@ -94,8 +94,12 @@ type Partition struct {
 	waiters map[chan struct{}]struct{}
 }
 
-func openPartition(dir, topic string, index, self int32, cfg log.Config, appendTime bool, logger *slog.Logger) (*Partition, error) {
-	l, err := log.Open(dir, cfg, logger)
+func openPartition(dir, topic string, index, self int32, cfg log.Config, appendTime bool, logger *slog.Logger, opts ...log.OpenOptions) (*Partition, error) {
+	var o log.OpenOptions
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	l, err := log.OpenWith(dir, cfg, logger, o)
 	if err != nil {
 		return nil, fmt.Errorf("partition %s-%d: %w", topic, index, err)
 	}
