@@ -236,7 +236,7 @@ func (s *Server) fetchTracked(ctx context.Context, req *kmsg.FetchRequest, sess 
 	seen := map[*sessionPart]bool{}
 	var batch []*sessionPart
 	// collect adds the dirty partitions to the read and reports whether
-	// there were any.
+	// any is to be read (again).
 	collect := func() bool {
 		batch = t.drain(batch[:0])
 		if len(batch) == 0 {
@@ -244,9 +244,13 @@ func (s *Server) fetchTracked(ctx context.Context, req *kmsg.FetchRequest, sess 
 		}
 		sess.mu.Lock()
 		defer sess.mu.Unlock()
-		added := false
+		added, again := false, false
 		for _, p := range batch {
-			if seen[p] || sess.parts[p.key] != p || t.denied[p.key.topic] {
+			if seen[p] {
+				again = true // changed again: the next pass reads it anyway
+				continue
+			}
+			if sess.parts[p.key] != p || t.denied[p.key.topic] {
 				continue
 			}
 			s.rewatch(sess, p)
@@ -258,7 +262,7 @@ func (s *Server) fetchTracked(ctx context.Context, req *kmsg.FetchRequest, sess 
 			slices.SortFunc(reading, func(a, b *sessionPart) int { return a.pos - b.pos })
 			req.Topics = topicsOf(reading)
 		}
-		return added
+		return added || again
 	}
 	req.Topics = nil
 	collect()
