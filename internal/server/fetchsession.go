@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -57,6 +58,11 @@ type fetchSession struct {
 	// (added or updated) and forgot, for a tracked session's bookkeeping.
 	named, forgot []*sessionPart
 	track         *sessionTrack // consumer sessions: change tracking (fetchsession_track.go); nil: none
+
+	// Guarded by the cache's mu: last use, and whether its watches were
+	// stopped since (idle, see sleepIdle).
+	used  time.Time
+	slept bool
 }
 
 type sessionKey struct {
@@ -76,7 +82,7 @@ type sessionPart struct {
 	// Change tracking (tracked sessions, fetchsession_track.go).
 	src     *replica.Partition // the partition object watched; nil: none
 	unwatch func()             // cancels the watch of src
-	dirty   bool               // in track.dirty; guarded by track.dmu
+	dirty   atomic.Bool        // in track.dirty (set first, then listed under track.dmu)
 	gone    bool               // forgotten or session closed: never dirty again; guarded by track.dmu
 	counted bool               // counted in track.topics
 }
@@ -202,6 +208,7 @@ func (c *fetchSessions) begin(req *kmsg.FetchRequest) (*fetchSession, kmsg.Respo
 	case req.SessionEpoch < -1:
 		return nil, fetchError(req, kerr.InvalidFetchSessionEpoch.Code)
 	}
+	c.sleepIdle()
 	sess := c.get(req.SessionID)
 	if sess == nil {
 		return nil, fetchError(req, kerr.FetchSessionIDNotFound.Code)
@@ -377,6 +384,7 @@ func (c *fetchSessions) add(sess *fetchSession) {
 			break
 		}
 	}
+	sess.used = time.Now()
 	c.byID[sess.id] = c.lru.PushFront(sess)
 }
 
@@ -389,7 +397,9 @@ func (c *fetchSessions) get(id int32) *fetchSession {
 		return nil
 	}
 	c.lru.MoveToFront(e)
-	return e.Value.(*fetchSession)
+	sess := e.Value.(*fetchSession)
+	sess.used, sess.slept = time.Now(), false
+	return sess
 }
 
 func (c *fetchSessions) remove(id int32) {

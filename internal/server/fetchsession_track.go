@@ -51,12 +51,15 @@ const sessionSweep = 10 * time.Second
 
 // sessionTrack is the change tracking of one consumer session.
 type sessionTrack struct {
-	dmu   sync.Mutex     // guards dirty and the parts' dirty, gone; taken under a partition's waiter lock
+	dmu   sync.Mutex     // guards dirty and the parts' gone; taken under a partition's waiter lock
 	dirty []*sessionPart // parts changed since drained
 	wake  chan struct{}  // capacity 1: signalled when a part turns dirty
 
 	// Guarded by the session's mu.
 	closed  bool
+	asleep  bool            // watches stopped for idleness (sleep): sweep on the next request
+	active  int             // requests being served
+	lastUse time.Time       // start of the latest request
 	img     *metadata.Image // image of the last sweep
 	swept   time.Time       // time of the last sweep
 	topics  map[string]int  // the session's topics: partitions each
@@ -72,10 +75,12 @@ func newSessionTrack() *sessionTrack {
 
 // mark puts p in the dirty set, signalling the wake channel if asked.
 func (t *sessionTrack) mark(p *sessionPart, wake bool) {
+	if !p.dirty.CompareAndSwap(false, true) {
+		return // listed already (or gone): the common case of a busy partition
+	}
 	t.dmu.Lock()
-	added := !p.dirty && !p.gone
+	added := !p.gone
 	if added {
-		p.dirty = true
 		t.dirty = append(t.dirty, p)
 	}
 	t.dmu.Unlock()
@@ -93,7 +98,7 @@ func (t *sessionTrack) drain(into []*sessionPart) []*sessionPart {
 	defer t.dmu.Unlock()
 	for _, p := range t.dirty {
 		if !p.gone {
-			p.dirty = false
+			p.dirty.Store(false)
 			into = append(into, p)
 		}
 	}
@@ -131,6 +136,53 @@ func (sess *fetchSession) close() {
 	sess.named, sess.forgot = nil, nil
 }
 
+// sessionIdle is how long a tracked session goes unused before its
+// watches stop (sleepIdle): a consumer that went away without closing its
+// session then costs nothing on the produce path. Kafka's minimum session
+// age before eviction is the same 2 minutes.
+const sessionIdle = 2 * time.Minute
+
+// sleepIdle stops the watches of a few of the least recently used tracked
+// sessions that have been idle for sessionIdle. They stay valid: their
+// next request reads every partition and watches them again.
+func (c *fetchSessions) sleepIdle() {
+	var idle []*fetchSession
+	c.mu.Lock()
+	now := time.Now()
+	for e := c.lru.Back(); e != nil && len(idle) < 4; e = e.Prev() {
+		sess := e.Value.(*fetchSession)
+		if now.Sub(sess.used) < sessionIdle {
+			break
+		}
+		if !sess.slept && sess.track != nil {
+			sess.slept = true
+			idle = append(idle, sess)
+		}
+	}
+	c.mu.Unlock()
+	for _, sess := range idle {
+		sess.sleep(now)
+	}
+}
+
+// sleep stops an idle session's watches (see sleepIdle), unless a request
+// is being served or began since now-sessionIdle.
+func (sess *fetchSession) sleep(now time.Time) {
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	t := sess.track
+	if t.closed || t.asleep || t.active > 0 || now.Sub(t.lastUse) < sessionIdle {
+		return
+	}
+	t.asleep = true
+	for _, p := range sess.order {
+		if p.unwatch != nil {
+			p.unwatch()
+		}
+		p.src, p.unwatch = nil, nil
+	}
+}
+
 // rewatch makes p watch the partition object hosted now (a partition
 // dropped and created again is a new object). The caller holds sess.mu.
 func (s *Server) rewatch(sess *fetchSession, p *sessionPart) {
@@ -154,6 +206,8 @@ func (s *Server) rewatch(sess *fetchSession, p *sessionPart) {
 // topics answered. The caller holds sess.mu.
 func (s *Server) prepareTracked(ctx context.Context, sess *fetchSession) []kmsg.FetchResponseTopic {
 	t := sess.track
+	t.active++
+	t.lastUse = time.Now()
 	for _, p := range sess.forgot {
 		if p.counted {
 			p.counted = false
@@ -177,8 +231,8 @@ func (s *Server) prepareTracked(ctx context.Context, sess *fetchSession) []kmsg.
 	}
 	sess.named, sess.forgot = sess.named[:0], sess.forgot[:0]
 	img := s.store.Image()
-	if now := time.Now(); img != t.img || now.Sub(t.swept) >= sessionSweep {
-		t.img, t.swept = img, now
+	if now := time.Now(); img != t.img || now.Sub(t.swept) >= sessionSweep || t.asleep {
+		t.img, t.swept, t.asleep = img, now, false
 		for _, p := range sess.order {
 			t.mark(p, false)
 		}
@@ -288,6 +342,7 @@ func (s *Server) fetchTracked(ctx context.Context, req *kmsg.FetchRequest, sess 
 			}
 		}
 		sess.finishLocked(resp, incremental)
+		t.active--
 		resp.Topics = append(resp.Topics, refused...)
 		return resp
 	}

@@ -124,6 +124,53 @@ func TestFetchSessionTracked(t *testing.T) {
 		t.Fatalf("unchanged round listed %v", got)
 	}
 
+	// An idle session stops watching; its next round reads everything and
+	// watches again: a produce made while it slept is returned, and a long
+	// poll wakes on a produce again.
+	c := n.srv.fsess
+	c.mu.Lock()
+	sess := c.byID[id].Value.(*fetchSession)
+	c.mu.Unlock()
+	sess.mu.Lock()
+	sess.track.lastUse = time.Now().Add(-sessionIdle)
+	sess.mu.Unlock()
+	c.mu.Lock()
+	sess.used = time.Now().Add(-sessionIdle)
+	c.mu.Unlock()
+	c.sleepIdle()
+	sess.mu.Lock()
+	asleep, watched := sess.track.asleep, 0
+	for _, p := range sess.order {
+		if p.unwatch != nil {
+			watched++
+		}
+	}
+	sess.mu.Unlock()
+	if !asleep || watched != 0 {
+		t.Fatalf("idle session: asleep %v, %d partitions still watched", asleep, watched)
+	}
+	if err := prod.ProduceSync(ctx(t), &kgo.Record{Topic: "tr", Partition: 0, Value: []byte("y")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	resp = next(nil, 1<<20, 1, 10_000)
+	if got := withRecords(resp); !slices.Equal(got, []int32{0}) {
+		t.Fatalf("after sleeping: records from %v, want [0]", got)
+	}
+	go func() {
+		time.Sleep(100 * time.Millisecond) // let the fetch start waiting (it passes either way)
+		if err := prod.ProduceSync(context.Background(), &kgo.Record{Topic: "tr", Partition: 2, Value: []byte("z")}).FirstErr(); err != nil {
+			t.Errorf("produce: %v", err)
+		}
+	}()
+	start = time.Now()
+	resp = next(map[int32]int64{0: 2}, 1<<20, 1, 10_000)
+	if took := time.Since(start); took > 8*time.Second {
+		t.Fatalf("long poll after sleeping took %v: not woken by the produce", took)
+	}
+	if got := withRecords(resp); !slices.Equal(got, []int32{2}) {
+		t.Fatalf("long poll after sleeping: records from %v, want [2]", got)
+	}
+
 	// Delete the topic: its partitions are reported with an error.
 	if _, err := kadm.NewClient(cl).DeleteTopics(ctx(t), "tr"); err != nil {
 		t.Fatal(err)
