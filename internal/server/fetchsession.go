@@ -29,8 +29,10 @@ import (
 //
 // Invariants: a session's epoch only moves forward by one per accepted
 // request (wrapping to 1 after MaxInt32), so two requests can never both be
-// accepted with the same epoch; the partitions a fetch reads are exactly the
-// session's after applying the request.
+// accepted with the same epoch; a follower session's fetch reads exactly
+// the session's partitions after applying the request, a consumer session's
+// only those that may have changed since its last response, with the same
+// response (fetchsession_track.go).
 
 // fetchSessions is the broker's session cache.
 type fetchSessions struct {
