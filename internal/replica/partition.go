@@ -90,8 +90,10 @@ type Partition struct {
 	firstUnstable atomic.Int64                     // txns' first open offset (MaxInt64: none); written with mu held
 	aborted       atomic.Pointer[[]txn.AbortedTxn] // txns' aborted ranges; written with mu held
 
-	wmu     sync.Mutex // guards waiters
+	wmu     sync.Mutex // guards waiters, changeFns
 	waiters map[chan struct{}]struct{}
+	// changeFns are called on every notify (OnChange); nil until the first.
+	changeFns map[*func()]struct{}
 }
 
 func openPartition(dir, topic string, index, self int32, cfg log.Config, appendTime bool, logger *slog.Logger, opts ...log.OpenOptions) (*Partition, error) {
@@ -311,6 +313,28 @@ func (p *Partition) Watch(ch chan struct{}) (unwatch func()) {
 	}
 }
 
+// OnChange registers fn to be called on every change Watch signals:
+// records appended, the high watermark, last stable offset or leadership
+// changed, the partition closed. It lets a watcher of many partitions
+// (a fetch session) learn which one changed without a channel each. fn runs
+// with the partition's waiter lock held, after the change is visible: it
+// must be short, never block, and never call into the partition. The
+// returned function unregisters it.
+func (p *Partition) OnChange(fn func()) (cancel func()) {
+	key := &fn
+	p.wmu.Lock()
+	if p.changeFns == nil {
+		p.changeFns = map[*func()]struct{}{}
+	}
+	p.changeFns[key] = struct{}{}
+	p.wmu.Unlock()
+	return func() {
+		p.wmu.Lock()
+		delete(p.changeFns, key)
+		p.wmu.Unlock()
+	}
+}
+
 func (p *Partition) notify() {
 	p.wmu.Lock()
 	defer p.wmu.Unlock()
@@ -319,6 +343,9 @@ func (p *Partition) notify() {
 		case ch <- struct{}{}:
 		default:
 		}
+	}
+	for fn := range p.changeFns {
+		(*fn)()
 	}
 }
 

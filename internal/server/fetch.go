@@ -18,6 +18,8 @@ import (
 // are available, MaxWaitMillis passes, an error is to be reported, or the
 // connection ends. Fetch sessions (KIP-227) are applied around it
 // (fetchWithSession, fetchsession.go): req lists every partition to read.
+// A consumer's session is served by fetchTracked instead
+// (fetchsession_track.go), the same loop reading only changed partitions.
 //
 // A fetch with a replica id (>= 0) comes from a follower: every partition
 // must be led here and have that replica; the follower reads up to the log

@@ -7,11 +7,13 @@ import (
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"strand/internal/metadata"
+	"strand/internal/replica"
 )
 
 // Fetch sessions (KIP-227): a consumer or follower of many partitions sends
@@ -27,8 +29,10 @@ import (
 //
 // Invariants: a session's epoch only moves forward by one per accepted
 // request (wrapping to 1 after MaxInt32), so two requests can never both be
-// accepted with the same epoch; the partitions a fetch reads are exactly the
-// session's after applying the request.
+// accepted with the same epoch; a follower session's fetch reads exactly
+// the session's partitions after applying the request, a consumer session's
+// only those that may have changed since its last response, with the same
+// response (fetchsession_track.go).
 
 // fetchSessions is the broker's session cache.
 type fetchSessions struct {
@@ -47,10 +51,20 @@ type fetchSessions struct {
 // request, and to record what a response sent), never across a long poll.
 type fetchSession struct {
 	id    int32
-	mu    sync.Mutex // guards epoch, parts, order
+	mu    sync.Mutex // guards epoch, parts, order, named, forgot, and track's fields but dirty ones
 	epoch int32      // the epoch the next request must carry
 	parts map[sessionKey]*sessionPart
 	order []*sessionPart // fetch order: partitions that returned records move to the end
+
+	// named and forgot are the partitions the request being applied named
+	// (added or updated) and forgot, for a tracked session's bookkeeping.
+	named, forgot []*sessionPart
+	track         *sessionTrack // consumer sessions: change tracking (fetchsession_track.go); nil: none
+
+	// Guarded by the cache's mu: last use, and whether its watches were
+	// stopped since (idle, see sleepIdle).
+	used  time.Time
+	slept bool
 }
 
 type sessionKey struct {
@@ -65,6 +79,14 @@ type sessionPart struct {
 	req            kmsg.FetchRequestTopicPartition
 	hw, lso, start int64 // last sent; notSent before the first response
 	moved          bool  // scratch: returned records in this response
+	pos            int   // index in the session's order
+
+	// Change tracking (tracked sessions, fetchsession_track.go).
+	src     *replica.Partition // the partition object watched; nil: none
+	unwatch func()             // cancels the watch of src
+	dirty   atomic.Bool        // in track.dirty (set first, then listed under track.dmu)
+	gone    bool               // forgotten or session closed: never dirty again; guarded by track.dmu
+	counted bool               // counted in track.topics
 }
 
 const notSent = -2
@@ -82,6 +104,9 @@ func (s *Server) fetchWithSession(ctx context.Context, req *kmsg.FetchRequest) k
 		return fail
 	}
 	incremental := req.SessionEpoch > 0
+	if sess != nil && sess.track != nil {
+		return s.fetchTracked(ctx, req, sess, incremental)
+	}
 	var refused []kmsg.FetchResponseTopic
 	if incremental {
 		refused = s.reauthorizeSession(ctx, req)
@@ -173,12 +198,19 @@ func (c *fetchSessions) begin(req *kmsg.FetchRequest) (*fetchSession, kmsg.Respo
 			return nil, nil
 		}
 		sess := &fetchSession{epoch: 1, parts: map[sessionKey]*sessionPart{}}
+		if req.ReplicaID < 0 {
+			// Consumers: read only what changed. Followers keep reading
+			// every partition each round: that records their fetch time
+			// (UpdateFollower), which keeps them in the ISR.
+			sess.track = newSessionTrack()
+		}
 		sess.apply(req)
 		c.add(sess)
 		return sess, nil
 	case req.SessionEpoch < -1:
 		return nil, fetchError(req, kerr.InvalidFetchSessionEpoch.Code)
 	}
+	c.sleepIdle()
 	sess := c.get(req.SessionID)
 	if sess == nil {
 		return nil, fetchError(req, kerr.FetchSessionIDNotFound.Code)
@@ -193,7 +225,9 @@ func (c *fetchSessions) begin(req *kmsg.FetchRequest) (*fetchSession, kmsg.Respo
 		sess.epoch = 1
 	}
 	sess.apply(req)
-	req.Topics = sess.topics()
+	if sess.track == nil {
+		req.Topics = sess.topics()
+	}
 	c.incremental.Add(1)
 	return sess, nil
 }
@@ -206,19 +240,22 @@ func (sess *fetchSession) apply(req *kmsg.FetchRequest) {
 			k := sessionKey{rt.Topic, rp.Partition}
 			if p, ok := sess.parts[k]; ok {
 				p.req = rp
+				sess.named = append(sess.named, p)
 				continue
 			}
-			p := &sessionPart{key: k, req: rp, hw: notSent, lso: notSent, start: notSent}
+			p := &sessionPart{key: k, req: rp, hw: notSent, lso: notSent, start: notSent, pos: len(sess.order)}
 			sess.parts[k] = p
 			sess.order = append(sess.order, p)
+			sess.named = append(sess.named, p)
 		}
 	}
 	forgot := false
 	for _, ft := range req.ForgottenTopics {
 		for _, part := range ft.Partitions {
 			k := sessionKey{ft.Topic, part}
-			if _, ok := sess.parts[k]; ok {
+			if p, ok := sess.parts[k]; ok {
 				delete(sess.parts, k)
+				sess.forgot = append(sess.forgot, p)
 				forgot = true
 			}
 		}
@@ -232,15 +269,26 @@ func (sess *fetchSession) apply(req *kmsg.FetchRequest) {
 		}
 		clear(sess.order[len(kept):])
 		sess.order = kept
+		for i, p := range kept {
+			p.pos = i
+		}
+	}
+	if sess.track == nil {
+		sess.named, sess.forgot = sess.named[:0], sess.forgot[:0]
 	}
 }
 
 // topics is the session's partition list as request topics, grouped by
 // topic in fetch order. The caller holds sess.mu.
 func (sess *fetchSession) topics() []kmsg.FetchRequestTopic {
+	return topicsOf(sess.order)
+}
+
+// topicsOf is parts as request topics, grouped by topic in their order.
+func topicsOf(parts []*sessionPart) []kmsg.FetchRequestTopic {
 	var out []kmsg.FetchRequestTopic
 	at := map[string]int{}
-	for _, p := range sess.order {
+	for _, p := range parts {
 		i, ok := at[p.key.topic]
 		if !ok {
 			i = len(out)
@@ -260,9 +308,14 @@ func (sess *fetchSession) topics() []kmsg.FetchRequestTopic {
 // so that a response cut short by the request's MaxBytes does not starve the
 // partitions after them.
 func (sess *fetchSession) finish(resp *kmsg.FetchResponse, incremental bool) {
-	resp.SessionID = sess.id
 	sess.mu.Lock()
 	defer sess.mu.Unlock()
+	sess.finishLocked(resp, incremental)
+}
+
+// finishLocked is finish with sess.mu held.
+func (sess *fetchSession) finishLocked(resp *kmsg.FetchResponse, incremental bool) {
+	resp.SessionID = sess.id
 	moved := 0
 	kept := resp.Topics[:0]
 	for _, t := range resp.Topics {
@@ -305,17 +358,27 @@ func (sess *fetchSession) finish(resp *kmsg.FetchResponse, incremental bool) {
 			order = append(order, p)
 		}
 	}
+	for i, p := range order {
+		p.pos = i
+	}
 	sess.order = order
 }
 
 // add gives sess a fresh id and caches it, evicting the least recently used
 // session when the cache is full.
 func (c *fetchSessions) add(sess *fetchSession) {
+	var evicted []*fetchSession
+	defer func() {
+		for _, old := range evicted {
+			old.close()
+		}
+	}()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for c.lru.Len() >= c.slots {
 		old := c.lru.Remove(c.lru.Back()).(*fetchSession)
 		delete(c.byID, old.id)
+		evicted = append(evicted, old)
 	}
 	for {
 		sess.id = rand.Int32N(math.MaxInt32) + 1 // > 0: 0 means no session
@@ -323,6 +386,7 @@ func (c *fetchSessions) add(sess *fetchSession) {
 			break
 		}
 	}
+	sess.used = time.Now()
 	c.byID[sess.id] = c.lru.PushFront(sess)
 }
 
@@ -335,14 +399,20 @@ func (c *fetchSessions) get(id int32) *fetchSession {
 		return nil
 	}
 	c.lru.MoveToFront(e)
-	return e.Value.(*fetchSession)
+	sess := e.Value.(*fetchSession)
+	sess.used, sess.slept = time.Now(), false
+	return sess
 }
 
 func (c *fetchSessions) remove(id int32) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if e, ok := c.byID[id]; ok {
+	e, ok := c.byID[id]
+	if ok {
 		c.lru.Remove(e)
 		delete(c.byID, id)
+	}
+	c.mu.Unlock()
+	if ok {
+		e.Value.(*fetchSession).close()
 	}
 }

@@ -6,11 +6,13 @@ import (
 	"log/slog"
 	"net"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"strand/internal/config"
+	"strand/internal/record"
 )
 
 // BenchmarkFetchSession1000 measures one fetch round of a consumer caught up
@@ -109,5 +111,60 @@ func BenchmarkFetchSession1000(b *testing.B) {
 		}
 		b.ReportMetric(float64(len(body)), "req-B/round")
 		b.ReportMetric(float64(out), "resp-B/round")
+	})
+	// One partition of the 1000 gets a record before each round (appended
+	// with the timer stopped): the round returns it, and the next request
+	// names that partition's new fetch offset.
+	b.Run("incremental-1new", func(b *testing.B) {
+		open := kmsg.NewPtrFetchRequest()
+		open.Version, open.ReplicaID, open.MaxBytes, open.SessionEpoch = 12, -1, 50<<20, 0
+		ot := kmsg.NewFetchRequestTopic()
+		ot.Topic = "bench"
+		for p := int32(0); p < parts; p++ { // caught up (earlier runs appended)
+			bp, _ := srv.parts.Get("bench", p)
+			rp := kmsg.NewFetchRequestTopicPartition()
+			rp.Partition, rp.FetchOffset, rp.PartitionMaxBytes = p, bp.HighWatermark(), 1<<20
+			ot.Partitions = append(ot.Partitions, rp)
+		}
+		open.Topics = append(open.Topics, ot)
+		_, resp := round(b, open.AppendTo(nil))
+		inc := kmsg.NewPtrFetchRequest()
+		inc.Version, inc.ReplicaID, inc.MaxBytes = 12, -1, 50<<20
+		inc.SessionID = resp.SessionID
+		batch := record.MustBuild(record.BuildSpec{ProducerID: -1, ProducerEpoch: -1, BaseSequence: -1,
+			Records: []record.Record{{Timestamp: time.Now().UnixMilli(), Value: []byte("n")}}})
+		next := make([]int64, parts)
+		for _, rp := range resp.Topics[0].Partitions {
+			next[rp.Partition] = rp.HighWatermark
+		}
+		prev := int32(-1)
+		var body []byte
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			b.StopTimer()
+			p := int32(i % parts)
+			bp, _ := srv.parts.Get("bench", p)
+			if _, err := bp.Append(append([]byte(nil), batch...), time.Now()); err != nil {
+				b.Fatal(err)
+			}
+			inc.SessionEpoch = int32(i + 1)
+			inc.Topics = inc.Topics[:0]
+			if prev >= 0 {
+				t := kmsg.NewFetchRequestTopic()
+				t.Topic = "bench"
+				rp := kmsg.NewFetchRequestTopicPartition()
+				rp.Partition, rp.FetchOffset, rp.PartitionMaxBytes = prev, next[prev], 1<<20
+				t.Partitions = append(t.Partitions, rp)
+				inc.Topics = append(inc.Topics, t)
+			}
+			body = inc.AppendTo(body[:0])
+			b.StartTimer()
+			_, resp := round(b, body)
+			if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 || resp.Topics[0].Partitions[0].Partition != p {
+				b.Fatalf("round %d: want partition %d alone, got %v with records %v", i, p, listed(resp), withRecords(resp))
+			}
+			next[p] = resp.Topics[0].Partitions[0].HighWatermark
+			prev = p
+		}
 	})
 }
