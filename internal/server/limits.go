@@ -280,6 +280,10 @@ func (p *memPool) runReclaim(ctx context.Context, interval time.Duration) {
 		}
 		p.mu.Unlock()
 		if peak >= reclaimThreshold && used < peak/8 {
+			// Twice: the first collection only moves the request body
+			// pools (protocol.ReleaseBody, a sync.Pool) to their victim
+			// caches; the second frees them.
+			debug.FreeOSMemory()
 			debug.FreeOSMemory()
 		}
 	}
