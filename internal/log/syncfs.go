@@ -72,6 +72,8 @@ func NewDirSyncer(dir string, minLogs int, logger *slog.Logger) (*DirSyncer, err
 	}
 	s := &DirSyncer{dir: dir, f: f, dev: dev, minLogs: minLogs, logger: logger}
 	s.cond = sync.NewCond(&s.mu)
+	logger.Info("flushes of many partitions share one syncfs of the log dir's filesystem (log.flush.syncfs.min.partitions)",
+		"dir", dir, "min_partitions", minLogs)
 	return s, nil
 }
 
