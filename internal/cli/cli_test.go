@@ -134,9 +134,14 @@ func TestCommands(t *testing.T) {
 			}
 			return ""
 		})
-		if out := ok(t, b, "", "cluster", "info"); !strings.Contains(out, "CONTROLLER   ") || strings.Count(out, "127.0.0.1") != 3 {
-			t.Fatalf("cluster info table:\n%s", out)
-		}
+		// The table may come from another node, whose metadata can lag the
+		// first answer's by a heartbeat: wait for it too.
+		waitFor(t, 20*time.Second, func() string {
+			if out := ok(t, b, "", "cluster", "info"); !strings.Contains(out, "CONTROLLER   ") || strings.Count(out, "127.0.0.1") != 3 {
+				return fmt.Sprintf("cluster info table:\n%s", out)
+			}
+			return ""
+		})
 		waitFor(t, 20*time.Second, func() string { // a new quorum may still be settling
 			out, err := strand(t, b, "", "cluster", "health", "--json") // exits 1 while degraded
 			health := decode[struct {
