@@ -133,8 +133,16 @@ type Config struct {
 	// PartitionExists reports whether a topic partition exists, for offset
 	// commits and deletes (UNKNOWN_TOPIC_OR_PARTITION); nil accepts all.
 	PartitionExists func(topic string, partition int32) bool
-	Clock           Clock
-	Logger          *slog.Logger
+	// Leads reports whether the metadata names this broker the leader of a
+	// __consumer_offsets partition. Such a partition that is not loaded yet
+	// (its Load has not started) answers COORDINATOR_LOAD_IN_PROGRESS, as
+	// one being loaded does, rather than NOT_COORDINATOR: FindCoordinator
+	// already named this broker, and clients retry the former in place
+	// (kafkajs fails a transactional offset commit on the latter). nil: no
+	// partition is led before its Load.
+	Leads  func(partition int32) bool
+	Clock  Clock
+	Logger *slog.Logger
 }
 
 func (c Config) withDefaults() Config {
@@ -404,6 +412,9 @@ func (c *Coordinator) shardFor(group string) (*shard, int16) {
 	sh := c.shards[p]
 	c.mu.RUnlock()
 	if sh == nil {
+		if c.cfg.Leads != nil && c.cfg.Leads(p) {
+			return nil, kerr.CoordinatorLoadInProgress.Code
+		}
 		return nil, kerr.NotCoordinator.Code
 	}
 	sh.mu.Lock()

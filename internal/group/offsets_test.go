@@ -2,6 +2,7 @@ package group
 
 import (
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -255,5 +256,28 @@ func TestOffsetsExpire(t *testing.T) {
 	}
 	if tombstones < 5 {
 		t.Fatalf("%d tombstones in the log", tombstones)
+	}
+}
+
+// TestLedButNotLoadedIsLoading: a partition the metadata names this broker
+// the leader of, whose Load has not started yet, answers
+// COORDINATOR_LOAD_IN_PROGRESS (clients retry it in place); one it does not
+// lead answers NOT_COORDINATOR.
+func TestLedButNotLoadedIsLoading(t *testing.T) {
+	var leads atomic.Bool
+	h := newHarness(t, func(c *Config) { c.Leads = func(int32) bool { return leads.Load() } })
+	h.c.Unload(0)
+	commit := func() int16 {
+		req := kmsg.NewPtrTxnOffsetCommitRequest()
+		req.TransactionalID, req.Group, req.ProducerID, req.ProducerEpoch, req.Generation = "tx", "g", 1, 0, -1
+		req.Topics = []kmsg.TxnOffsetCommitRequestTopic{{Topic: "t", Partitions: []kmsg.TxnOffsetCommitRequestTopicPartition{{Partition: 0, Offset: 5}}}}
+		return h.c.TxnOffsetCommit(req)().Topics[0].Partitions[0].ErrorCode
+	}
+	if code := commit(); code != kerr.NotCoordinator.Code {
+		t.Fatalf("not led: error %d, want NOT_COORDINATOR", code)
+	}
+	leads.Store(true)
+	if code := commit(); code != kerr.CoordinatorLoadInProgress.Code {
+		t.Fatalf("led, not loaded: error %d, want COORDINATOR_LOAD_IN_PROGRESS", code)
 	}
 }

@@ -53,6 +53,10 @@ func (s *Server) openGroups() {
 			t, ok := s.store.Image().Topic(topic)
 			return ok && partition >= 0 && int(partition) < len(t.Partitions)
 		},
+		Leads: func(partition int32) bool {
+			t, ok := s.store.Image().Topic(group.Topic)
+			return ok && partition >= 0 && int(partition) < len(t.Partitions) && t.Partitions[partition].Leader == s.cfg.NodeID()
+		},
 		Logger: s.logger.With("component", "group-coordinator"),
 	}
 	gc := &groupCoordinator{Coordinator: group.New(cfg, offsetsLog{parts: s.parts, timeout: ms("offsets.commit.timeout.ms")})}
