@@ -57,8 +57,15 @@ func (m *Manager) unchanged(tp TopicPartition, p *Partition, pm metadata.Partiti
 	return ok && a.p == p && a.minISR == minISR && samePartition(a.pm, pm)
 }
 
-// recordApplied remembers that p was given pm. Called with m.mu held.
+// recordApplied remembers that p was given pm, if p took it (its leader and
+// leader epoch are pm's): applyMetadata ignores metadata older than what
+// the partition has, and a closed partition takes none, so such an entry
+// is not recorded and the next Apply gives it again. Called with m.mu held.
 func (m *Manager) recordApplied(tp TopicPartition, p *Partition, pm metadata.Partition, minISR int) {
+	if p.Leader() != pm.Leader || p.LeaderEpoch() != pm.LeaderEpoch {
+		delete(m.applied, tp)
+		return
+	}
 	pm.Replicas, pm.ISR = slices.Clone(pm.Replicas), slices.Clone(pm.ISR)
 	pm.AddingReplicas, pm.RemovingReplicas = slices.Clone(pm.AddingReplicas), slices.Clone(pm.RemovingReplicas)
 	m.applied[tp] = appliedPartition{p: p, pm: pm, minISR: minISR}
