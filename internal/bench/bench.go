@@ -158,7 +158,15 @@ func Main(ctx context.Context, args []string, stdout io.Writer) (retErr error) {
 	var reps []Report
 	var created []string // a sweep's topics, deleted after the last count
 	defer func() {
-		if err := deleteTopics(ctx, o, created); err != nil && retErr == nil {
+		if len(created) == 0 {
+			return
+		}
+		cl, err := o.newClient()
+		if err == nil {
+			err = deleteTopics(ctx, kadm.NewClient(cl), created...)
+			cl.Close()
+		}
+		if err != nil && retErr == nil {
 			retErr = err
 		}
 	}()
@@ -213,24 +221,15 @@ func Main(ctx context.Context, args []string, stdout io.Writer) (retErr error) {
 	return nil
 }
 
-// deleteTopics deletes the topics a sweep created, all at once.
-func deleteTopics(ctx context.Context, o Options, topics []string) error {
+// deleteTopics deletes topics, all at once, with time for thousands of
+// partitions and even after ctx is cancelled.
+func deleteTopics(ctx context.Context, adm *kadm.Client, topics ...string) error {
 	if len(topics) == 0 {
 		return nil
 	}
-	secOpts, err := o.Security.KgoOpts()
-	if err != nil {
-		return err
-	}
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(o.Brokers...)}, secOpts...)...)
-	if err != nil {
-		return fmt.Errorf("admin client: %w", err)
-	}
-	defer cl.Close()
-	// Deleting thousands of partitions takes a while.
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 	defer cancel()
-	resps, err := kadm.NewClient(cl).DeleteTopics(dctx, topics...)
+	resps, err := adm.DeleteTopics(dctx, topics...)
 	if err == nil {
 		err = resps.Error()
 	}
@@ -238,6 +237,15 @@ func deleteTopics(ctx context.Context, o Options, topics []string) error {
 		return fmt.Errorf("delete topics %q: %w", topics, err)
 	}
 	return nil
+}
+
+// newClient returns a client of o's brokers with o's security settings.
+func (o Options) newClient() (*kgo.Client, error) {
+	secOpts, err := o.Security.KgoOpts()
+	if err != nil {
+		return nil, err
+	}
+	return kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(o.Brokers...)}, secOpts...)...)
 }
 
 // Settings describes the client settings o runs with, as Main prints them
@@ -418,11 +426,7 @@ func Run(ctx context.Context, o Options) (rep Report, err error) {
 			return rep, err
 		}
 	}
-	secOpts, err := o.Security.KgoOpts()
-	if err != nil {
-		return rep, err
-	}
-	admCl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(o.Brokers...)}, secOpts...)...)
+	admCl, err := o.newClient()
 	if err != nil {
 		return rep, fmt.Errorf("admin client: %w", err)
 	}
@@ -439,11 +443,8 @@ func Run(ctx context.Context, o Options) (rep Report, err error) {
 	}
 	if rep.TopicCreated && !o.Keep {
 		defer func() {
-			// Deleting thousands of partitions takes a while.
-			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
-			defer cancel()
-			if _, derr := adm.DeleteTopic(dctx, o.Topic); derr != nil && err == nil {
-				err = fmt.Errorf("delete topic %q: %w", o.Topic, derr)
+			if derr := deleteTopics(ctx, adm, o.Topic); derr != nil && err == nil {
+				err = derr
 			}
 		}()
 	}
@@ -496,11 +497,7 @@ func (o Options) cpuMeter(ctx context.Context, adm *kadm.Client) *cpuMeter {
 // consumeOnly reads the existing topic o.Topic from its log start offsets to
 // the end offsets it has when the run starts.
 func consumeOnly(ctx context.Context, o Options, rep Report) (Report, error) {
-	secOpts, err := o.Security.KgoOpts()
-	if err != nil {
-		return rep, err
-	}
-	admCl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(o.Brokers...)}, secOpts...)...)
+	admCl, err := o.newClient()
 	if err != nil {
 		return rep, fmt.Errorf("admin client: %w", err)
 	}

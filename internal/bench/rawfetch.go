@@ -22,11 +22,7 @@ import (
 func consumeRaw(ctx context.Context, o Options, start, end map[int32]int64) (ConsumeReport, error) {
 	var rep ConsumeReport
 	rep.Raw = true
-	secOpts, err := o.Security.KgoOpts()
-	if err != nil {
-		return rep, err
-	}
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(o.Brokers...)}, secOpts...)...)
+	cl, err := o.newClient()
 	if err != nil {
 		return rep, fmt.Errorf("raw fetch: new client: %w", err)
 	}
